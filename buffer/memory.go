@@ -1,0 +1,175 @@
+package buffer
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Memory is a buffer held in memory, bounded in bytes. Records are
+// acknowledged to the input only once delivered, so a crash loses nothing:
+// the input re-reads what was not acknowledged.
+type Memory struct {
+	mu       sync.Mutex
+	cond     *sync.Cond // signalled on writes, acks, seal
+	maxBytes int64
+	dropNew  bool
+
+	queue    []Record // not yet read
+	bytes    int64    // bytes of queue + in flight
+	seq      uint64
+	sealed   bool
+	dropped  int64
+	inflight map[uint64]*memBatch
+	oldest   time.Time
+}
+
+type memBatch struct {
+	acks  []Record
+	bytes int64
+}
+
+// NewMemory returns a memory buffer holding at most maxBytes (0: 16 MiB).
+func NewMemory(maxBytes int64, whenFull string) *Memory {
+	if maxBytes <= 0 {
+		maxBytes = 16 << 20
+	}
+	m := &Memory{maxBytes: maxBytes, dropNew: whenFull == "drop_newest", inflight: map[uint64]*memBatch{}}
+	m.cond = sync.NewCond(&m.mu)
+	return m
+}
+
+// wait blocks on the condition until ctx is done; it returns ctx.Err().
+func (m *Memory) wait(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		m.mu.Lock()
+		m.cond.Broadcast()
+		m.mu.Unlock()
+	})
+	m.cond.Wait()
+	stop()
+	return ctx.Err()
+}
+
+func (m *Memory) Write(ctx context.Context, recs []Record) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range recs {
+		n := int64(len(r.Data))
+		for m.bytes > 0 && m.bytes+n > m.maxBytes && !m.sealed {
+			if m.dropNew {
+				break
+			}
+			if err := m.wait(ctx); err != nil {
+				return err
+			}
+		}
+		if m.sealed {
+			return ErrSealed
+		}
+		if m.bytes > 0 && m.bytes+n > m.maxBytes && m.dropNew {
+			m.dropped++
+			r.Ack.Release()
+			continue
+		}
+		if len(m.queue) == 0 && len(m.inflight) == 0 {
+			m.oldest = time.Now()
+		}
+		m.queue = append(m.queue, r)
+		m.bytes += n
+	}
+	m.cond.Broadcast()
+	return nil
+}
+
+func (m *Memory) Read(ctx context.Context, l Limits) (*Batch, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for len(m.queue) == 0 {
+		if m.sealed {
+			return nil, ErrDrained
+		}
+		if err := m.wait(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if l.Timeout > 0 && !m.full(l) && !m.sealed {
+		deadline := time.Now().Add(l.Timeout)
+		tctx, cancel := context.WithDeadline(ctx, deadline)
+		for !m.full(l) && !m.sealed && tctx.Err() == nil {
+			_ = m.wait(tctx)
+		}
+		cancel()
+	}
+	n, size := 0, 0
+	for n < len(m.queue) {
+		d := len(m.queue[n].Data)
+		if n > 0 && ((l.MaxEvents > 0 && n >= l.MaxEvents) || (l.MaxBytes > 0 && size+d > l.MaxBytes)) {
+			break
+		}
+		n++
+		size += d
+	}
+	mb := &memBatch{acks: make([]Record, n), bytes: int64(size)}
+	copy(mb.acks, m.queue[:n])
+	b := &Batch{Records: make([][]byte, n), Seq: m.seq}
+	for i := range n {
+		b.Records[i] = m.queue[i].Data
+	}
+	clear(m.queue[:n])
+	m.queue = m.queue[n:]
+	m.inflight[m.seq] = mb
+	m.seq++
+	return b, nil
+}
+
+func (m *Memory) full(l Limits) bool {
+	if l.MaxEvents > 0 && len(m.queue) >= l.MaxEvents {
+		return true
+	}
+	if l.MaxBytes > 0 {
+		s := 0
+		for _, r := range m.queue {
+			s += len(r.Data)
+			if s >= l.MaxBytes {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (m *Memory) Ack(b *Batch) error {
+	m.mu.Lock()
+	mb := m.inflight[b.Seq]
+	delete(m.inflight, b.Seq)
+	if mb != nil {
+		m.bytes -= mb.bytes
+	}
+	if len(m.queue) == 0 && len(m.inflight) == 0 {
+		m.oldest = time.Time{}
+	}
+	m.cond.Broadcast()
+	m.mu.Unlock()
+	if mb != nil {
+		for _, r := range mb.acks {
+			r.Ack.Release()
+		}
+	}
+	return nil
+}
+
+func (m *Memory) Seal() {
+	m.mu.Lock()
+	m.sealed = true
+	m.cond.Broadcast()
+	m.mu.Unlock()
+}
+
+func (m *Memory) Stats() Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return Stats{Records: int64(len(m.queue)), Bytes: m.bytes, OldestUnacked: m.oldest, Dropped: m.dropped}
+}
+
+func (m *Memory) Close() error { m.Seal(); return nil }

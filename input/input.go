@@ -1,0 +1,42 @@
+// Package input defines the first stage of the pipeline: sources of lines.
+package input
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/parser"
+)
+
+// Emit hands a batch of events to the pipeline. It blocks while the pipeline
+// is full (backpressure) and takes ownership of the batch and its events. It
+// returns an error only when the pipeline is aborting; the input then stops.
+type Emit func(batch []*event.Event) error
+
+// Input reads lines and emits them as events. Each event carries its Input
+// name, Path, Pos and an Ack: the input advances its checkpoint only when the
+// Ack of every event up to a position has been released.
+type Input interface {
+	// Run reads until ctx is cancelled, then stops discovering new files,
+	// reads the open files to their current end, emits what it read and
+	// returns. With exit_on_eof it returns by itself once every file is
+	// read to its end and every event it emitted is acknowledged.
+	Run(ctx context.Context, emit Emit) error
+}
+
+// Env is what the engine gives an input when it builds one.
+type Env struct {
+	// Name is the input's configured name (meta.input).
+	Name string
+	// DataDir is the agent's data directory (checkpoints live below it).
+	DataDir string
+	// NewAssembler returns a fresh line assembler for one file (or nil:
+	// every line is one event). Assemblers join container partial lines
+	// and multiline groups.
+	NewAssembler func() parser.Assembler
+	// ExitOnEOF is the CLI override of exit_on_eof.
+	ExitOnEOF bool
+	// Logger is the agent's logger, already tagged with the input.
+	Logger *slog.Logger
+}
