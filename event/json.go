@@ -1,0 +1,191 @@
+package event
+
+import (
+	"encoding/json"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// AppendJSON appends the record as one JSON object (no newline) to dst.
+//
+// When the parser found Raw to be a JSON object (RawJSON) and no stage has
+// modified the record, Raw is written verbatim: the cheapest path, and the
+// exact bytes the application wrote. Otherwise Fields are serialised with
+// their keys sorted, so output is deterministic. Invalid UTF-8 is written as
+// U+FFFD. `meta` is never written: it lives outside Fields.
+func AppendJSON(dst []byte, e *Event) []byte {
+	if e.Flags&(RawJSON|Modified) == RawJSON {
+		return append(dst, e.Raw...)
+	}
+	if e.Partial {
+		e.Full()
+	}
+	if e.Fields == nil {
+		dst = append(dst, `{"message":`...)
+		dst = AppendString(dst, e.Raw)
+		return append(dst, '}')
+	}
+	return AppendValue(dst, e.Fields)
+}
+
+// AppendValue appends v as JSON.
+func AppendValue(dst []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return append(dst, "null"...)
+	case string:
+		return AppendString(dst, x)
+	case []byte:
+		return AppendString(dst, x)
+	case bool:
+		return strconv.AppendBool(dst, x)
+	case int:
+		return strconv.AppendInt(dst, int64(x), 10)
+	case int64:
+		return strconv.AppendInt(dst, x, 10)
+	case int32:
+		return strconv.AppendInt(dst, int64(x), 10)
+	case uint64:
+		return strconv.AppendUint(dst, x, 10)
+	case float64:
+		return appendFloat(dst, x)
+	case float32:
+		return appendFloat(dst, float64(x))
+	case json.Number:
+		if x == "" {
+			return append(dst, '0')
+		}
+		return append(dst, x...)
+	case time.Time:
+		dst = append(dst, '"')
+		dst = x.UTC().AppendFormat(dst, time.RFC3339Nano)
+		return append(dst, '"')
+	case map[string]any:
+		return appendMap(dst, x)
+	case []any:
+		dst = append(dst, '[')
+		for i, el := range x {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = AppendValue(dst, el)
+		}
+		return append(dst, ']')
+	case []string:
+		dst = append(dst, '[')
+		for i, el := range x {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = AppendString(dst, el)
+		}
+		return append(dst, ']')
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return AppendString(dst, err.Error())
+	}
+	return append(dst, b...)
+}
+
+func appendMap(dst []byte, m map[string]any) []byte {
+	var stack [32]string
+	keys := stack[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	dst = append(dst, '{')
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = AppendString(dst, k)
+		dst = append(dst, ':')
+		dst = AppendValue(dst, m[k])
+	}
+	return append(dst, '}')
+}
+
+func appendFloat(dst []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(dst, "null"...)
+	}
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	return strconv.AppendFloat(dst, f, format, -1, 64)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// safe[b] is true for ASCII bytes that need no escaping in a JSON string.
+var safe = func() (t [utf8.RuneSelf]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\'
+	}
+	return t
+}()
+
+// AppendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func AppendString[S ~string | ~[]byte](dst []byte, s S) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if safe[b] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '"', '\\':
+				dst = append(dst, '\\', b)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		var r rune
+		var size int
+		switch x := any(s).(type) {
+		case string:
+			r, size = utf8.DecodeRuneInString(x[i:])
+		case []byte:
+			r, size = utf8.DecodeRune(x[i:])
+		default:
+			r, size = utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
+		}
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, "\ufffd"...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
