@@ -149,3 +149,15 @@ func RegisterFilter(name string, p Filter) { Default.AddFilter(name, p) }
 
 // RegisterOutput adds an output to the default registry.
 func RegisterOutput(name string, p Output) { Default.AddOutput(name, p) }
+
+// KeyError names the key of a plugin's config that an error is about, so the
+// config loader can print the key's file line and path
+// ("sidelog.yaml:14: filters[1].set.env: ..."). Key is relative to the
+// plugin's mapping and may be dotted ("set.env", "tls.ca_file").
+type KeyError struct {
+	Key string
+	Err error
+}
+
+func (e *KeyError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *KeyError) Unwrap() error { return e.Err }
