@@ -161,3 +161,12 @@ type KeyError struct {
 
 func (e *KeyError) Error() string { return e.Key + ": " + e.Err.Error() }
 func (e *KeyError) Unwrap() error { return e.Err }
+
+// KeyUser is implemented by filters and outputs that read record fields
+// directly (not through Raw): Keys returns the top-level fields they read, or
+// all=true. The engine tells the parser, which may then parse only those
+// keys. A filter or output that does not implement KeyUser is assumed to
+// read every field.
+type KeyUser interface {
+	Keys() (keys []string, all bool)
+}

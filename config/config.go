@@ -1,0 +1,470 @@
+// Package config loads sidelog's YAML configuration strictly: unknown keys,
+// wrong types, bad sizes and durations, missing ${VAR}s, unknown plugins and
+// expressions that do not compile are all refused at load, every one reported
+// with its file, line and key path, all at once.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sidelog/sidelog/buffer"
+	"github.com/sidelog/sidelog/config/units"
+	"github.com/sidelog/sidelog/delivery"
+	"github.com/sidelog/sidelog/expression"
+	"github.com/sidelog/sidelog/parser"
+	"github.com/sidelog/sidelog/plugins"
+)
+
+// Config is the whole agent configuration.
+type Config struct {
+	DataDir         string           `yaml:"data_dir"`
+	LogLevel        string           `yaml:"log_level"`
+	API             API              `yaml:"api"`
+	ShutdownTimeout time.Duration    `yaml:"shutdown_timeout"`
+	DeadLetter      DeadLetterConfig `yaml:"dead_letter"`
+	Inputs          []Input          `yaml:"inputs"`
+	Filters         []Filter         `yaml:"filters"`
+	Outputs         []Output         `yaml:"outputs"`
+
+	// File is the path the config was read from.
+	File string `yaml:"-"`
+}
+
+// API is the HTTP API block.
+type API struct {
+	Address string `yaml:"address"`
+	Tap     bool   `yaml:"tap"`
+	Pprof   bool   `yaml:"pprof"`
+}
+
+// DeadLetterConfig bounds the dead-letter files.
+type DeadLetterConfig struct {
+	MaxBytes units.Size `yaml:"max_bytes"`
+}
+
+// Input is one `inputs:` entry: the engine's keys, the parser's keys, and the
+// plugin's own config (Plugin, a pointer to the plugin's config struct).
+type Input struct {
+	Name   string        `yaml:"name"`
+	Type   string        `yaml:"type"`
+	Parser parser.Config `yaml:",inline"`
+	Plugin any           `yaml:"-"`
+
+	node *yaml.Node
+}
+
+// Filter is one `filters:` entry.
+type Filter struct {
+	Type string `yaml:"type"`
+	When string `yaml:"when"`
+	// WhenProgram is the compiled `when` (nil when absent).
+	WhenProgram *expression.Program `yaml:"-"`
+	Plugin      any                 `yaml:"-"`
+
+	node *yaml.Node
+}
+
+// Output is one `outputs:` entry.
+type Output struct {
+	Name   string               `yaml:"name"`
+	Type   string               `yaml:"type"`
+	Route  string               `yaml:"route"`
+	Buffer buffer.Config        `yaml:"buffer"`
+	Batch  delivery.BatchConfig `yaml:"batch"`
+	Retry  delivery.RetryConfig `yaml:"retry"`
+	// RouteProgram is the compiled route (nil: every record).
+	RouteProgram *expression.Program `yaml:"-"`
+	Plugin       any                 `yaml:"-"`
+
+	node *yaml.Node
+}
+
+// Defaults fills what the user left out.
+func (c *Config) Defaults() {
+	if c.DataDir == "" {
+		c.DataDir = "/var/lib/sidelog"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.API.Address == "" {
+		c.API.Address = "127.0.0.1:2020"
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 25 * time.Second
+	}
+	if c.DeadLetter.MaxBytes == 0 {
+		c.DeadLetter.MaxBytes = 256 << 20
+	}
+	for i := range c.Outputs {
+		o := &c.Outputs[i]
+		if o.Batch.MaxEvents == 0 {
+			o.Batch.MaxEvents = 1000
+		}
+		if o.Batch.MaxBytes == 0 {
+			o.Batch.MaxBytes = 5 << 20
+		}
+		if o.Batch.Timeout == 0 {
+			o.Batch.Timeout = time.Second
+		}
+		if o.Retry.Initial == 0 {
+			o.Retry.Initial = 500 * time.Millisecond
+		}
+		if o.Retry.Max == 0 {
+			o.Retry.Max = 30 * time.Second
+		}
+		if o.Buffer.WhenFull == "" {
+			o.Buffer.WhenFull = "block"
+		}
+	}
+}
+
+// Error is one problem in a config file.
+type Error struct {
+	File string
+	Line int
+	Path string
+	Msg  string
+}
+
+func (e Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in a config file, in file order.
+type Errors struct {
+	File string
+	List []Error
+}
+
+func (e *Errors) add(line int, path, msg string) {
+	e.List = append(e.List, Error{File: e.File, Line: line, Path: path, Msg: msg})
+}
+
+func (e *Errors) Error() string {
+	s := make([]string, len(e.List))
+	for i, x := range e.List {
+		s[i] = x.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+func (e *Errors) err() error {
+	if len(e.List) == 0 {
+		return nil
+	}
+	sort.SliceStable(e.List, func(i, j int) bool { return e.List[i].Line < e.List[j].Line })
+	return e
+}
+
+// Load reads and checks the config file at path.
+func Load(path string, reg *plugins.Registry) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data, reg)
+}
+
+// Parse checks a config given as bytes; name is used in error messages.
+func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
+	errs := &Errors{File: name}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		msg := err.Error()
+		line := 0
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			fmt.Sscanf(m[1], "%d", &line)
+			msg = strings.TrimSpace(yamlLine.ReplaceAllString(msg, ""))
+		}
+		msg = strings.TrimPrefix(msg, "yaml: ")
+		errs.add(line, "", msg)
+		return nil, errs.err()
+	}
+	cfg := &Config{File: name}
+	if len(doc.Content) == 0 {
+		errs.add(0, "", "the config is empty")
+		return nil, errs.err()
+	}
+	root := doc.Content[0]
+	d := &decoder{errs: errs, original: map[*yaml.Node]string{}}
+	substitute(root, "", d)
+
+	// The top level, without the plugin sections.
+	skip := map[string]bool{"inputs": true, "filters": true, "outputs": true}
+	d.decodeMapping(root, "", []reflect.Value{reflect.ValueOf(cfg).Elem()}, skip)
+	cfg.Defaults()
+
+	if n := find(root, "inputs"); n != nil {
+		cfg.Inputs = decodeList(d, n, "inputs", func(item *yaml.Node, path string) Input {
+			in := Input{node: item}
+			typ := typeOf(d, item, path)
+			targets := []reflect.Value{reflect.ValueOf(&in).Elem()}
+			if typ != "" {
+				if p, ok := reg.Input(typ); ok {
+					in.Plugin = p.Config()
+					targets = append(targets, reflect.ValueOf(in.Plugin).Elem())
+				} else {
+					d.fail(find(item, "type"), path+".type", "unknown input type %q (known: %s)", typ, strings.Join(reg.InputNames(), ", "))
+					return in
+				}
+			}
+			d.decodeMapping(item, path, targets, nil)
+			return in
+		})
+	} else {
+		errs.add(root.Line, "inputs", "at least one input is required")
+	}
+	if n := find(root, "filters"); n != nil {
+		cfg.Filters = decodeList(d, n, "filters", func(item *yaml.Node, path string) Filter {
+			f := Filter{node: item}
+			typ := typeOf(d, item, path)
+			targets := []reflect.Value{reflect.ValueOf(&f).Elem()}
+			if typ != "" {
+				if p, ok := reg.Filter(typ); ok {
+					f.Plugin = p.Config()
+					targets = append(targets, reflect.ValueOf(f.Plugin).Elem())
+				} else {
+					d.fail(find(item, "type"), path+".type", "unknown filter type %q (known: %s)", typ, strings.Join(reg.FilterNames(), ", "))
+					return f
+				}
+			}
+			d.decodeMapping(item, path, targets, nil)
+			return f
+		})
+	}
+	if n := find(root, "outputs"); n != nil {
+		cfg.Outputs = decodeList(d, n, "outputs", func(item *yaml.Node, path string) Output {
+			o := Output{node: item}
+			typ := typeOf(d, item, path)
+			targets := []reflect.Value{reflect.ValueOf(&o).Elem()}
+			if typ != "" {
+				if p, ok := reg.Output(typ); ok {
+					o.Plugin = p.Config()
+					targets = append(targets, reflect.ValueOf(o.Plugin).Elem())
+				} else {
+					d.fail(find(item, "type"), path+".type", "unknown output type %q (known: %s)", typ, strings.Join(reg.OutputNames(), ", "))
+					return o
+				}
+			}
+			d.decodeMapping(item, path, targets, nil)
+			return o
+		})
+	} else {
+		errs.add(root.Line, "outputs", "at least one output is required")
+	}
+	cfg.Defaults()
+	cfg.check(reg, errs)
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+):`)
+
+func decodeList[T any](d *decoder, n *yaml.Node, key string, one func(*yaml.Node, string) T) []T {
+	n = resolve(n)
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.fail(n, key, "expected a list, got %s", kindName(n))
+		return nil
+	}
+	out := make([]T, 0, len(n.Content))
+	for i, item := range n.Content {
+		out = append(out, one(resolve(item), fmt.Sprintf("%s[%d]", key, i)))
+	}
+	return out
+}
+
+func typeOf(d *decoder, item *yaml.Node, path string) string {
+	t := find(item, "type")
+	if t == nil {
+		d.fail(item, path, "missing key \"type\"")
+		return ""
+	}
+	if t.Kind != yaml.ScalarNode {
+		d.fail(t, path+".type", "expected a string, got %s", kindName(t))
+		return ""
+	}
+	return t.Value
+}
+
+// check validates what decoding alone cannot: names, plugin configs,
+// expressions.
+func (c *Config) check(reg *plugins.Registry, errs *Errors) {
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs.add(0, "log_level", fmt.Sprintf("must be debug, info, warn or error, not %q", c.LogLevel))
+	}
+	names := map[string]bool{}
+	for i := range c.Inputs {
+		in := &c.Inputs[i]
+		path := fmt.Sprintf("inputs[%d]", i)
+		if in.Name == "" {
+			errs.add(in.node.Line, path+".name", "an input needs a name")
+		} else if names[in.Name] {
+			errs.add(lineOf(in.node, "name"), path+".name", fmt.Sprintf("duplicate input name %q", in.Name))
+		}
+		names[in.Name] = true
+		if in.Plugin != nil {
+			c.pluginError(errs, in.node, path, validate(in.Plugin))
+		}
+		if ValidateParser != nil {
+			for _, err := range ValidateParser(reg, in.Parser) {
+				c.pluginError(errs, in.node, path, err)
+			}
+		}
+	}
+	for i := range c.Filters {
+		f := &c.Filters[i]
+		path := fmt.Sprintf("filters[%d]", i)
+		if f.When != "" {
+			p, err := expression.Compile(f.When, expression.Bool)
+			c.pluginError(errs, f.node, path, keyed("when", err))
+			f.WhenProgram = p
+		}
+		if f.Plugin != nil {
+			c.pluginError(errs, f.node, path, validate(f.Plugin))
+		}
+	}
+	outNames := map[string]bool{}
+	for i := range c.Outputs {
+		o := &c.Outputs[i]
+		path := fmt.Sprintf("outputs[%d]", i)
+		if o.Name == "" {
+			errs.add(o.node.Line, path+".name", "an output needs a name")
+		} else if outNames[o.Name] {
+			errs.add(lineOf(o.node, "name"), path+".name", fmt.Sprintf("duplicate output name %q", o.Name))
+		} else if !validName.MatchString(o.Name) {
+			errs.add(lineOf(o.node, "name"), path+".name", fmt.Sprintf("%q: use letters, digits, '-' and '_' (it names a directory)", o.Name))
+		}
+		outNames[o.Name] = true
+		if o.Route != "" {
+			p, err := expression.Compile(o.Route, expression.Bool)
+			c.pluginError(errs, o.node, path, keyed("route", err))
+			o.RouteProgram = p
+		}
+		switch o.Buffer.Type {
+		case "", "memory", "disk":
+		default:
+			errs.add(lineOf(o.node, "buffer.type"), path+".buffer.type", fmt.Sprintf("must be disk or memory, not %q", o.Buffer.Type))
+		}
+		switch o.Buffer.WhenFull {
+		case "block", "drop_newest":
+		default:
+			errs.add(lineOf(o.node, "buffer.when_full"), path+".buffer.when_full", fmt.Sprintf("must be block or drop_newest, not %q", o.Buffer.WhenFull))
+		}
+		switch o.Buffer.Compression {
+		case "", "none", "zstd":
+		default:
+			errs.add(lineOf(o.node, "buffer.compression"), path+".buffer.compression", fmt.Sprintf("must be none or zstd, not %q", o.Buffer.Compression))
+		}
+		if o.Retry.Max < o.Retry.Initial {
+			errs.add(lineOf(o.node, "retry.max"), path+".retry.max", "must not be below retry.initial")
+		}
+		if o.Plugin != nil {
+			c.pluginError(errs, o.node, path, validate(o.Plugin))
+		}
+	}
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// ValidateParser checks an input's parser keys; parser/build sets it (the
+// config package does not depend on every parser).
+var ValidateParser func(reg *plugins.Registry, cfg parser.Config) []error
+
+func validate(cfg any) error {
+	if v, ok := cfg.(plugins.Validator); ok {
+		return v.Validate()
+	}
+	return nil
+}
+
+func keyed(key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &plugins.KeyError{Key: key, Err: err}
+}
+
+func lineOf(n *yaml.Node, key string) int {
+	if v := find(n, key); v != nil {
+		return v.Line
+	}
+	return n.Line
+}
+
+// pluginError records err about the entry at node/path. A plugins.KeyError
+// (possibly several, joined with errors.Join) names the key; the line is the
+// key's value line (plus the line inside a multi-line expression).
+func (c *Config) pluginError(errs *Errors, node *yaml.Node, path string, err error) {
+	if err == nil {
+		return
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			c.pluginError(errs, node, path, e)
+		}
+		return
+	}
+	line, p, msg := node.Line, path, err.Error()
+	var ke *plugins.KeyError
+	if errors.As(err, &ke) {
+		p = join(path, ke.Key)
+		msg = ke.Err.Error()
+		if v := find(node, ke.Key); v != nil {
+			line = v.Line
+			var ce *expression.CompileError
+			if errors.As(ke.Err, &ce) && (v.Style == yaml.LiteralStyle || v.Style == yaml.FoldedStyle) {
+				line += ce.Line
+			}
+		}
+	}
+	errs.add(line, p, msg)
+}
+
+// EntryError formats an error found after load (when the engine builds a
+// plugin) about inputs[i], filters[i] or outputs[i], with its line.
+func (c *Config) EntryError(section string, i int, err error) error {
+	var node *yaml.Node
+	switch section {
+	case "inputs":
+		node = c.Inputs[i].node
+	case "filters":
+		node = c.Filters[i].node
+	case "outputs":
+		node = c.Outputs[i].node
+	}
+	errs := &Errors{File: c.File}
+	if node == nil {
+		errs.add(0, fmt.Sprintf("%s[%d]", section, i), err.Error())
+	} else {
+		c.pluginError(errs, node, fmt.Sprintf("%s[%d]", section, i), err)
+	}
+	return errs.err()
+}
