@@ -1,0 +1,468 @@
+// Package pipeline wires the stages together and runs them:
+//
+//	input ──batches──▶ worker (parse, filters, route, encode) ──▶ buffer per output ──▶ delivery.Runner ──▶ output
+//
+// Every queue is bounded: an input's channel holds a few read batches, each
+// output's buffer is bounded in bytes, so a slow output fills its buffer,
+// blocks the worker, which blocks the input's emit, which stops reading the
+// file: the files themselves hold the backlog.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sidelog/sidelog/buffer"
+	"github.com/sidelog/sidelog/config"
+	"github.com/sidelog/sidelog/delivery"
+	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/expression"
+	"github.com/sidelog/sidelog/filter"
+	"github.com/sidelog/sidelog/input"
+	"github.com/sidelog/sidelog/output"
+	"github.com/sidelog/sidelog/parser"
+	"github.com/sidelog/sidelog/plugins"
+)
+
+// Options are the engine's settings that do not come from the config file.
+type Options struct {
+	Registry   *plugins.Registry
+	Logger     *slog.Logger
+	ExitOnEOF  bool
+	InstanceID string
+	Hostname   string
+	// NewBuffer opens an output's buffer; nil: memory buffers.
+	NewBuffer func(o *config.Output, defaultType string) (buffer.Buffer, error)
+	// DeadLetter receives permanently failed records; may be nil.
+	DeadLetter func(o *config.Output) delivery.DeadLetter
+}
+
+// BuildParser builds an input's parser and assembler factory. parser/build
+// replaces the default, which knows only the registry's plain parsers.
+var BuildParser = func(reg *plugins.Registry, cfg parser.Config, maxLineBytes int) (parser.Parser, func() parser.Assembler, error) {
+	name := cfg.Parser
+	if name == "" {
+		name = "json"
+	}
+	p, ok := reg.Parser(name)
+	if !ok {
+		return nil, nil, fmt.Errorf("unknown parser %q", name)
+	}
+	return p.New(cfg, plugins.ParserEnv{MaxLineBytes: maxLineBytes, Lookup: reg.Parser})
+}
+
+// Pipeline is a built, runnable pipeline.
+type Pipeline struct {
+	cfg     *config.Config
+	opts    Options
+	log     *slog.Logger
+	inputs  []*inputStage
+	filters []*filterStage
+	outputs []*outputStage
+	Stats   *Stats
+}
+
+type inputStage struct {
+	name   string
+	in     input.Input
+	parser parser.Parser
+	// unrouted counts records that matched no output's route.
+	unrouted atomic.Int64
+	records  atomic.Int64
+}
+
+type filterStage struct {
+	id      string
+	when    *expression.Program
+	f       filter.Filter
+	dropped atomic.Int64
+	errors  atomic.Int64
+}
+
+type outputStage struct {
+	name   string
+	route  *expression.Program
+	out    output.Output
+	buf    buffer.Buffer
+	runner *delivery.Runner
+	// records counts records routed to this output.
+	records atomic.Int64
+	encErrs atomic.Int64
+}
+
+// Build creates every plugin of cfg. It starts nothing.
+func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
+	if opts.Registry == nil {
+		opts.Registry = plugins.Default
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Hostname == "" {
+		opts.Hostname, _ = os.Hostname()
+	}
+	reg := opts.Registry
+	p := &Pipeline{cfg: cfg, opts: opts, log: opts.Logger, Stats: &Stats{}}
+	var errs []error
+
+	keys, allKeys := map[string]bool{}, false
+	use := func(ks []string, all bool) {
+		allKeys = allKeys || all
+		for _, k := range ks {
+			keys[k] = true
+		}
+	}
+	for i := range cfg.Filters {
+		fc := &cfg.Filters[i]
+		plug, _ := reg.Filter(fc.Type)
+		id := fmt.Sprintf("filters[%d].%s", i, fc.Type)
+		f, err := plug.New(fc.Plugin, plugins.FilterEnv{ID: id, Logger: opts.Logger.With("filter", id)})
+		if err != nil {
+			errs = append(errs, cfg.EntryError("filters", i, err))
+			continue
+		}
+		if fc.WhenProgram != nil {
+			use(fc.WhenProgram.Keys())
+		}
+		if ku, ok := f.(plugins.KeyUser); ok {
+			use(ku.Keys())
+		} else {
+			allKeys = true
+		}
+		p.filters = append(p.filters, &filterStage{id: id, when: fc.WhenProgram, f: f})
+	}
+	for i := range cfg.Outputs {
+		oc := &cfg.Outputs[i]
+		plug, _ := reg.Output(oc.Type)
+		o, err := plug.New(oc.Plugin, plugins.OutputEnv{
+			Name: oc.Name, DataDir: cfg.DataDir, InstanceID: opts.InstanceID,
+			Hostname: opts.Hostname, Logger: opts.Logger.With("output", oc.Name),
+		})
+		if err != nil {
+			errs = append(errs, cfg.EntryError("outputs", i, err))
+			continue
+		}
+		if oc.RouteProgram != nil {
+			use(oc.RouteProgram.Keys())
+		}
+		if ku, ok := o.(plugins.KeyUser); ok {
+			use(ku.Keys())
+		} else {
+			allKeys = true
+		}
+		p.outputs = append(p.outputs, &outputStage{name: oc.Name, route: oc.RouteProgram, out: o})
+	}
+	keyList := make([]string, 0, len(keys))
+	for k := range keys {
+		keyList = append(keyList, k)
+	}
+	for i := range cfg.Inputs {
+		ic := &cfg.Inputs[i]
+		plug, _ := reg.Input(ic.Type)
+		maxLine := 1 << 20
+		if ml, ok := ic.Plugin.(interface{ MaxLineBytes() int }); ok {
+			maxLine = ml.MaxLineBytes()
+		}
+		prs, newAsm, err := BuildParser(reg, ic.Parser, maxLine)
+		if err != nil {
+			errs = append(errs, cfg.EntryError("inputs", i, err))
+			continue
+		}
+		if ks, ok := prs.(interface{ SelectKeys([]string, bool) }); ok {
+			ks.SelectKeys(keyList, allKeys)
+		}
+		in, err := plug.New(ic.Plugin, input.Env{
+			Name: ic.Name, DataDir: cfg.DataDir, NewAssembler: newAsm,
+			ExitOnEOF: opts.ExitOnEOF, Logger: opts.Logger.With("input", ic.Name),
+		})
+		if err != nil {
+			errs = append(errs, cfg.EntryError("inputs", i, err))
+			continue
+		}
+		p.inputs = append(p.inputs, &inputStage{name: ic.Name, in: in, parser: prs})
+	}
+	if err := errors.Join(errs...); err != nil {
+		for _, o := range p.outputs {
+			_ = o.out.Close(context.Background())
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// openBuffers opens each output's buffer and its delivery runner.
+func (p *Pipeline) openBuffers() error {
+	for i, o := range p.outputs {
+		oc := &p.cfg.Outputs[i]
+		def := "memory"
+		if db, ok := o.out.(output.DefaultBufferer); ok {
+			def = db.DefaultBuffer()
+		}
+		var err error
+		if p.opts.NewBuffer != nil {
+			o.buf, err = p.opts.NewBuffer(oc, def)
+		} else {
+			o.buf = buffer.NewMemory(int64(oc.Buffer.MaxBytes), oc.Buffer.WhenFull)
+		}
+		if err != nil {
+			return fmt.Errorf("output %s: buffer: %w", o.name, err)
+		}
+		var dl delivery.DeadLetter
+		if p.opts.DeadLetter != nil {
+			dl = p.opts.DeadLetter(oc)
+		}
+		o.runner = &delivery.Runner{
+			Name: o.name, Out: o.out, Buf: o.buf, Batch: oc.Batch, Retry: oc.Retry,
+			DeadLetter: dl, Logger: p.log.With("output", o.name),
+		}
+	}
+	return nil
+}
+
+// Run runs the pipeline until every input has finished (exit_on_eof) or ctx
+// is cancelled. On cancel it shuts down gracefully within shutdown_timeout:
+// inputs read their open files to the current end, workers finish, buffers
+// are sealed and drained as far as the outputs allow; what is left stays in
+// the disk buffers (or in the files, unacknowledged) for the next start.
+func (p *Pipeline) Run(ctx context.Context) error {
+	if err := p.openBuffers(); err != nil {
+		return err
+	}
+	// Outputs run on their own context so that they outlive the inputs
+	// during shutdown.
+	outCtx, abortOutputs := context.WithCancel(context.Background())
+	defer abortOutputs()
+	// Emit fails only when the pipeline aborts (deadline passed).
+	workCtx, abortWork := context.WithCancel(context.Background())
+	defer abortWork()
+
+	var outWG sync.WaitGroup
+	runErrs := make([]error, len(p.outputs))
+	for i, o := range p.outputs {
+		outWG.Add(1)
+		go func() {
+			defer outWG.Done()
+			runErrs[i] = o.runner.Run(outCtx)
+		}()
+	}
+
+	var inWG sync.WaitGroup
+	inErrs := make([]error, len(p.inputs))
+	for i, in := range p.inputs {
+		ch := make(chan []*event.Event, 4)
+		inWG.Add(2)
+		go func() {
+			defer inWG.Done()
+			p.work(workCtx, in, ch)
+		}()
+		go func() {
+			defer inWG.Done()
+			defer close(ch)
+			inErrs[i] = in.in.Run(ctx, func(batch []*event.Event) error {
+				select {
+				case ch <- batch:
+					return nil
+				case <-workCtx.Done():
+					return workCtx.Err()
+				}
+			})
+		}()
+	}
+	inputsDone := make(chan struct{})
+	go func() { inWG.Wait(); close(inputsDone) }()
+
+	var deadline <-chan time.Time
+	select {
+	case <-inputsDone:
+		// exit_on_eof: everything read; deliver everything, however long.
+	case <-ctx.Done():
+		p.log.Info("shutting down", "timeout", p.cfg.ShutdownTimeout.String())
+		t := time.NewTimer(p.cfg.ShutdownTimeout)
+		defer t.Stop()
+		deadline = t.C
+		select {
+		case <-inputsDone:
+		case <-deadline:
+			abortWork()
+			<-inputsDone
+			deadline = closedChan()
+		}
+	}
+	for _, o := range p.outputs {
+		o.buf.Seal()
+	}
+	outputsDone := make(chan struct{})
+	go func() { outWG.Wait(); close(outputsDone) }()
+	select {
+	case <-outputsDone:
+	case <-deadline:
+		abortOutputs()
+		<-outputsDone
+	}
+	var errs []error
+	for i, o := range p.outputs {
+		st := o.buf.Stats()
+		if st.Records > 0 {
+			p.log.Warn("undelivered records left in the buffer", "output", o.name, "records", st.Records, "bytes", st.Bytes)
+		}
+		if runErrs[i] != nil && !errors.Is(runErrs[i], context.Canceled) {
+			errs = append(errs, fmt.Errorf("output %s: %w", o.name, runErrs[i]))
+		}
+		if err := o.out.Close(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("output %s: close: %w", o.name, err))
+		}
+		if err := o.buf.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("output %s: buffer close: %w", o.name, err))
+		}
+	}
+	for i, err := range inErrs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, fmt.Errorf("input %s: %w", p.inputs[i].name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func closedChan() <-chan time.Time {
+	c := make(chan time.Time)
+	close(c)
+	return c
+}
+
+// work parses, filters, routes and encodes the batches of one input.
+func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.Event) {
+	routed := make([][]*event.Event, len(p.outputs))
+	arenaSize := make([]int, len(p.outputs))
+	for batch := range ch {
+		if ctx.Err() != nil {
+			continue // aborting: drain without delivering (nothing is acknowledged)
+		}
+		for i := range routed {
+			routed[i] = routed[i][:0]
+		}
+		in.records.Add(int64(len(batch)))
+		for _, e := range batch {
+			in.parser.Parse(e)
+			if !p.filter(e) {
+				continue
+			}
+			n := 0
+			for i, o := range p.outputs {
+				if o.route != nil {
+					ok, err := o.route.Bool(e)
+					if err != nil {
+						p.Stats.RouteErrors.Add(1)
+					}
+					if !ok {
+						continue
+					}
+				}
+				routed[i] = append(routed[i], e)
+				n++
+			}
+			switch n {
+			case 0:
+				in.unrouted.Add(1)
+				e.Done()
+			case 1:
+			default:
+				e.Retain(n - 1)
+			}
+		}
+		for i, o := range p.outputs {
+			if len(routed[i]) == 0 {
+				continue
+			}
+			recs, arena := p.encode(o, routed[i], arenaSize[i])
+			arenaSize[i] = max(arenaSize[i], arena)
+			o.records.Add(int64(len(recs)))
+			if err := o.buf.Write(ctx, recs); err != nil {
+				// Aborting or sealed: the records were not taken, so
+				// their acks stay held and checkpoints do not pass them.
+				p.log.Debug("buffer write interrupted", "output", o.name, "error", err)
+			}
+		}
+		clear(batch)
+	}
+}
+
+// encode turns events into buffer records. The records' bytes share one
+// arena per call, which the buffer then owns.
+func (p *Pipeline) encode(o *outputStage, evs []*event.Event, sizeHint int) ([]buffer.Record, int) {
+	recs := make([]buffer.Record, 0, len(evs))
+	arena := make([]byte, 0, max(sizeHint, 4096))
+	for _, e := range evs {
+		start := len(arena)
+		var err error
+		arena, err = o.out.Encode(arena, e)
+		if err != nil {
+			o.encErrs.Add(1)
+			p.log.Warn("cannot encode record", "output", o.name, "error", err)
+			arena = arena[:start]
+			e.Done()
+			continue
+		}
+		recs = append(recs, buffer.Record{Data: arena[start:len(arena):len(arena)], Ack: e.Releaser()})
+	}
+	return recs, len(arena)
+}
+
+// filter runs the filter chain; false means the event was dropped (and
+// released).
+func (p *Pipeline) filter(e *event.Event) bool {
+	for _, f := range p.filters {
+		if f.when != nil {
+			ok, err := f.when.Bool(e)
+			if err != nil {
+				f.errors.Add(1)
+				continue
+			}
+			if !ok {
+				continue
+			}
+		}
+		if !f.f.Apply(e) {
+			f.dropped.Add(1)
+			e.Done()
+			return false
+		}
+	}
+	return true
+}
+
+// Stats are the pipeline's own counters.
+type Stats struct {
+	RouteErrors atomic.Int64
+}
+
+// Unrouted returns the number of records of an input that matched no route.
+func (p *Pipeline) Unrouted(inputName string) int64 {
+	for _, in := range p.inputs {
+		if in.name == inputName {
+			return in.unrouted.Load()
+		}
+	}
+	return 0
+}
+
+// OutputRecords returns the number of records routed to an output.
+func (p *Pipeline) OutputRecords(name string) int64 {
+	for _, o := range p.outputs {
+		if o.name == name {
+			return o.records.Load()
+		}
+	}
+	return 0
+}
+
+// BufferDir is where an output's disk buffer lives.
+func BufferDir(dataDir, output string) string {
+	return filepath.Join(dataDir, "buffer", output)
+}
