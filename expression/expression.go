@@ -1,9 +1,16 @@
 // Package expression compiles and runs the expr-lang expressions of filters,
 // routes and templates. Expressions see the record's fields by name and the
 // event's metadata under `meta` (meta.input, meta.path, meta.time). They are
-// compiled once, at config load; a syntax error or a type error between known
-// types stops the load. Fields are schemaless: an expression that is only
-// possibly wrong (latency_ms + "x") compiles and fails per record at run time.
+// compiled once, at config load; a syntax error, a type error between known
+// types, a call of an unknown function or a wrong call of a known one stops
+// the load. Fields are schemaless: an expression that is only possibly wrong
+// (latency_ms + "x") compiles and fails per record at run time.
+//
+// A compiled Program is safe for concurrent use. Evaluating it does not
+// rebuild an environment: the record's own field map is the environment,
+// and `meta` is put into it (as a pointer to a pooled struct, so without an
+// allocation) only for the duration of the call, and only when the
+// expression reads `meta`.
 package expression
 
 import (
@@ -12,7 +19,6 @@ import (
 	"sync"
 
 	"github.com/expr-lang/expr"
-	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 
@@ -29,17 +35,28 @@ const (
 	Bool
 )
 
+// MetaKey is the name under which expressions see the event's metadata.
+const MetaKey = "meta"
+
 // Program is a compiled expression, safe for concurrent use.
 type Program struct {
-	src     string
-	prog    *vm.Program
-	keys    []string
-	allKeys bool
-	vms     sync.Pool
+	src      string
+	prog     *vm.Program
+	keys     []string
+	allKeys  bool
+	usesMeta bool
+	states   sync.Pool // *state
+}
+
+// state is what one evaluation needs besides the record: a VM (its stack is
+// reused) and the meta struct that the record's map points to meanwhile.
+type state struct {
+	vm   vm.VM
+	meta event.Meta
 }
 
 // CompileError is a compile failure with its position in the expression
-// (1-based line and column).
+// (1-based line and column, counted in characters).
 type CompileError struct {
 	Line, Column int
 	Msg          string
@@ -49,87 +66,104 @@ func (e *CompileError) Error() string {
 	return fmt.Sprintf("line %d, column %d: %s", e.Line, e.Column, e.Msg)
 }
 
-// keyCollector records the top-level record fields an expression reads.
-type keyCollector struct {
-	keys map[string]bool
-	all  bool
-}
-
-func (c *keyCollector) Visit(node *ast.Node) {
-	switch n := (*node).(type) {
-	case *ast.IdentifierNode:
-		if n.Value == "$env" {
-			c.all = true
-			return
-		}
-		if n.Value != "meta" {
-			c.keys[n.Value] = true
-		}
-	}
-}
-
 // Options are the compile options shared by every expression: the env
 // shape and the helper functions.
 func Options() []expr.Option {
 	opts := []expr.Option{
-		expr.Env(map[string]any{"meta": event.Meta{}}),
+		expr.Env(map[string]any{MetaKey: &event.Meta{}}),
 		expr.AllowUndefinedVariables(),
 	}
 	return append(opts, functions()...)
 }
 
 // Compile compiles src. kind Bool makes a non-boolean result a compile
-// error.
+// error. Errors are *CompileError.
 func Compile(src string, kind Kind) (*Program, error) {
-	kc := &keyCollector{keys: map[string]bool{}}
-	opts := append(Options(), expr.Patch(kc))
+	v := newVisitor()
+	opts := append(Options(), expr.Patch(v))
 	if kind == Bool {
 		opts = append(opts, expr.AsBool())
 	}
 	prog, err := expr.Compile(src, opts...)
+	if v.err != nil { // more precise than what the checker says after it
+		err = v.err
+	}
 	if err != nil {
-		if fe, ok := err.(*file.Error); ok {
-			return nil, &CompileError{Line: fe.Line, Column: fe.Column + 1, Msg: fe.Message}
-		}
-		return nil, &CompileError{Line: 1, Column: 1, Msg: err.Error()}
+		return nil, toCompileError(src, err)
 	}
-	p := &Program{src: src, prog: prog, allKeys: kc.all}
-	for k := range kc.keys {
-		if !isFunction(k) {
-			p.keys = append(p.keys, k)
-		}
-	}
+	p := &Program{src: src, prog: prog, allKeys: v.allKeys(), usesMeta: v.usesMeta()}
+	p.keys = v.fieldKeys()
 	sort.Strings(p.keys)
 	return p, nil
+}
+
+// MustCompile is Compile for tests and constants: it panics on error.
+func MustCompile(src string, kind Kind) *Program {
+	p, err := Compile(src, kind)
+	if err != nil {
+		panic(fmt.Sprintf("expression %q: %v", src, err))
+	}
+	return p
+}
+
+func toCompileError(src string, err error) *CompileError {
+	if fe, ok := err.(*file.Error); ok {
+		if fe.Line == 0 { // not bound to the source yet
+			fe = fe.Bind(file.NewSource(src))
+		}
+		line := fe.Line
+		if line == 0 {
+			line = 1
+		}
+		return &CompileError{Line: line, Column: fe.Column + 1, Msg: fe.Message}
+	}
+	return &CompileError{Line: 1, Column: 1, Msg: err.Error()}
 }
 
 // Source returns the expression's text.
 func (p *Program) Source() string { return p.src }
 
 // Keys returns the top-level record fields the expression reads; all is true
-// when it may read any field.
+// when it may read any field (it uses $env as a whole). `meta` is not a
+// record field and is never listed.
 func (p *Program) Keys() (keys []string, all bool) { return p.keys, p.allKeys }
 
-// Eval runs the expression against e.
+// UsesMeta reports whether the expression reads `meta`.
+func (p *Program) UsesMeta() bool { return p.usesMeta }
+
+// Eval runs the expression against e. It reads e.Fields as they are (a
+// partial map holds every key that Keys names). A record field named "meta"
+// is hidden by the metadata while an expression that reads `meta` runs.
 func (p *Program) Eval(e *event.Event) (any, error) {
 	fields := e.Fields
 	if fields == nil {
 		fields = make(map[string]any, 1)
 		e.Fields = fields
 	}
-	old, had := fields["meta"]
-	fields["meta"] = event.Meta{Input: e.Input, Path: e.Path, Time: e.Time}
-	m, _ := p.vms.Get().(*vm.VM)
-	if m == nil {
-		m = &vm.VM{}
+	st, _ := p.states.Get().(*state)
+	if st == nil {
+		st = new(state)
 	}
-	out, err := m.Run(p.prog, fields)
-	p.vms.Put(m)
+	if !p.usesMeta {
+		out, err := st.vm.Run(p.prog, fields)
+		p.states.Put(st)
+		return out, err
+	}
+	st.meta = event.Meta{Input: e.Input, Path: e.Path, Time: e.Time}
+	old, had := fields[MetaKey]
+	fields[MetaKey] = &st.meta
+	out, err := st.vm.Run(p.prog, fields)
 	if had {
-		fields["meta"] = old
+		fields[MetaKey] = old
 	} else {
-		delete(fields, "meta")
+		delete(fields, MetaKey)
 	}
+	if out == any(&st.meta) { // the expression returned meta itself
+		m := st.meta
+		out = &m
+	}
+	st.meta = event.Meta{}
+	p.states.Put(st)
 	return out, err
 }
 
@@ -141,7 +175,7 @@ func (p *Program) Bool(e *event.Event) (bool, error) {
 	}
 	b, ok := out.(bool)
 	if !ok {
-		return false, fmt.Errorf("expression returned %T, not bool", out)
+		return false, fmt.Errorf("expression %q returned %T, not bool", p.src, out)
 	}
 	return b, nil
 }

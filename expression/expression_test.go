@@ -1,0 +1,239 @@
+package expression
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sidelog/sidelog/event"
+)
+
+func ev(fields map[string]any) *event.Event {
+	return &event.Event{
+		Fields: fields,
+		Input:  "app",
+		Path:   "/var/log/app/a.log",
+		Time:   time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC),
+	}
+}
+
+func TestCompileErrorsHaveLineAndColumn(t *testing.T) {
+	cases := []struct {
+		name, src  string
+		kind       Kind
+		line, col  int
+		msgContain string
+	}{
+		{"syntax", `level ==`, Bool, 1, 8, "unexpected token EOF"},
+		{"type between literals", `"a" + 1 > 2`, Bool, 1, 5, "mismatched types string and int"},
+		{"wrong call", `lower()`, Bool, 1, 1, "not enough arguments"},
+		{"unknown function", `level == "x" || lowr(msg) == "y"`, Bool, 1, 17, "unknown function lowr"},
+		{"second line", "level == \"x\" &&\n  msg ==", Bool, 2, 8, "unexpected token EOF"},
+		{"not bool", `1 + 2`, Bool, 1, 1, "expected bool"},
+		{"bad regex", `msg matches "("`, Bool, 1, 5, "missing closing )"},
+		{"meta field", `meta.host == "a"`, Bool, 1, 6, "no field host"},
+		{"has without field", `has(1)`, Bool, 1, 5, "has takes a field name"},
+		{"has two args", `has(a, b)`, Bool, 1, 1, "has takes one field"},
+		{"has meta", `has(meta.host)`, Bool, 1, 10, "meta has no field host"},
+		{"capture bad pattern", `capture(msg, "(") == ""`, Bool, 1, 14, "missing closing )"},
+		{"capture dynamic pattern", `capture(msg, pat) == ""`, Bool, 1, 14, "string constant"},
+		{"calling a field", `level()`, Any, 1, 1, "unknown function level"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Compile(c.src, c.kind)
+			var ce *CompileError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Compile(%q) = %v, want *CompileError", c.src, err)
+			}
+			if ce.Line != c.line || ce.Column != c.col || !strings.Contains(ce.Msg, c.msgContain) {
+				t.Fatalf("Compile(%q) = %q (line %d col %d), want line %d col %d containing %q",
+					c.src, ce.Msg, ce.Line, ce.Column, c.line, c.col, c.msgContain)
+			}
+			if !strings.HasPrefix(ce.Error(), "line ") {
+				t.Fatalf("Error() = %q", ce.Error())
+			}
+		})
+	}
+}
+
+func TestPossiblyWrongCompilesAndFailsAtRunTime(t *testing.T) {
+	p, err := Compile(`latency_ms + "x"`, Any)
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	if _, err := p.Eval(ev(map[string]any{"latency_ms": 3.0})); err == nil {
+		t.Fatal("want a run-time error")
+	}
+	b, err := MustCompile(`latency_ms / 1000 > 1`, Bool).Bool(ev(map[string]any{}))
+	if err == nil || b {
+		t.Fatalf("missing field in arithmetic: got %v, %v; want false and an error", b, err)
+	}
+}
+
+func TestEval(t *testing.T) {
+	fields := map[string]any{
+		"level":   "DEBUG",
+		"msg":     "user=alice logged in",
+		"n":       3.0,
+		"nested":  map[string]any{"a": map[string]any{"b": nil}},
+		"payload": `{"k":[1,2]}`,
+	}
+	cases := []struct {
+		src  string
+		want any
+	}{
+		{`level == "DEBUG"`, true},
+		{`lower(level) == "debug"`, true},
+		{`upper("a")`, "A"},
+		{`meta.input`, "app"},
+		{`meta.path`, "/var/log/app/a.log"},
+		{`meta.time.Year()`, 2024},
+		{`now() > meta.time`, true},
+		{`has(level)`, true},
+		{`has(missing)`, false},
+		{`has(nested.a.b)`, true},
+		{`has(nested.a.c)`, false},
+		{`has(nested.a.b.c)`, false},
+		{`has("nested.a")`, true},
+		{`has($env.level)`, true},
+		{`has(meta.path)`, true},
+		{`not has(level.x)`, true},
+		{`msg matches "^user=\\w+"`, true},
+		{`capture(msg, "user=(\\w+)")`, "alice"},
+		{`capture(msg, "logged")`, "logged"},
+		{`capture(msg, "nobody=(\\w+)")`, ""},
+		{`capture(missing, "x")`, ""},
+		{`toJSON(nested)`, `{"a":{"b":null}}`},
+		{`fromJSON(payload).k[1]`, 2.0},
+		{`string(n)`, "3"},
+		{`int("42") + 1`, 43},
+		{`n * 2`, 6.0},
+		{`missing == nil`, true},
+		{`missing?.x == nil`, true},
+		{`"level" in $env`, true},
+		{`$env["msg"] contains "alice"`, true},
+		{`let lvl = lower(level); lvl == "debug"`, true},
+	}
+	for _, c := range cases {
+		t.Run(c.src, func(t *testing.T) {
+			p, err := Compile(c.src, Any)
+			if err != nil {
+				t.Fatalf("compile: %v", err)
+			}
+			got, err := p.Eval(ev(fields))
+			if err != nil {
+				t.Fatalf("eval: %v", err)
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("got %#v, want %#v", got, c.want)
+			}
+		})
+	}
+	if _, ok := fields[MetaKey]; ok {
+		t.Fatal("meta left in the record's fields")
+	}
+}
+
+func TestEvalRestoresRecordMetaField(t *testing.T) {
+	fields := map[string]any{"meta": "mine"}
+	got, err := MustCompile(`meta.input`, Any).Eval(ev(fields))
+	if err != nil || got != "app" {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	if fields["meta"] != "mine" {
+		t.Fatalf("record's meta field = %v, want it restored", fields["meta"])
+	}
+	m, err := MustCompile(`meta`, Any).Eval(ev(map[string]any{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mm, ok := m.(*event.Meta); !ok || mm.Input != "app" {
+		t.Fatalf("meta value = %#v", m)
+	}
+	// The returned meta must not be the pooled one, overwritten by the next run.
+	MustCompile(`meta`, Any).Eval(&event.Event{Input: "other"})
+	if m.(*event.Meta).Input != "app" {
+		t.Fatal("returned meta aliases pooled state")
+	}
+}
+
+func TestKeys(t *testing.T) {
+	cases := []struct {
+		src  string
+		keys []string
+		all  bool
+		meta bool
+	}{
+		{`level == "debug"`, []string{"level"}, false, false},
+		{`lower(level) == "x" && http.status >= 500`, []string{"http", "level"}, false, false},
+		{`meta.input == "app"`, nil, false, true},
+		{`has(trace_id) || has("span.id")`, []string{"span", "trace_id"}, false, false},
+		{`$env.level == "x"`, []string{"level"}, false, false},
+		{`"user" in $env`, []string{"user"}, false, false},
+		{`len($env) > 3`, nil, true, true},
+		{`let x = a + 1; x > 2`, []string{"a"}, false, false},
+		{`all(items, .ok)`, []string{"items"}, false, false},
+		{`capture(msg, "x") != ""`, []string{"msg"}, false, false},
+	}
+	for _, c := range cases {
+		p, err := Compile(c.src, Bool)
+		if err != nil {
+			t.Fatalf("%s: %v", c.src, err)
+		}
+		keys, all := p.Keys()
+		if !reflect.DeepEqual(keys, c.keys) || all != c.all || p.UsesMeta() != c.meta {
+			t.Errorf("%s: keys %v all %v meta %v; want %v %v %v", c.src, keys, all, p.UsesMeta(), c.keys, c.all, c.meta)
+		}
+	}
+}
+
+func TestBool(t *testing.T) {
+	p := MustCompile(`level == "x"`, Bool)
+	if ok, err := p.Bool(ev(map[string]any{"level": "x"})); !ok || err != nil {
+		t.Fatalf("got %v %v", ok, err)
+	}
+	if ok, err := p.Bool(ev(nil)); ok || err != nil {
+		t.Fatalf("nil fields: got %v %v", ok, err)
+	}
+	// A bare field passes the bool check at compile time (its type is
+	// unknown) but must be a bool at run time.
+	q := MustCompile(`flag`, Bool)
+	if _, err := q.Bool(ev(map[string]any{"flag": "yes"})); err == nil {
+		t.Fatal("want an error for a non-bool result")
+	}
+}
+
+func TestKeyError(t *testing.T) {
+	_, err := CompileKey("set.env", `level ==`, Any)
+	var ke *KeyError
+	var ce *CompileError
+	if !errors.As(err, &ke) || ke.Key != "set.env" || !errors.As(err, &ce) || ce.Column != 8 {
+		t.Fatalf("got %v", err)
+	}
+	if got := err.Error(); got != "set.env: line 1, column 8: unexpected token EOF" {
+		t.Fatalf("Error() = %q", got)
+	}
+}
+
+func TestConcurrentEval(t *testing.T) {
+	p := MustCompile(`meta.input == "app" && n > 1`, Bool)
+	done := make(chan bool)
+	for g := 0; g < 4; g++ {
+		go func() {
+			ok := true
+			for i := 0; i < 2000; i++ {
+				b, err := p.Bool(ev(map[string]any{"n": float64(i % 3)}))
+				ok = ok && err == nil && b == (i%3 == 2)
+			}
+			done <- ok
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if !<-done {
+			t.Fatal("wrong result under concurrency")
+		}
+	}
+}
