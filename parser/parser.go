@@ -48,3 +48,14 @@ type MultilineConfig struct {
 	Start   string        `yaml:"start"`
 	Timeout time.Duration `yaml:"timeout"`
 }
+
+// KeySelector is implemented by parsers that can fill Fields with only some
+// top-level keys (the JSON parser). The pipeline calls SelectKeys once, at
+// build time, before the first Parse, with the top-level keys that filters,
+// routes and templates read. With all == false the parser fills Fields only
+// with those keys and installs e.SetLazy so that e.Full() completes the map
+// later; with no key at all Fields may stay nil (the line is still
+// validated). A parser whose SelectKeys is never called parses fully.
+type KeySelector interface {
+	SelectKeys(keys []string, all bool)
+}
