@@ -206,18 +206,6 @@ func TestBool(t *testing.T) {
 	}
 }
 
-func TestKeyError(t *testing.T) {
-	_, err := CompileKey("set.env", `level ==`, Any)
-	var ke *KeyError
-	var ce *CompileError
-	if !errors.As(err, &ke) || ke.Key != "set.env" || !errors.As(err, &ce) || ce.Column != 8 {
-		t.Fatalf("got %v", err)
-	}
-	if got := err.Error(); got != "set.env: line 1, column 8: unexpected token EOF" {
-		t.Fatalf("Error() = %q", got)
-	}
-}
-
 func TestConcurrentEval(t *testing.T) {
 	p := MustCompile(`meta.input == "app" && n > 1`, Bool)
 	done := make(chan bool)
