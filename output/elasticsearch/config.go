@@ -1,0 +1,238 @@
+package elasticsearch
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sidelog/sidelog/config/units"
+	"github.com/sidelog/sidelog/output/template"
+	"github.com/sidelog/sidelog/plugins"
+)
+
+// Config is the plugin's part of an `outputs[]` entry of type elasticsearch.
+// (name, type, route, buffer, batch and retry are decoded by the engine.)
+type Config struct {
+	// Endpoints are the base URLs of the cluster's nodes; requests go
+	// round-robin and fail over to the next node on connection errors and
+	// 502/503/504.
+	Endpoints []string `yaml:"endpoints"`
+	// Index is a template (output/template): `app-{{ service }}-%Y.%m.%d`.
+	// Default: `sidelog-%Y.%m.%d` in bulk mode, `logs-sidelog-default` in
+	// data_stream mode.
+	Index string `yaml:"index"`
+	// Mode is bulk (op_type index) or data_stream (op_type create).
+	Mode string `yaml:"mode"`
+	// ID is source (a stable _id per source line) or none (ES assigns ids).
+	ID string `yaml:"id"`
+	// Pipeline is an optional ingest pipeline.
+	Pipeline string `yaml:"pipeline"`
+	// Compression of request bodies: gzip or none.
+	Compression string `yaml:"compression"`
+	// MaxInFlight bounds concurrent bulk requests of this output.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// MaxRequestBytes bounds one bulk request's uncompressed body; a larger
+	// batch is split into several requests.
+	MaxRequestBytes units.Size `yaml:"max_request_bytes"`
+	// Timeout bounds one bulk request (connect, send, wait for the answer).
+	Timeout time.Duration `yaml:"timeout"`
+
+	Username    string     `yaml:"username"`
+	Password    string     `yaml:"password"`
+	APIKey      string     `yaml:"api_key"`
+	BearerToken string     `yaml:"bearer_token"`
+	TLS         *TLSConfig `yaml:"tls"`
+}
+
+// TLSConfig is the `tls:` block.
+type TLSConfig struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// Defaults.
+const (
+	DefaultMaxInFlight     = 2
+	DefaultMaxRequestBytes = 10 << 20
+	DefaultTimeout         = 30 * time.Second
+	defaultBulkIndex       = "sidelog-%Y.%m.%d"
+	defaultStreamIndex     = "logs-sidelog-default"
+)
+
+// NewConfig returns the defaults.
+func NewConfig() *Config {
+	return &Config{
+		Mode:            "bulk",
+		ID:              "source",
+		Compression:     "gzip",
+		MaxInFlight:     DefaultMaxInFlight,
+		MaxRequestBytes: DefaultMaxRequestBytes,
+		Timeout:         DefaultTimeout,
+	}
+}
+
+func keyErr(key, format string, args ...any) error {
+	return &plugins.KeyError{Key: key, Err: fmt.Errorf(format, args...)}
+}
+
+// indexTemplate returns the effective index template source.
+func (c *Config) indexTemplate() string {
+	if c.Index != "" {
+		return c.Index
+	}
+	if c.Mode == "data_stream" {
+		return defaultStreamIndex
+	}
+	return defaultBulkIndex
+}
+
+// Validate checks values and combinations; errors name their key. It never
+// quotes a secret.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) { errs = append(errs, keyErr(key, format, args...)) }
+
+	if len(c.Endpoints) == 0 {
+		add("endpoints", "at least one endpoint is required (e.g. [\"https://127.0.0.1:9200\"])")
+	}
+	anyHTTPS := false
+	for i, ep := range c.Endpoints {
+		key := fmt.Sprintf("endpoints[%d]", i)
+		u, err := url.Parse(ep)
+		if err != nil {
+			// url.Parse quotes its input; it may hold credentials.
+			add(key, "not a valid URL")
+			continue
+		}
+		if u.User != nil {
+			add(key, "credentials in the URL are not accepted: use username/password, api_key or bearer_token")
+			continue
+		}
+		if u.Scheme != "http" && u.Scheme != "https" {
+			add(key, "scheme must be http or https, not %q", u.Scheme)
+		}
+		if u.Host == "" {
+			add(key, "no host in %q", ep)
+		}
+		if u.RawQuery != "" || u.Fragment != "" {
+			add(key, "query strings and fragments are not accepted in %q", u.Scheme+"://"+u.Host+u.Path)
+		}
+		anyHTTPS = anyHTTPS || u.Scheme == "https"
+	}
+
+	switch c.Mode {
+	case "bulk", "data_stream":
+	default:
+		add("mode", "must be bulk or data_stream, not %q", c.Mode)
+	}
+	switch c.ID {
+	case "source", "none":
+	default:
+		add("id", "must be source or none, not %q", c.ID)
+	}
+	switch c.Compression {
+	case "gzip", "none":
+	default:
+		add("compression", "must be gzip or none, not %q", c.Compression)
+	}
+	if c.MaxInFlight < 1 || c.MaxInFlight > 64 {
+		add("max_in_flight", "must be between 1 and 64, not %d", c.MaxInFlight)
+	}
+	if c.MaxRequestBytes < 1024 {
+		add("max_request_bytes", "must be at least 1KiB, not %s", c.MaxRequestBytes)
+	}
+	if c.Timeout <= 0 {
+		add("timeout", "must be positive, not %s", c.Timeout)
+	}
+	if t, err := template.Compile(c.indexTemplate()); err != nil {
+		add("index", "%v", err)
+	} else if lit := t.Literals(); lit != strings.ToLower(lit) {
+		add("index", "index names must be lowercase: %q", c.Index)
+	} else if i := strings.IndexAny(lit, invalidIndexChars); i >= 0 {
+		add("index", "%q may not appear in an index name", lit[i:i+1])
+	}
+	if strings.ContainsAny(c.Pipeline, "\"\\\n") {
+		add("pipeline", "invalid pipeline name %q", c.Pipeline)
+	}
+
+	// Authentication: one method.
+	var methods []string
+	if c.Username != "" || c.Password != "" {
+		if c.Username == "" {
+			add("username", "is required with password")
+		}
+		if c.Password == "" {
+			add("password", "is required with username")
+		}
+		methods = append(methods, "username/password")
+	}
+	if c.APIKey != "" {
+		methods = append(methods, "api_key")
+	}
+	if c.BearerToken != "" {
+		methods = append(methods, "bearer_token")
+	}
+	if len(methods) > 1 {
+		key := "api_key"
+		if c.APIKey == "" {
+			key = "bearer_token"
+		}
+		add(key, "set only one of username/password, api_key and bearer_token (found %s)", strings.Join(methods, ", "))
+	}
+
+	if c.TLS != nil {
+		if !anyHTTPS && len(c.Endpoints) > 0 {
+			add("tls", "is set but no endpoint uses https")
+		}
+		if _, err := c.TLS.build(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// build loads the TLS files. Errors name their key.
+func (t *TLSConfig) build() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // the user's explicit choice
+	var errs []error
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			errs = append(errs, keyErr("tls.ca_file", "%v", err))
+		} else {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				errs = append(errs, keyErr("tls.ca_file", "no PEM certificate found in %s", t.CAFile))
+			}
+			cfg.RootCAs = pool
+		}
+	}
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		errs = append(errs, keyErr("tls.key_file", "is required with tls.cert_file"))
+	case t.CertFile == "" && t.KeyFile != "":
+		errs = append(errs, keyErr("tls.cert_file", "is required with tls.key_file"))
+	case t.CertFile != "":
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			// tls errors name files and PEM problems, never key material.
+			errs = append(errs, keyErr("tls.cert_file", "%v", err))
+		} else {
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+// invalidIndexChars may not appear in an Elasticsearch index name.
+const invalidIndexChars = "\\/*?\"<>| ,#:"

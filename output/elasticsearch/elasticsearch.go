@@ -1,0 +1,187 @@
+// Package elasticsearch is the `elasticsearch` output: it sends records to
+// the _bulk API of an Elasticsearch cluster, as plain indices (mode: bulk,
+// op_type index) or data streams (mode: data_stream, op_type create).
+//
+// Exactly once: with id: source every record carries a stable _id derived
+// from the agent's identity and the line's source position, and its index
+// is rendered from the event time when the record is encoded, so a retried
+// or replayed record overwrites (index) or is refused with 409 (create) the
+// document it already produced; 409 counts as delivered.
+//
+// One bad document never blocks a batch: per-item results are classified,
+// 2xx and 409 delivered, 429 and 5xx retried alone, other 4xx dead-lettered
+// with Elasticsearch's reason (see Write).
+package elasticsearch
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	es8 "github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/output"
+	"github.com/sidelog/sidelog/output/template"
+	"github.com/sidelog/sidelog/plugins"
+)
+
+func init() {
+	plugins.RegisterOutput("elasticsearch", plugins.Output{
+		Config: func() any { return NewConfig() },
+		New: func(cfg any, env plugins.OutputEnv) (output.Output, error) {
+			return New(cfg.(*Config), env)
+		},
+	})
+}
+
+// Output is the elasticsearch output. It is safe for concurrent use.
+type Output struct {
+	name         string
+	cfg          Config
+	logger       *slog.Logger
+	index        *template.Template
+	stableID     bool
+	idPrefix     [16]byte
+	actionPrefix []byte
+	actionSuffix []byte
+	keys         []string
+
+	client    *es8.Client
+	transport *http.Transport
+	gzip      bool
+	maxBytes  int
+	sem       chan struct{}
+	secrets   []string
+
+	bufs  sync.Pool // *[]byte request bodies
+	gzips sync.Pool // *gzip.Writer
+}
+
+var (
+	_ output.Output          = (*Output)(nil)
+	_ output.DefaultBufferer = (*Output)(nil)
+)
+
+// New builds the output from a validated config.
+func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := env.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	tpl, err := template.Compile(cfg.indexTemplate())
+	if err != nil {
+		return nil, &plugins.KeyError{Key: "index", Err: err}
+	}
+	o := &Output{
+		name:     env.Name,
+		cfg:      *cfg,
+		logger:   logger,
+		index:    tpl,
+		stableID: cfg.ID == "source",
+		idPrefix: idPrefixFor(env.InstanceID, env.Hostname),
+		gzip:     cfg.Compression == "gzip",
+		maxBytes: int(cfg.MaxRequestBytes),
+		sem:      make(chan struct{}, cfg.MaxInFlight),
+	}
+	if o.stableID && env.InstanceID == "" {
+		logger.Warn("elasticsearch: no instance id: document ids from two agents on hosts with the same name may collide", "output", env.Name)
+	}
+	op := "index"
+	if cfg.Mode == "data_stream" {
+		op = "create"
+	}
+	o.actionPrefix = []byte(`{"` + op + `":{"_index":"`)
+	suffix := []byte{}
+	if cfg.Pipeline != "" {
+		suffix = append(suffix, `,"pipeline":`...)
+		suffix = event.AppendString(suffix, cfg.Pipeline)
+	}
+	o.actionSuffix = append(suffix, "}}\n"...)
+	o.keys = append(append([]string{}, tpl.Keys()...), "@timestamp")
+
+	if cfg.Mode == "bulk" && looksLikeDataStream(cfg.indexTemplate()) {
+		logger.Warn("elasticsearch: mode bulk with an index named like a data stream (type-dataset-namespace); a cluster's data-stream template (logs-*-*) will refuse op_type index: use mode: data_stream", "output", env.Name, "index", cfg.indexTemplate())
+	}
+
+	for _, s := range []string{cfg.Password, cfg.APIKey, cfg.BearerToken} {
+		if s != "" {
+			o.secrets = append(o.secrets, s)
+		}
+	}
+
+	var tlsCfg *tls.Config
+	if cfg.TLS != nil {
+		if tlsCfg, err = cfg.TLS.build(); err != nil {
+			return nil, err
+		}
+	}
+	o.transport = &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsCfg,
+		TLSHandshakeTimeout:   10 * time.Second,
+		MaxIdleConnsPerHost:   cfg.MaxInFlight * 2,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	esCfg := es8.Config{
+		Addresses:     cfg.Endpoints,
+		Username:      cfg.Username,
+		Password:      cfg.Password,
+		APIKey:        cfg.APIKey,
+		ServiceToken:  cfg.BearerToken,
+		Transport:     o.transport,
+		RetryOnStatus: []int{502, 503, 504},
+		// With several endpoints, a connection error or a 502/503/504 moves
+		// the request to the next node at once (failover); the delivery
+		// loop's backoff handles the rest.
+		MaxRetries:    len(cfg.Endpoints) - 1,
+		DisableRetry:  len(cfg.Endpoints) == 1,
+		AutoDrainBody: true,
+	}
+	client, err := es8.NewClient(esCfg)
+	if err != nil {
+		return nil, fmt.Errorf("elasticsearch: %s", o.redact(err.Error()))
+	}
+	o.client = client
+	return o, nil
+}
+
+var dataStreamName = regexp.MustCompile(`^(logs|metrics|traces|synthetics|profiling)-[^-]+-[^-]+$`)
+
+func looksLikeDataStream(index string) bool { return dataStreamName.MatchString(index) }
+
+// DefaultBuffer implements output.DefaultBufferer: a network output buffers
+// on disk by default.
+func (o *Output) DefaultBuffer() string { return "disk" }
+
+// Keys returns the top-level record fields that Encode reads (the index
+// template's fields and @timestamp), so that a pipeline parsing records
+// partially provides them.
+func (o *Output) Keys() []string { return o.keys }
+
+// Close releases idle connections. In-flight Writes must have returned.
+func (o *Output) Close(ctx context.Context) error {
+	o.transport.CloseIdleConnections()
+	return nil
+}
+
+// redact removes secrets from a message (defence in depth: endpoints are
+// validated to hold no credentials).
+func (o *Output) redact(s string) string {
+	for _, sec := range o.secrets {
+		s = strings.ReplaceAll(s, sec, "[REDACTED]")
+	}
+	return s
+}

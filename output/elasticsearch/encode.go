@@ -1,0 +1,175 @@
+package elasticsearch
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sidelog/sidelog/event"
+)
+
+// The buffered form of a record is exactly the two lines it contributes to a
+// _bulk body, each ending with '\n':
+//
+//	{"index":{"_index":"app-checkout-2024.02.29","_id":"…","pipeline":"…"}}
+//	{"@timestamp":"2024-02-29T23:04:05.123Z", …the record…}
+//
+// Everything delivery needs is inside: the op type, the index rendered from
+// the event time at encoding (so a retry, even after a restart, goes to the
+// same index), the stable _id and the pipeline. Write only concatenates.
+
+var errEmptyIndex = errors.New("elasticsearch: the index template rendered an empty name for this record")
+
+// Encode implements output.Output.
+func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
+	start := len(dst)
+	dst = append(dst, o.actionPrefix...)
+	idx := len(dst)
+	dst = o.index.Append(dst, e)
+	if len(dst) == idx {
+		return dst[:start], errEmptyIndex
+	}
+	sanitizeIndex(dst[idx:])
+	dst = append(dst, '"')
+	if o.stableID {
+		if id, ok := o.docID(e); ok {
+			dst = append(dst, `,"_id":"`...)
+			dst = append(dst, id[:]...)
+			dst = append(dst, '"')
+		}
+	}
+	dst = append(dst, o.actionSuffix...)
+
+	doc := len(dst)
+	dst = event.AppendJSON(dst, e)
+	// Valid JSON holds '\n' only as whitespace between tokens (a
+	// pretty-printed object joined by multiline): it would end the NDJSON
+	// line, so it becomes a space.
+	for i := doc; ; {
+		j := bytes.IndexByte(dst[i:], '\n')
+		if j < 0 {
+			break
+		}
+		dst[i+j] = ' '
+		i += j + 1
+	}
+	if !hasTimestamp(e) {
+		dst = o.spliceTimestamp(dst, doc, e.Time)
+	}
+	return append(dst, '\n'), nil
+}
+
+// hasTimestamp reports whether the record has its own @timestamp.
+func hasTimestamp(e *event.Event) bool {
+	if _, ok := e.Fields["@timestamp"]; ok {
+		return true
+	}
+	// A partially parsed record may not hold the key although Raw does (if
+	// the pipeline did not ask for it): look in Raw, erring on the side of
+	// "present".
+	if (e.Partial || e.Fields == nil) && e.Flags&(event.RawJSON|event.Modified) == event.RawJSON {
+		return bytes.Contains(e.Raw, []byte(`"@timestamp"`))
+	}
+	return false
+}
+
+// spliceTimestamp inserts "@timestamp":"<t>" as the first member of the JSON
+// object that starts at dst[doc:], without re-serialising it.
+func (o *Output) spliceTimestamp(dst []byte, doc int, t time.Time) []byte {
+	open := doc
+	for open < len(dst) && (dst[open] == ' ' || dst[open] == '\t' || dst[open] == '\r') {
+		open++
+	}
+	if open == len(dst) || dst[open] != '{' {
+		return dst // not an object: leave it to Elasticsearch to refuse
+	}
+	var ts [64]byte
+	ins := append(ts[:0], `"@timestamp":"`...)
+	if t.IsZero() {
+		t = time.Now()
+	}
+	ins = t.UTC().AppendFormat(ins, time.RFC3339Nano)
+	ins = append(ins, '"')
+	rest := open + 1
+	for rest < len(dst) && (dst[rest] == ' ' || dst[rest] == '\t' || dst[rest] == '\r') {
+		rest++
+	}
+	if rest < len(dst) && dst[rest] != '}' {
+		ins = append(ins, ',')
+	}
+	n := len(ins)
+	dst = append(dst, ins...) // grow by n
+	copy(dst[open+1+n:], dst[open+1:len(dst)-n])
+	copy(dst[open+1:], ins)
+	return dst
+}
+
+// docID returns the stable document id of e: 128 bits of SHA-256 over the
+// agent's identity (instance id and host name) and the line's source
+// position (file identity, generation, offset), base64url without padding.
+// Events without a source position get no id (ok false).
+func (o *Output) docID(e *event.Event) (id [22]byte, ok bool) {
+	p := e.Pos
+	if p.Offset == 0 && p.FileID == (event.FileID{}) {
+		return id, false
+	}
+	var buf [16 + 8*4 + 4]byte
+	copy(buf[:16], o.idPrefix[:])
+	binary.LittleEndian.PutUint64(buf[16:], p.FileID.Dev)
+	binary.LittleEndian.PutUint64(buf[24:], p.FileID.Ino)
+	binary.LittleEndian.PutUint64(buf[32:], p.FileID.Fingerprint)
+	binary.LittleEndian.PutUint64(buf[40:], uint64(p.Offset))
+	binary.LittleEndian.PutUint32(buf[48:], p.Generation)
+	sum := sha256.Sum256(buf[:])
+	base64.RawURLEncoding.Encode(id[:], sum[:16])
+	return id, true
+}
+
+// idPrefixFor derives the 16-byte identity prefix of the ids.
+func idPrefixFor(instanceID, hostname string) (p [16]byte) {
+	h := sha256.New()
+	h.Write([]byte("sidelog-es-id\x00"))
+	h.Write([]byte(instanceID))
+	h.Write([]byte{0})
+	h.Write([]byte(hostname))
+	copy(p[:], h.Sum(nil))
+	return p
+}
+
+// sanitizeIndex rewrites a rendered index name in place into one that
+// Elasticsearch accepts and that is safe inside a JSON string: ASCII
+// upper case is lowered; characters Elasticsearch refuses, control bytes and
+// invalid UTF-8 become '_'.
+func sanitizeIndex(b []byte) {
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c >= 'A' && c <= 'Z':
+				b[i] = c + ('a' - 'A')
+			case c < 0x20 || c == 0x7f:
+				b[i] = '_'
+			default:
+				for j := 0; j < len(invalidIndexChars); j++ {
+					if c == invalidIndexChars[j] {
+						b[i] = '_'
+						break
+					}
+				}
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			b[i] = '_'
+			i++
+			continue
+		}
+		i += n
+	}
+}
