@@ -226,6 +226,7 @@ func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
 					targets = append(targets, reflect.ValueOf(in.Plugin).Elem())
 				} else {
 					d.fail(find(item, "type"), path+".type", "unknown input type %q (known: %s)", typ, strings.Join(reg.InputNames(), ", "))
+					in.Name = scalar(item, "name")
 					return in
 				}
 			}
@@ -264,6 +265,7 @@ func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
 					targets = append(targets, reflect.ValueOf(o.Plugin).Elem())
 				} else {
 					d.fail(find(item, "type"), path+".type", "unknown output type %q (known: %s)", typ, strings.Join(reg.OutputNames(), ", "))
+					o.Name = scalar(item, "name")
 					return o
 				}
 			}
@@ -297,6 +299,14 @@ func decodeList[T any](d *decoder, n *yaml.Node, key string, one func(*yaml.Node
 		out = append(out, one(resolve(item), fmt.Sprintf("%s[%d]", key, i)))
 	}
 	return out
+}
+
+// scalar returns the text of a scalar key of an entry ("" if absent).
+func scalar(item *yaml.Node, key string) string {
+	if n := find(item, key); n != nil && n.Kind == yaml.ScalarNode {
+		return n.Value
+	}
+	return ""
 }
 
 func typeOf(d *decoder, item *yaml.Node, path string) string {

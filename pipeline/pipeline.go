@@ -466,3 +466,10 @@ func (p *Pipeline) OutputRecords(name string) int64 {
 func BufferDir(dataDir, output string) string {
 	return filepath.Join(dataDir, "buffer", output)
 }
+
+// Close releases what Build created, for a pipeline that is never run.
+func (p *Pipeline) Close() {
+	for _, o := range p.outputs {
+		_ = o.out.Close(context.Background())
+	}
+}

@@ -1,0 +1,224 @@
+// Command sidelog is the log-collecting agent.
+//
+//	sidelog run [-c FILE] [--exit-on-eof]   run the agent (no -c: the embedded quickstart config)
+//	sidelog validate -c FILE                check a config; exit 1 with every error listed
+//	sidelog version                         print the version
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"syscall"
+
+	"github.com/sidelog/sidelog/config"
+	"github.com/sidelog/sidelog/datadir"
+	"github.com/sidelog/sidelog/pipeline"
+	"github.com/sidelog/sidelog/plugins"
+	_ "github.com/sidelog/sidelog/plugins/all"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+//go:embed default.yaml
+var defaultConfig []byte
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: sidelog <command> [flags]
+
+commands:
+  run [-c FILE] [--exit-on-eof]   run the agent (without -c: the embedded quickstart config)
+  validate -c FILE                check a config file; exit 1 listing every error
+  version                         print the version
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(args, stdout, stderr)
+	case "validate":
+		return cmdValidate(args, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "sidelog %s (%s)\n", version, runtime.Version())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	if h, ok := extraCommands[cmd]; ok {
+		return h(args, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "sidelog: unknown command %q\n%s", cmd, usage)
+	return 2
+}
+
+// extraCommands are the commands added by other files of this package.
+var extraCommands = map[string]func(args []string, stdout, stderr io.Writer) int{}
+
+// loadConfig loads the config named by -c, or the embedded default.
+func loadConfig(path string) (*config.Config, bool, error) {
+	if path == "" {
+		cfg, err := config.Parse("<embedded default config>", defaultConfig, plugins.Default)
+		return cfg, true, err
+	}
+	cfg, err := config.Load(path, plugins.Default)
+	return cfg, false, err
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", "", "config file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(stderr, "sidelog validate: -c FILE is required")
+		return 2
+	}
+	cfg, _, err := loadConfig(*cfgPath)
+	if err == nil {
+		// Build every plugin (nothing starts) so that errors found only
+		// when a plugin is built are reported too.
+		var p *pipeline.Pipeline
+		p, err = pipeline.Build(cfg, pipeline.Options{Logger: slog.New(slog.DiscardHandler)})
+		if p != nil {
+			p.Close()
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: OK (%d inputs, %d filters, %d outputs)\n", *cfgPath, len(cfg.Inputs), len(cfg.Filters), len(cfg.Outputs))
+	return 0
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", "", "config file (default: the embedded quickstart config)")
+	exitOnEOF := fs.Bool("exit-on-eof", false, "read every file to its end, flush every output, exit 0")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile to this file at exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, embedded, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if embedded {
+		dir, err := os.MkdirTemp("", "sidelog-quickstart-")
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		cfg.DataDir = dir
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	setMemoryLimit(log)
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if *memProfile != "" {
+		defer func() {
+			f, err := os.Create(*memProfile)
+			if err == nil {
+				runtime.GC()
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}()
+	}
+
+	dd, err := datadir.Open(cfg.DataDir)
+	if err != nil {
+		log.Error("cannot open data_dir", "error", err.Error())
+		fmt.Fprintln(stderr, "sidelog:", err)
+		return 1
+	}
+	defer dd.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code := runAgent(ctx, cfg, dd, *exitOnEOF, log)
+	return code
+}
+
+// runAgent builds and runs the pipeline; see agent.go for the parts issue
+// by issue.
+func runAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger) int {
+	opts := agentOptions(cfg, dd, exitOnEOF, log)
+	p, err := pipeline.Build(cfg, opts)
+	if err != nil {
+		log.Error("cannot build the pipeline", "error", err.Error())
+		return 1
+	}
+	log.Info("sidelog started", "version", version, "config", cfg.File, "inputs", len(cfg.Inputs), "outputs", len(cfg.Outputs))
+	if err := p.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("pipeline stopped with errors", "error", err.Error())
+		return 1
+	}
+	log.Info("sidelog stopped")
+	return 0
+}
+
+var agentOptions = func(cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger) pipeline.Options {
+	return pipeline.Options{
+		Registry:   plugins.Default,
+		Logger:     log,
+		ExitOnEOF:  exitOnEOF,
+		InstanceID: dd.InstanceID,
+	}
+}
+
+// setMemoryLimit sets GOMEMLIMIT to 90% of the cgroup memory limit when the
+// user has not set it, so the GC works harder before the OOM killer acts.
+func setMemoryLimit(log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit, ok := cgroupMemoryLimit()
+	if !ok {
+		return
+	}
+	debug.SetMemoryLimit(limit / 10 * 9)
+	log.Debug("GOMEMLIMIT set from the cgroup memory limit", "limit_bytes", limit/10*9)
+}
