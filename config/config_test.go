@@ -42,8 +42,8 @@ func (e errString) Error() string { return string(e) }
 type nopOut struct{}
 
 func (nopOut) Encode(d []byte, _ *event.Event) ([]byte, error) { return d, nil }
-func (nopOut) Write(context.Context, [][]byte) error          { return nil }
-func (nopOut) Close(context.Context) error                    { return nil }
+func (nopOut) Write(context.Context, [][]byte) error           { return nil }
+func (nopOut) Close(context.Context) error                     { return nil }
 
 func testRegistry() *plugins.Registry {
 	r := plugins.New()
@@ -51,9 +51,11 @@ func testRegistry() *plugins.Registry {
 		New: func(any, input.Env) (input.Input, error) { return nil, nil }})
 	r.AddOutput("elasticsearch", plugins.Output{Config: func() any { return &esCfg{} },
 		New: func(any, plugins.OutputEnv) (output.Output, error) { return nopOut{}, nil }})
-	r.AddOutput("stdout", plugins.Output{Config: func() any { return &struct {
-		Format string `yaml:"format"`
-	}{} }, New: func(any, plugins.OutputEnv) (output.Output, error) { return nopOut{}, nil }})
+	r.AddOutput("stdout", plugins.Output{Config: func() any {
+		return &struct {
+			Format string `yaml:"format"`
+		}{}
+	}, New: func(any, plugins.OutputEnv) (output.Output, error) { return nopOut{}, nil }})
 	return r
 }
 
