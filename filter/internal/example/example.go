@@ -21,8 +21,8 @@ import (
 type nopOut struct{}
 
 func (nopOut) Encode(d []byte, _ *event.Event) ([]byte, error) { return d, nil }
-func (nopOut) Write(context.Context, [][]byte) error          { return nil }
-func (nopOut) Close(context.Context) error                    { return nil }
+func (nopOut) Write(context.Context, [][]byte) error           { return nil }
+func (nopOut) Close(context.Context) error                     { return nil }
 
 // Registry returns a registry holding the given filters and a stub input
 // and output, both of type "stub".
