@@ -1,0 +1,106 @@
+// Package cri reads the container runtime interface log format written by
+// containerd and CRI-O: `<RFC3339Nano time> <stdout|stderr> <P|F> <text>`.
+// P (partial) pieces are joined per stream until the F (full) piece;
+// containerd splits long lines at 16 KiB, CRI-O at 8 KiB. The event gets the
+// runtime's time and stream; the text then goes through inner_parser.
+package cri
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/parser"
+	"github.com/sidelog/sidelog/parser/internal/container"
+	"github.com/sidelog/sidelog/plugins"
+)
+
+func init() {
+	plugins.RegisterParser("cri", plugins.Parser{
+		New: func(cfg parser.Config, env plugins.ParserEnv) (parser.Parser, func() parser.Assembler, error) {
+			inner, err := container.Inner(cfg, env)
+			if err != nil {
+				return nil, nil, err
+			}
+			max := env.MaxLineBytes
+			return inner, func() parser.Assembler { return New(max) }, nil
+		},
+	})
+}
+
+// Assembler decodes CRI lines of one file and joins partials per stream.
+type Assembler struct {
+	streams *container.Streams
+}
+
+var _ parser.Assembler = (*Assembler)(nil)
+
+// New returns an assembler whose joined lines are cut at maxLineBytes.
+func New(maxLineBytes int) *Assembler {
+	return &Assembler{streams: container.NewStreams(maxLineBytes)}
+}
+
+// Decode splits a CRI line into its parts. reason is empty on success.
+func Decode(line []byte) (ts time.Time, stream string, partial bool, text []byte, reason string) {
+	sp := bytes.IndexByte(line, ' ')
+	if sp < 0 {
+		return ts, "", false, nil, "cri: not a CRI log line"
+	}
+	ts, err := time.Parse(time.RFC3339Nano, string(line[:sp]))
+	if err != nil {
+		return ts, "", false, nil, "cri: invalid time " + quote(line[:sp])
+	}
+	rest := line[sp+1:]
+	switch {
+	case bytes.HasPrefix(rest, []byte("stdout ")):
+		stream, rest = "stdout", rest[7:]
+	case bytes.HasPrefix(rest, []byte("stderr ")):
+		stream, rest = "stderr", rest[7:]
+	default:
+		return ts, "", false, nil, "cri: invalid stream"
+	}
+	tag := rest
+	if sp := bytes.IndexByte(rest, ' '); sp >= 0 {
+		tag, text = rest[:sp], rest[sp+1:]
+	} else {
+		text = rest[len(rest):]
+	}
+	// Tags are ':'-separated; the first says partial or full.
+	if i := bytes.IndexByte(tag, ':'); i >= 0 {
+		tag = tag[:i]
+	}
+	switch string(tag) {
+	case "P":
+		partial = true
+	case "F":
+	default:
+		return ts, "", false, nil, "cri: invalid tag " + quote(tag)
+	}
+	return ts, stream, partial, text, ""
+}
+
+func quote(b []byte) string {
+	if len(b) > 40 {
+		b = b[:40]
+	}
+	return "\"" + string(bytes.ToValidUTF8(b, []byte("\uFFFD"))) + "\""
+}
+
+// Push implements parser.Assembler. A line that is not CRI is passed on
+// alone as a parse failure (its raw line kept in message).
+func (a *Assembler) Push(line *event.Event, out []*event.Event) []*event.Event {
+	ts, stream, partial, text, reason := Decode(line.Raw)
+	if reason != "" {
+		parser.Fail(line, reason)
+		return append(out, line)
+	}
+	line.Time, line.Stream, line.Raw = ts, stream, text
+	return a.streams.Add(line, !partial, out)
+}
+
+// Flush implements parser.Assembler: pending partials are emitted as they are.
+func (a *Assembler) Flush(out []*event.Event) []*event.Event { return a.streams.Flush(out) }
+
+// Deadline implements parser.Assembler: partials wait for their F piece or
+// for Flush (end of a rotated file, shutdown).
+func (a *Assembler) Deadline() (time.Time, bool) { return time.Time{}, false }
