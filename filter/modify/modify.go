@@ -1,0 +1,193 @@
+// Package modify is the filter that sets, renames, removes and copies
+// record fields. Keys may be dotted paths into nested objects ("http.status").
+//
+// Every `set` expression is evaluated first, against the record as it came
+// in; if one fails at run time the record goes on unchanged and the error is
+// counted. Then the operations apply in this order: copy, rename, set,
+// remove. Within one operation keys apply in sorted order.
+package modify
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync/atomic"
+
+	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/expression"
+	"github.com/sidelog/sidelog/filter"
+	"github.com/sidelog/sidelog/filter/internal/fieldpath"
+	"github.com/sidelog/sidelog/plugins"
+)
+
+// Config is the modify filter's configuration.
+type Config struct {
+	// Set maps a field to an expression whose value it receives.
+	Set map[string]string `yaml:"set"`
+	// Rename maps an existing field to its new name.
+	Rename map[string]string `yaml:"rename"`
+	// Remove lists fields to delete.
+	Remove []string `yaml:"remove"`
+	// Copy maps an existing field to the field that receives a copy.
+	Copy map[string]string `yaml:"copy"`
+}
+
+// Plugin is the registry entry.
+var Plugin = plugins.Filter{
+	Config: func() any { return &Config{} },
+	New:    func(cfg any, _ plugins.FilterEnv) (filter.Filter, error) { return New(cfg.(*Config)) },
+}
+
+func init() { plugins.RegisterFilter("modify", Plugin) }
+
+// Validate checks every path and compiles every expression.
+func (c *Config) Validate() error {
+	_, err := New(c)
+	return err
+}
+
+type setOp struct {
+	path fieldpath.Path
+	prog *expression.Program
+}
+
+type moveOp struct{ from, to fieldpath.Path }
+
+// Modify is the built filter.
+type Modify struct {
+	set    []setOp
+	rename []moveOp
+	copy   []moveOp
+	remove []fieldpath.Path
+	keys   []string
+	errors atomic.Int64
+	values valuePool
+}
+
+// New builds the filter; errors are *plugins.KeyError (joined).
+func New(c *Config) (*Modify, error) {
+	var errs []error
+	m := &Modify{}
+	path := func(key, s string) fieldpath.Path {
+		p, ok := fieldpath.Parse(s)
+		if !ok {
+			errs = append(errs, &plugins.KeyError{Key: key, Err: fmt.Errorf("invalid field path %q", s)})
+		}
+		return p
+	}
+	moves := func(section string, in map[string]string) []moveOp {
+		var out []moveOp
+		for _, from := range sortedKeys(in) {
+			f := path(section+"."+from, from)
+			t := path(section+"."+from, in[from])
+			if f != nil && t != nil {
+				out = append(out, moveOp{f, t})
+			}
+		}
+		return out
+	}
+	keys := map[string]bool{}
+	for _, k := range sortedKeys(c.Set) {
+		p := path("set."+k, k)
+		prog, err := expression.Compile(c.Set[k], expression.Any)
+		if err != nil {
+			errs = append(errs, &plugins.KeyError{Key: "set." + k, Err: err})
+			continue
+		}
+		if p == nil {
+			continue
+		}
+		ks, all := prog.Keys()
+		if all {
+			keys["*"] = true
+		}
+		for _, x := range ks {
+			keys[x] = true
+		}
+		m.set = append(m.set, setOp{p, prog})
+	}
+	m.copy = moves("copy", c.Copy)
+	m.rename = moves("rename", c.Rename)
+	for i, r := range c.Remove {
+		if p := path(fmt.Sprintf("remove[%d]", i), r); p != nil {
+			m.remove = append(m.remove, p)
+		}
+	}
+	if len(c.Set)+len(c.Rename)+len(c.Remove)+len(c.Copy) == 0 {
+		errs = append(errs, errors.New("modify needs at least one of set, rename, remove, copy"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for k := range keys {
+		m.keys = append(m.keys, k)
+	}
+	sort.Strings(m.keys)
+	return m, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Apply modifies e. It never drops.
+func (m *Modify) Apply(e *event.Event) bool {
+	var vals []any
+	var buf *[]any
+	if len(m.set) > 0 {
+		buf = m.values.get(len(m.set))
+		vals = *buf
+		for i, s := range m.set {
+			v, err := s.prog.Eval(e)
+			if err != nil {
+				m.errors.Add(1)
+				m.values.put(buf)
+				return true // unchanged
+			}
+			vals[i] = v
+		}
+	}
+	f := e.Mutable()
+	for _, c := range m.copy {
+		if v, ok := c.from.Get(f); ok {
+			c.to.Set(f, fieldpath.DeepCopy(v))
+		}
+	}
+	for _, r := range m.rename {
+		if v, ok := r.from.Delete(f); ok {
+			r.to.Set(f, v)
+		}
+	}
+	for i, s := range m.set {
+		s.path.Set(f, vals[i])
+	}
+	for _, r := range m.remove {
+		r.Delete(f)
+	}
+	if buf != nil {
+		m.values.put(buf)
+	}
+	return true
+}
+
+// Keys returns the fields the set expressions read. Apply completes the
+// record before changing it, so the other operations need no key.
+func (m *Modify) Keys() ([]string, bool) {
+	for _, k := range m.keys {
+		if k == "*" {
+			return nil, true
+		}
+	}
+	return m.keys, false
+}
+
+// Counters implements filter.Counter: "errors" counts records passed on
+// unchanged because a set expression failed.
+func (m *Modify) Counters() []filter.Count {
+	return []filter.Count{{Name: "errors", Value: m.errors.Load()}}
+}

@@ -1,0 +1,158 @@
+package modify
+
+import (
+	"encoding/json"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/filter/internal/example"
+	"github.com/sidelog/sidelog/plugins"
+)
+
+func reg() *plugins.Registry { return example.Registry(map[string]plugins.Filter{"modify": Plugin}) }
+
+// norm turns YAML-decoded values into what a JSON parser gives (float64
+// numbers), so records compare like the pipeline sees them.
+func norm(v any) map[string]any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func TestExampleCases(t *testing.T) {
+	cfg, err := example.ParseFile("example.yaml", reg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := example.Build(cfg, reg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("testdata/cases.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []struct {
+		Name    string
+		In, Out map[string]any
+		Errors  int64
+	}
+	if err := yaml.Unmarshal(b, &cases); err != nil {
+		t.Fatal(err)
+	}
+	var errs int64
+	for _, c := range cases {
+		e := &event.Event{Fields: norm(c.In)}
+		if !chain.Apply(e) {
+			t.Fatalf("%s: dropped", c.Name)
+		}
+		errs += c.Errors
+		if got := example.Count(chain[0].Filter, "errors"); got != errs {
+			t.Fatalf("%s: errors = %d, want %d", c.Name, got, errs)
+		}
+		// Compare through JSON so that ints and floats compare by value.
+		if got, want := norm(e.Fields), norm(c.Out); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s:\n got %v\nwant %v", c.Name, got, want)
+		}
+		if c.Errors == 0 && c.In["service"] == "checkout" && !e.Has(event.Modified) {
+			t.Fatalf("%s: Modified flag not set", c.Name)
+		}
+		if c.Errors > 0 && e.Has(event.Modified) {
+			t.Fatalf("%s: unchanged record marked Modified", c.Name)
+		}
+	}
+}
+
+func TestOperations(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		in   map[string]any
+		out  map[string]any
+	}{
+		{"set literal", Config{Set: map[string]string{"env": `"prod"`}}, map[string]any{}, map[string]any{"env": "prod"}},
+		{"set sees record before rename", Config{Set: map[string]string{"m2": `msg + "!"`}, Rename: map[string]string{"msg": "message"}},
+			map[string]any{"msg": "hi"}, map[string]any{"message": "hi", "m2": "hi!"}},
+		{"set nested replaces scalar", Config{Set: map[string]string{"a.b": `1`}}, map[string]any{"a": "x"}, map[string]any{"a": map[string]any{"b": 1}}},
+		{"set meta", Config{Set: map[string]string{"source": `meta.input`}}, map[string]any{}, map[string]any{"source": "app"}},
+		{"rename missing is a no-op", Config{Rename: map[string]string{"x": "y"}}, map[string]any{"a": 1}, map[string]any{"a": 1}},
+		{"rename nested", Config{Rename: map[string]string{"a.b": "c"}}, map[string]any{"a": map[string]any{"b": 2}}, map[string]any{"a": map[string]any{}, "c": 2}},
+		{"copy is deep", Config{Copy: map[string]string{"a": "b"}, Set: map[string]string{"b.x": `2`}},
+			map[string]any{"a": map[string]any{"x": 1}}, map[string]any{"a": map[string]any{"x": 1}, "b": map[string]any{"x": 2}}},
+		{"remove after set", Config{Set: map[string]string{"t": `1`}, Remove: []string{"t", "u.v"}}, map[string]any{"u": map[string]any{"v": 1, "w": 2}}, map[string]any{"u": map[string]any{"w": 2}}},
+		{"has in set", Config{Set: map[string]string{"traced": `has(trace.id)`}}, map[string]any{"trace": map[string]any{"id": "x"}}, map[string]any{"trace": map[string]any{"id": "x"}, "traced": true}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := New(&c.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := &event.Event{Fields: c.in, Input: "app"}
+			if !m.Apply(e) {
+				t.Fatal("dropped")
+			}
+			if !reflect.DeepEqual(e.Fields, c.out) {
+				t.Fatalf("got %v, want %v", e.Fields, c.out)
+			}
+		})
+	}
+}
+
+func TestPartialRecordIsCompletedBeforeChange(t *testing.T) {
+	m, err := New(&Config{Set: map[string]string{"b": `a + 1`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys, all := m.Keys(); all || !reflect.DeepEqual(keys, []string{"a"}) {
+		t.Fatalf("Keys = %v %v", keys, all)
+	}
+	e := &event.Event{Fields: map[string]any{"a": 1.0}}
+	e.SetLazy(func(e *event.Event) { e.Fields["other"] = "x" })
+	m.Apply(e)
+	want := map[string]any{"a": 1.0, "b": 2.0, "other": "x"}
+	if !reflect.DeepEqual(e.Fields, want) || e.Partial {
+		t.Fatalf("got %v (partial %v)", e.Fields, e.Partial)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"filters:\n  - type: modify\n    set:\n      env: 'level =='\n", "t.yaml:4: filters[0].set.env: line 1, column 8: unexpected token EOF"},
+		{"filters:\n  - type: modify\n    set:\n      env: '\"a\" + 1'\n", "t.yaml:4: filters[0].set.env: line 1, column 5: invalid operation"},
+		{"filters:\n  - type: modify\n    set:\n      env: 'upper()'\n", "t.yaml:4: filters[0].set.env: line 1, column 1: not enough arguments"},
+		{"filters:\n  - type: modify\n    rename: {a: 'b..c'}\n", `filters[0].rename.a: invalid field path "b..c"`},
+		{"filters:\n  - type: modify\n", "modify needs at least one of set, rename, remove, copy"},
+		{"filters:\n  - type: modify\n    sett: {a: '1'}\n", "t.yaml:3: filters[0].sett"},
+	}
+	for _, c := range cases {
+		_, err := example.Parse("t.yaml", c.yaml, reg())
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err = %v, want %q", c.yaml, err, c.want)
+		}
+	}
+}
+
+func BenchmarkModify(b *testing.B) {
+	m, err := New(&Config{Set: map[string]string{"env": `"prod"`, "latency_s": `latency_ms / 1000`}, Rename: map[string]string{"msg": "message"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := &event.Event{Fields: map[string]any{"latency_ms": 12.0, "msg": "x", "level": "info"}}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		m.Apply(e)
+		e.Fields["msg"] = "x"
+	}
+}
