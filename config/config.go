@@ -21,6 +21,7 @@ import (
 	"github.com/sidelog/sidelog/delivery"
 	"github.com/sidelog/sidelog/expression"
 	"github.com/sidelog/sidelog/parser"
+	"github.com/sidelog/sidelog/parser/build"
 	"github.com/sidelog/sidelog/plugins"
 )
 
@@ -343,10 +344,8 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 		if in.Plugin != nil {
 			c.pluginError(errs, in.node, path, validate(in.Plugin))
 		}
-		if ValidateParser != nil {
-			for _, err := range ValidateParser(reg, in.Parser) {
-				c.pluginError(errs, in.node, path, err)
-			}
+		for _, err := range build.Validate(reg, in.Parser) {
+			c.pluginError(errs, in.node, path, err)
 		}
 	}
 	for i := range c.Filters {
@@ -403,10 +402,6 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-
-// ValidateParser checks an input's parser keys; parser/build sets it (the
-// config package does not depend on every parser).
-var ValidateParser func(reg *plugins.Registry, cfg parser.Config) []error
 
 func validate(cfg any) error {
 	if v, ok := cfg.(plugins.Validator); ok {

@@ -12,6 +12,7 @@ import (
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/input"
 	"github.com/sidelog/sidelog/output"
+	"github.com/sidelog/sidelog/parser"
 	"github.com/sidelog/sidelog/plugins"
 )
 
@@ -49,6 +50,9 @@ func testRegistry() *plugins.Registry {
 	r := plugins.New()
 	r.AddInput("tail", plugins.Input{Config: func() any { return &tailCfg{PollInterval: time.Second} },
 		New: func(any, input.Env) (input.Input, error) { return nil, nil }})
+	r.AddParser("json", plugins.Parser{New: func(parser.Config, plugins.ParserEnv) (parser.Parser, func() parser.Assembler, error) {
+		return nil, nil, nil
+	}})
 	r.AddOutput("elasticsearch", plugins.Output{Config: func() any { return &esCfg{} },
 		New: func(any, plugins.OutputEnv) (output.Output, error) { return nopOut{}, nil }})
 	r.AddOutput("stdout", plugins.Output{Config: func() any {

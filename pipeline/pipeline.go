@@ -28,6 +28,7 @@ import (
 	"github.com/sidelog/sidelog/input"
 	"github.com/sidelog/sidelog/output"
 	"github.com/sidelog/sidelog/parser"
+	"github.com/sidelog/sidelog/parser/build"
 	"github.com/sidelog/sidelog/plugins"
 )
 
@@ -44,19 +45,8 @@ type Options struct {
 	DeadLetter func(o *config.Output) delivery.DeadLetter
 }
 
-// BuildParser builds an input's parser and assembler factory. parser/build
-// replaces the default, which knows only the registry's plain parsers.
-var BuildParser = func(reg *plugins.Registry, cfg parser.Config, maxLineBytes int) (parser.Parser, func() parser.Assembler, error) {
-	name := cfg.Parser
-	if name == "" {
-		name = "json"
-	}
-	p, ok := reg.Parser(name)
-	if !ok {
-		return nil, nil, fmt.Errorf("unknown parser %q", name)
-	}
-	return p.New(cfg, plugins.ParserEnv{MaxLineBytes: maxLineBytes, Lookup: reg.Parser})
-}
+// BuildParser builds an input's parser and its per-file assembler factory.
+var BuildParser = build.Build
 
 // Pipeline is a built, runnable pipeline.
 type Pipeline struct {
@@ -128,15 +118,26 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 			errs = append(errs, cfg.EntryError("filters", i, err))
 			continue
 		}
-		if fc.WhenProgram != nil {
-			use(fc.WhenProgram.Keys())
+		when := fc.WhenProgram
+		if wt, ok := f.(filter.WhenTaker); ok {
+			// The filter evaluates `when` itself (keep, redact).
+			if err := wt.TakeWhen(fc.WhenProgram); err != nil {
+				errs = append(errs, cfg.EntryError("filters", i, err))
+				continue
+			}
+			if when != nil {
+				use(when.Keys())
+			}
+			when = nil
+		} else if when != nil {
+			use(when.Keys())
 		}
 		if ku, ok := f.(plugins.KeyUser); ok {
 			use(ku.Keys())
 		} else {
 			allKeys = true
 		}
-		p.filters = append(p.filters, &filterStage{id: id, when: fc.WhenProgram, f: f})
+		p.filters = append(p.filters, &filterStage{id: id, when: when, f: f})
 	}
 	for i := range cfg.Outputs {
 		oc := &cfg.Outputs[i]
