@@ -63,6 +63,7 @@ type inputStage struct {
 	name   string
 	in     input.Input
 	parser parser.Parser
+	newAsm func() parser.Assembler
 	// unrouted counts records that matched no output's route.
 	unrouted atomic.Int64
 	records  atomic.Int64
@@ -187,7 +188,7 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 			errs = append(errs, cfg.EntryError("inputs", i, err))
 			continue
 		}
-		p.inputs = append(p.inputs, &inputStage{name: ic.Name, in: in, parser: prs})
+		p.inputs = append(p.inputs, &inputStage{name: ic.Name, in: in, parser: prs, newAsm: newAsm})
 	}
 	if err := errors.Join(errs...); err != nil {
 		for _, o := range p.outputs {

@@ -308,3 +308,21 @@ outputs:
 		t.Fatal("Run did not return after the shutdown timeout")
 	}
 }
+
+func TestProcess(t *testing.T) {
+	h := newHarness()
+	p := h.build(t, `
+inputs:
+  - {name: gen, type: gen}
+outputs:
+  - {name: all, type: capture}
+  - {name: errors, type: capture, route: 'level == "error"'}
+`)
+	got, err := p.Process("gen", "/x.log", [][]byte{[]byte(`{"level":"error","n":1}`), []byte(`{"level":"info","n":2}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got["all"]) != 2 || len(got["errors"]) != 1 || string(got["errors"][0]) != `{"level":"error","n":1}` {
+		t.Fatalf("got %q", got)
+	}
+}

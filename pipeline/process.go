@@ -1,0 +1,70 @@
+package pipeline
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/parser"
+)
+
+// Process runs lines through the pipeline synchronously, as if input read
+// them one after the other from one file at path: the input's assembler
+// (container framing, multiline; flushed at the end), its parser, the filter
+// chain and the routes. Nothing is started, buffered or sent. It returns,
+// per output name, each routed record as the JSON that outputs write, in
+// order. `sidelog test` is built on it.
+func (p *Pipeline) Process(inputName, path string, lines [][]byte) (map[string][][]byte, error) {
+	var in *inputStage
+	for _, s := range p.inputs {
+		if s.name == inputName {
+			in = s
+		}
+	}
+	if in == nil {
+		return nil, fmt.Errorf("no input named %q", inputName)
+	}
+	now := time.Now()
+	var evs []*event.Event
+	var asm parser.Assembler
+	if in.newAsm != nil {
+		asm = in.newAsm()
+	}
+	var offset int64
+	for _, l := range lines {
+		offset += int64(len(l)) + 1
+		e := &event.Event{Raw: l, Input: inputName, Path: path, Time: now, Pos: event.Position{Offset: offset}}
+		if asm != nil {
+			evs = asm.Push(e, evs)
+		} else {
+			evs = append(evs, e)
+		}
+	}
+	if asm != nil {
+		evs = asm.Flush(evs)
+	}
+	out := map[string][][]byte{}
+	for _, o := range p.outputs {
+		out[o.name] = nil
+	}
+	for _, e := range evs {
+		in.parser.Parse(e)
+		if !p.filter(e) {
+			continue
+		}
+		routed := false
+		for _, o := range p.outputs {
+			if o.route != nil {
+				if ok, _ := o.route.Bool(e); !ok {
+					continue
+				}
+			}
+			routed = true
+			out[o.name] = append(out[o.name], event.AppendJSON(nil, e))
+		}
+		if !routed {
+			in.unrouted.Add(1)
+		}
+	}
+	return out, nil
+}
