@@ -1,0 +1,131 @@
+package tail
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// The checkpoint file holds, per file identity, the generation and the
+// offset up to which every line has been acknowledged. It is JSON with a
+// version number, written to a temp file that is fsynced and renamed over
+// the old one (then the directory is fsynced), so a crash leaves either the
+// old or the new file, never a torn one.
+
+const checkpointVersion = 1
+
+type checkpointDoc struct {
+	Version int          `json:"version"`
+	Input   string       `json:"input"`
+	Files   []checkpoint `json:"files"`
+}
+
+type checkpoint struct {
+	Dev      uint64 `json:"dev"`
+	Ino      uint64 `json:"ino"`
+	FP       uint64 `json:"fp"`   // FileID.Fingerprint, frozen when first read
+	MatchFP  uint64 `json:"mfp"`  // hash of the first MatchLen bytes
+	MatchLen int    `json:"mlen"` // grows up to fingerprint_bytes
+	Gen      uint32 `json:"gen"`
+	Offset   int64  `json:"off"`
+	Path     string `json:"path"`
+	Seen     int64  `json:"seen"` // unix seconds: last time a path matched it
+}
+
+// errNewerVersion is returned for a checkpoint written by a newer sidelog.
+var errNewerVersion = errors.New("checkpoint version is newer than this sidelog supports")
+
+// errCorrupt is returned for a checkpoint that does not decode.
+var errCorrupt = errors.New("checkpoint is corrupt")
+
+// checkpointPath is the file of one input below dataDir.
+func checkpointPath(dataDir, input string) string {
+	var b strings.Builder
+	for _, r := range input {
+		if r == '/' || r == '\\' || r == 0 || r == '.' && b.Len() == 0 {
+			b.WriteByte('_')
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return filepath.Join(dataDir, "checkpoints", "tail-"+b.String()+".json")
+}
+
+// loadCheckpoints reads path. found is false when there is no checkpoint
+// (the input's first start). Leftover temp files of an interrupted write
+// are removed: the renamed file is the last complete one.
+func loadCheckpoints(path string) (doc checkpointDoc, found bool, err error) {
+	if olds, _ := filepath.Glob(path + ".tmp*"); len(olds) > 0 {
+		for _, o := range olds {
+			_ = os.Remove(o)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return doc, false, nil
+	}
+	if err != nil {
+		return doc, false, err
+	}
+	var head struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return doc, true, fmt.Errorf("%w: %s: %v", errCorrupt, path, err)
+	}
+	switch {
+	case head.Version > checkpointVersion:
+		return doc, true, fmt.Errorf("%w: %s has version %d, this sidelog reads version %d; move the file away to start over (files are then read again from their start)", errNewerVersion, path, head.Version, checkpointVersion)
+	case head.Version < 1:
+		return doc, true, fmt.Errorf("%w: %s: version %d", errCorrupt, path, head.Version)
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return doc, true, fmt.Errorf("%w: %s: %v", errCorrupt, path, err)
+	}
+	return doc, true, nil
+}
+
+// saveCheckpoints writes doc durably: temp file, fsync, rename, fsync dir.
+func saveCheckpoints(path string, doc *checkpointDoc, buf []byte) ([]byte, error) {
+	doc.Version = checkpointVersion
+	buf = buf[:0]
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return buf, err
+	}
+	buf = append(buf, b...)
+	buf = append(buf, '\n')
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return buf, err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return buf, err
+	}
+	if _, err = f.Write(buf); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return buf, err
+	}
+	if d, err := os.Open(dir); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
+}

@@ -1,0 +1,99 @@
+package tail
+
+import (
+	"sort"
+	"sync/atomic"
+)
+
+type counters struct {
+	bytesRead        atomic.Uint64
+	linesRead        atomic.Uint64
+	rotations        atomic.Uint64
+	truncations      atomic.Uint64
+	lostBytes        atomic.Uint64
+	opened           atomic.Uint64
+	closed           atomic.Uint64
+	checkpoints      atomic.Uint64
+	checkpointErrors atomic.Uint64
+}
+
+// Stats is a snapshot of the input's metrics, for the metrics endpoint.
+// Counters only grow; the other values are gauges.
+type Stats struct {
+	OpenFiles   int // files held open
+	DeletedOpen int // deleted files still held open (not read to their end)
+	KnownFiles  int // identities in the checkpoint (open and closed)
+
+	BytesRead        uint64
+	LinesRead        uint64
+	Rotations        uint64 // renames and deletions noticed
+	Truncations      uint64 // new generations (copytruncate, truncate)
+	LostBytes        uint64 // unread bytes of deleted files released after max_deleted_hold
+	FilesOpened      uint64
+	FilesClosed      uint64
+	Checkpoints      uint64 // checkpoint files written
+	CheckpointErrors uint64
+
+	InFlightBatches int64 // emitted batches not yet fully acknowledged
+
+	Files []FileStats // open files, sorted by path
+}
+
+// FileStats describes one open file.
+type FileStats struct {
+	Path       string
+	Size       int64
+	Offset     int64 // bytes read
+	Lag        int64 // unread bytes: Size - Offset
+	Acked      int64 // checkpointed offset
+	Generation uint32
+	Deleted    bool
+	Rotated    bool // renamed away from every matched path
+}
+
+// Stats returns the current metrics.
+func (t *Tailer) Stats() Stats {
+	s := Stats{
+		BytesRead:        t.stats.bytesRead.Load(),
+		LinesRead:        t.stats.linesRead.Load(),
+		Rotations:        t.stats.rotations.Load(),
+		Truncations:      t.stats.truncations.Load(),
+		LostBytes:        t.stats.lostBytes.Load(),
+		FilesOpened:      t.stats.opened.Load(),
+		FilesClosed:      t.stats.closed.Load(),
+		Checkpoints:      t.stats.checkpoints.Load(),
+		CheckpointErrors: t.stats.checkpointErrors.Load(),
+		InFlightBatches:  t.inflight.Load(),
+	}
+	t.mu.Lock()
+	all := make([]*file, 0, len(t.files))
+	for _, f := range t.files {
+		all = append(all, f)
+	}
+	t.mu.Unlock()
+	s.KnownFiles = len(all)
+	for _, f := range all {
+		f.mu.Lock()
+		if f.fd == nil {
+			f.mu.Unlock()
+			continue
+		}
+		fs := FileStats{
+			Path: f.path, Size: f.size, Offset: f.offset,
+			Generation: f.tr.gen, Deleted: !f.deletedAt.IsZero(), Rotated: !f.rotatedAt.IsZero(),
+		}
+		tr := f.tr
+		f.mu.Unlock()
+		fs.Acked, _ = tr.state()
+		if fs.Lag = fs.Size - fs.Offset; fs.Lag < 0 {
+			fs.Lag = 0
+		}
+		s.OpenFiles++
+		if fs.Deleted {
+			s.DeletedOpen++
+		}
+		s.Files = append(s.Files, fs)
+	}
+	sort.Slice(s.Files, func(i, j int) bool { return s.Files[i].Path < s.Files[j].Path })
+	return s
+}

@@ -1,0 +1,1020 @@
+// Package tail is the tail input: it follows files matched by globs through
+// rotations, truncations and restarts, and emits every line exactly once as
+// long as the checkpoint and the acknowledgements are honoured (at least once
+// across a crash). See docs/input-tail.md for the design.
+package tail
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/input"
+	"github.com/sidelog/sidelog/parser"
+	"github.com/sidelog/sidelog/plugins"
+)
+
+func init() {
+	plugins.RegisterInput("tail", Plugin)
+}
+
+// Plugin is the registry entry of the tail input.
+var Plugin = plugins.Input{
+	Config: func() any { return DefaultConfig() },
+	New: func(cfg any, env input.Env) (input.Input, error) {
+		c, ok := cfg.(*Config)
+		if !ok {
+			return nil, fmt.Errorf("tail: config is %T, not *tail.Config", cfg)
+		}
+		return New(c, env)
+	},
+}
+
+// chunksPerTurn bounds how many reads one file gets before the reader moves
+// on to the next ready file (fairness).
+const chunksPerTurn = 4
+
+// Tailer is the tail input.
+type Tailer struct {
+	cfg        Config
+	name       string
+	log        *slog.Logger
+	newAsm     func() parser.Assembler
+	exitOnEOF  bool
+	ckptPath   string
+	firstStart bool // no checkpoint existed
+
+	emit input.Emit
+
+	mu     sync.Mutex
+	files  map[key]*file    // open and remembered (closed) files
+	byPath map[string]*file // open files by matched and resolved path
+
+	qmu   sync.Mutex
+	queue []*file
+	qsig  chan struct{}
+
+	trigger chan struct{} // a scan is wanted (fsnotify)
+	scanN   uint64        // scanner goroutine only
+	initial bool          // the first scan of this run (scanner only)
+	seenSet map[string]struct{}
+	headBuf []byte // scanner's fingerprint buffer
+
+	dirty        atomic.Bool
+	inflight     atomic.Int64
+	inflightZero chan struct{}
+	ckptMu       sync.Mutex
+	ckptBuf      []byte
+
+	watchMu sync.Mutex
+	watched map[string]bool
+	watcher dirWatcher
+
+	deadlines map[*file]time.Time // reader only
+
+	stats counters
+}
+
+// New builds a tail input.
+func New(cfg *Config, env input.Env) (*Tailer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := &Tailer{
+		cfg:          *cfg,
+		name:         env.Name,
+		log:          log,
+		newAsm:       env.NewAssembler,
+		exitOnEOF:    cfg.ExitOnEOF || env.ExitOnEOF,
+		files:        map[key]*file{},
+		byPath:       map[string]*file{},
+		qsig:         make(chan struct{}, 1),
+		trigger:      make(chan struct{}, 1),
+		inflightZero: make(chan struct{}, 1),
+		seenSet:      map[string]struct{}{},
+		headBuf:      make([]byte, cfg.FingerprintBytes),
+		watched:      map[string]bool{},
+		deadlines:    map[*file]time.Time{},
+	}
+	for i, p := range t.cfg.Paths {
+		t.cfg.Paths[i] = filepath.Clean(p)
+	}
+	if env.DataDir == "" {
+		t.firstStart = true
+		log.Warn("tail: no data_dir: checkpoints are not kept, files are read again at each start")
+		return t, nil
+	}
+	t.ckptPath = checkpointPath(env.DataDir, env.Name)
+	doc, found, err := loadCheckpoints(t.ckptPath)
+	switch {
+	case errors.Is(err, errCorrupt):
+		aside := fmt.Sprintf("%s.corrupt-%d", t.ckptPath, time.Now().Unix())
+		_ = os.Rename(t.ckptPath, aside)
+		log.Error("tail: checkpoint is corrupt, moved aside; known files are read again from their start", "error", err, "moved_to", aside)
+	case err != nil:
+		return nil, fmt.Errorf("tail: %w", err)
+	}
+	t.firstStart = !found
+	for _, c := range doc.Files {
+		k := key{c.Dev, c.Ino}
+		f := &file{
+			key: k, path: c.Path,
+			id:  event.FileID{Dev: c.Dev, Ino: c.Ino, Fingerprint: c.FP},
+			mFP: c.MatchFP, mLen: c.MatchLen,
+			tr:     newTracker(c.Gen, c.Offset, &t.dirty),
+			offset: c.Offset, lineStart: c.Offset,
+			seen: time.Unix(c.Seen, 0),
+		}
+		f.idSet = c.MatchLen > 0
+		t.files[k] = f
+	}
+	return t, nil
+}
+
+// Run reads until ctx is cancelled (or, with exit_on_eof, until every file is
+// read to its end and acknowledged).
+func (t *Tailer) Run(ctx context.Context, emit input.Emit) error {
+	t.emit = emit
+	defer t.closeAll()
+	t.initial = true
+	t.scan(time.Now())
+	t.initial = false
+	if t.firstStart {
+		t.persist() // records read_from: tail offsets before anything is read
+	}
+	if t.exitOnEOF {
+		return t.runToEOF(ctx)
+	}
+
+	sctx, stopScan := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	if t.cfg.Watch {
+		if w, err := newDirWatcher(t); err != nil {
+			t.log.Warn("tail: fsnotify unavailable, polling only", "error", err)
+		} else {
+			t.watchMu.Lock()
+			t.watcher = w
+			t.watchMu.Unlock()
+			t.watchBaseDirs()
+			for _, f := range t.openFiles() {
+				f.mu.Lock()
+				p, tgt := f.path, f.target
+				f.mu.Unlock()
+				t.watchDir(filepath.Dir(p))
+				if tgt != "" {
+					t.watchDir(filepath.Dir(tgt))
+				}
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); w.run(sctx) }()
+		}
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); t.scanLoop(sctx) }()
+
+	err := t.readLoop(ctx)
+	stopScan()
+	wg.Wait()
+	if t.watcher != nil {
+		t.watcher.close()
+	}
+	if err != nil { // the pipeline is aborting: stop at once
+		t.persist()
+		return err
+	}
+	err = t.drain(false)
+	t.waitInflight(t.cfg.DrainTimeout)
+	t.persist()
+	return err
+}
+
+// runToEOF is exit_on_eof: read every matched file to its end, emit the
+// held partial lines, wait for every acknowledgement, persist.
+func (t *Tailer) runToEOF(ctx context.Context) error {
+	err := t.drain(true)
+	if err == nil {
+		done := make(chan struct{})
+		go func() {
+			t.waitInflight(-1)
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.waitInflight(t.cfg.DrainTimeout)
+		}
+	}
+	t.persist()
+	return err
+}
+
+// openFiles returns the open files.
+func (t *Tailer) openFiles() []*file {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*file, 0, len(t.files))
+	for _, f := range t.files {
+		f.mu.Lock()
+		open := f.fd != nil
+		f.mu.Unlock()
+		if open {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// drain reads the open files to their end: to their size when the drain
+// starts on a graceful stop, to a read of zero bytes with toEOF. toEOF also
+// emits the held partial lines (the files are complete).
+func (t *Tailer) drain(toEOF bool) error {
+	for _, f := range t.openFiles() {
+		var target int64 = -1
+		if !toEOF {
+			if st, err := f.statFD(); err == nil {
+				target = st.Size()
+			}
+		}
+		for {
+			batch, more := t.readChunk(f, time.Now(), target)
+			if err := t.send(batch); err != nil {
+				return err
+			}
+			if !more {
+				break
+			}
+		}
+		f.mu.Lock()
+		var out []*event.Event
+		if toEOF {
+			out = t.sealPartial(f, time.Now(), nil)
+		}
+		if f.asm != nil {
+			out = f.asm.Flush(out)
+		}
+		f.mu.Unlock()
+		delete(t.deadlines, f)
+		if err := t.send(out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *file) statFD() (os.FileInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fd == nil {
+		return nil, os.ErrClosed
+	}
+	return f.fd.Stat()
+}
+
+// send emits a batch (nothing for an empty one).
+func (t *Tailer) send(batch []*event.Event) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	return t.emit(batch)
+}
+
+func (t *Tailer) batchDone() {
+	if t.inflight.Add(-1) == 0 {
+		select {
+		case t.inflightZero <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitInflight waits until every emitted batch is released, at most d
+// (forever when d < 0).
+func (t *Tailer) waitInflight(d time.Duration) bool {
+	var timeout <-chan time.Time
+	if d >= 0 {
+		tm := time.NewTimer(d)
+		defer tm.Stop()
+		timeout = tm.C
+	}
+	for t.inflight.Load() > 0 {
+		select {
+		case <-t.inflightZero:
+		case <-timeout:
+			return t.inflight.Load() == 0
+		}
+	}
+	return true
+}
+
+func (t *Tailer) closeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, f := range t.files {
+		f.mu.Lock()
+		if f.fd != nil {
+			f.fd.Close()
+			f.fd = nil
+		}
+		f.mu.Unlock()
+	}
+}
+
+// ---- the reader ----
+
+func (t *Tailer) enqueue(f *file) {
+	if !f.queued.CompareAndSwap(false, true) {
+		return
+	}
+	t.qmu.Lock()
+	t.queue = append(t.queue, f)
+	t.qmu.Unlock()
+	select {
+	case t.qsig <- struct{}{}:
+	default:
+	}
+}
+
+func (t *Tailer) dequeue() *file {
+	t.qmu.Lock()
+	defer t.qmu.Unlock()
+	if len(t.queue) == 0 {
+		return nil
+	}
+	f := t.queue[0]
+	t.queue[0] = nil
+	t.queue = t.queue[1:]
+	if len(t.queue) == 0 {
+		t.queue = t.queue[:0:0]
+	}
+	return f
+}
+
+// readLoop reads ready files until ctx is cancelled.
+func (t *Tailer) readLoop(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		f := t.dequeue()
+		if f == nil {
+			next, ok := t.nextDeadline()
+			if ok {
+				timer.Reset(time.Until(next))
+			} else {
+				timer.Reset(time.Hour)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.qsig:
+			case <-timer.C:
+				if err := t.flushDue(time.Now()); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		f.queued.Store(false)
+		more := false
+		for i := 0; i < chunksPerTurn; i++ {
+			var batch []*event.Event
+			batch, more = t.readChunk(f, time.Now(), -1)
+			if err := t.send(batch); err != nil {
+				return err
+			}
+			if !more {
+				break
+			}
+		}
+		if more {
+			t.enqueue(f)
+		}
+		if err := t.flushDue(time.Now()); err != nil {
+			return err
+		}
+	}
+}
+
+func (t *Tailer) nextDeadline() (time.Time, bool) {
+	var min time.Time
+	for _, d := range t.deadlines {
+		if min.IsZero() || d.Before(min) {
+			min = d
+		}
+	}
+	return min, !min.IsZero()
+}
+
+// flushDue flushes the assemblers whose deadline has passed.
+func (t *Tailer) flushDue(now time.Time) error {
+	for f, d := range t.deadlines {
+		if d.After(now) {
+			continue
+		}
+		delete(t.deadlines, f)
+		f.mu.Lock()
+		var out []*event.Event
+		if f.asm != nil {
+			out = f.asm.Flush(nil)
+			t.noteDeadline(f)
+		}
+		f.mu.Unlock()
+		if err := t.send(out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// noteDeadline records the assembler's deadline. Call with f.mu held.
+func (t *Tailer) noteDeadline(f *file) {
+	if f.asm == nil {
+		return
+	}
+	if d, ok := f.asm.Deadline(); ok {
+		t.deadlines[f] = d
+	} else {
+		delete(t.deadlines, f)
+	}
+}
+
+// readChunk reads one chunk of f and returns the events it completes.
+// more reports that the read filled the buffer (there is likely more to
+// read). target >= 0 stops reading at that offset (graceful stop).
+func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event.Event, more bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fd == nil {
+		return nil, false
+	}
+	if f.truncated {
+		batch = t.newGeneration(f, now)
+		return batch, true
+	}
+	if !f.idSet {
+		if st, err := f.fd.Stat(); err == nil {
+			f.checkPrefix(f.readHead(make([]byte, t.cfg.FingerprintBytes), st.Size()))
+		}
+	}
+	p := len(f.partial)
+	size := int(t.cfg.ReadBufferBytes)
+	if p > size/2 {
+		size += p
+	}
+	want := size - p
+	if target >= 0 {
+		if f.offset >= target {
+			return nil, false
+		}
+		if r := target - f.offset; r < int64(want) {
+			want = int(r)
+		}
+	}
+	buf := make([]byte, p+want)
+	copy(buf, f.partial)
+	n, err := f.fd.ReadAt(buf[p:], f.offset)
+	if err != nil && err != io.EOF {
+		t.log.Warn("tail: read failed", "path", f.path, "error", err)
+	}
+	if n == 0 {
+		return t.atEOF(f, now), false
+	}
+	f.offset += int64(n)
+	f.offsetA.Store(f.offset)
+	t.stats.bytesRead.Add(uint64(n))
+	batch = t.split(f, buf[:p+n], now)
+	if f.asm != nil {
+		t.noteDeadline(f)
+	}
+	return batch, n == want && target < 0 || target >= 0 && f.offset < target
+}
+
+// split cuts data (the held partial line followed by what was just read)
+// into line events, holds the unterminated rest, and seals the batch.
+func (t *Tailer) split(f *file, data []byte, now time.Time) []*event.Event {
+	base := f.offset - int64(len(data)) // file offset of data[0]
+	maxLine := int(t.cfg.MaxLine)
+	n := bytes.Count(data, []byte{'\n'}) + 1
+	slab := make([]event.Event, n)
+	lines := make([]*event.Event, 0, n)
+	gen := f.tr.gen
+	s := 0
+	for {
+		i := bytes.IndexByte(data[s:], '\n')
+		if i < 0 {
+			break
+		}
+		start := base + int64(s)
+		line := data[s : s+i : s+i]
+		s += i + 1
+		if f.skipping { // the rest of a line already cut
+			f.skipping = false
+			f.lineStart = base + int64(s)
+			continue
+		}
+		f.lineStart = base + int64(s)
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[: len(line)-1 : len(line)-1]
+		}
+		if len(line) == 0 {
+			continue
+		}
+		ev := &slab[len(lines)]
+		off := base + int64(s)
+		if len(line) > maxLine {
+			line = line[:maxLine:maxLine]
+			ev.Flags = event.Truncated
+			off = start + int64(maxLine)
+		}
+		ev.Raw = line
+		ev.Input = t.name
+		ev.Path = f.path
+		ev.Time = now
+		ev.Pos = event.Position{FileID: f.id, Generation: gen, Offset: off}
+		lines = append(lines, ev)
+	}
+	rest := data[s:]
+	switch {
+	case f.skipping:
+		f.partial = f.partial[:0]
+	case len(rest) >= maxLine:
+		ev := &slab[len(lines)]
+		ev.Raw = rest[:maxLine:maxLine]
+		ev.Flags = event.Truncated
+		ev.Input, ev.Path, ev.Time = t.name, f.path, now
+		ev.Pos = event.Position{FileID: f.id, Generation: gen, Offset: f.lineStart + int64(maxLine)}
+		lines = append(lines, ev)
+		f.skipping = true
+		f.partial = f.partial[:0]
+	default:
+		f.partial = append(f.partial[:0], rest...)
+	}
+	t.stats.linesRead.Add(uint64(len(lines)))
+	return t.seal(f, lines, f.lineStart)
+}
+
+// seal attaches one acknowledgement to lines, registers the batch (ending
+// at end) with the tracker, and runs the lines through the assembler.
+// Call with f.mu held.
+func (t *Tailer) seal(f *file, lines []*event.Event, end int64) []*event.Event {
+	if len(lines) == 0 {
+		f.tr.addDone(end)
+		return nil
+	}
+	tr := f.tr
+	seq := tr.add(end)
+	t.inflight.Add(1)
+	ack := event.NewAck(len(lines), func() {
+		tr.done(seq)
+		t.batchDone()
+	})
+	for _, ev := range lines {
+		ev.SetAck(ack)
+	}
+	if f.asm == nil {
+		return lines
+	}
+	out := make([]*event.Event, 0, len(lines))
+	for _, ev := range lines {
+		out = f.asm.Push(ev, out)
+	}
+	return out
+}
+
+// sealPartial emits the held unterminated line as it is (the file was
+// rotated away, deleted or is read for the last time). Call with f.mu held.
+func (t *Tailer) sealPartial(f *file, now time.Time, out []*event.Event) []*event.Event {
+	if f.skipping {
+		f.skipping = false
+		f.lineStart = f.offset
+		f.tr.addDone(f.offset)
+		return out
+	}
+	if len(f.partial) == 0 {
+		return out
+	}
+	raw := f.partial
+	if raw[len(raw)-1] == '\r' {
+		raw = raw[:len(raw)-1]
+	}
+	ev := &event.Event{
+		Raw:   bytes.Clone(raw),
+		Input: t.name, Path: f.path, Time: now,
+		Pos: event.Position{FileID: f.id, Generation: f.tr.gen, Offset: f.offset},
+	}
+	f.partial = nil
+	f.lineStart = f.offset
+	t.stats.linesRead.Add(1)
+	if len(ev.Raw) == 0 {
+		f.tr.addDone(f.offset)
+		return out
+	}
+	return append(out, t.seal(f, []*event.Event{ev}, f.offset)...)
+}
+
+// atEOF runs when a read returns nothing: a file renamed away (after
+// rotate_wait) or deleted is finished and closed. Call with f.mu held.
+func (t *Tailer) atEOF(f *file, now time.Time) []*event.Event {
+	deleted := !f.deletedAt.IsZero()
+	rotated := !f.rotatedAt.IsZero() && now.Sub(f.rotatedAt) >= t.cfg.RotateWait
+	if !deleted && !rotated {
+		return nil
+	}
+	out := t.sealPartial(f, now, nil)
+	if f.asm != nil {
+		out = f.asm.Flush(out)
+		delete(t.deadlines, f)
+	}
+	t.closeLocked(f)
+	return out
+}
+
+// closeLocked closes f and forgets its paths; the identity stays known for
+// the checkpoint. Call with f.mu held.
+func (t *Tailer) closeLocked(f *file) {
+	if f.fd == nil {
+		return
+	}
+	f.fd.Close()
+	f.fd = nil
+	f.asm = nil
+	f.partial = nil
+	t.mu.Lock()
+	if t.byPath[f.path] == f {
+		delete(t.byPath, f.path)
+	}
+	if f.target != "" && t.byPath[f.target] == f {
+		delete(t.byPath, f.target)
+	}
+	t.mu.Unlock()
+	t.stats.closed.Add(1)
+}
+
+// newGeneration handles a truncation: what was held is emitted, and reading
+// starts again at offset 0 under the next generation. Call with f.mu held.
+func (t *Tailer) newGeneration(f *file, now time.Time) []*event.Event {
+	out := t.sealPartial(f, now, nil)
+	if f.asm != nil {
+		out = f.asm.Flush(out)
+	}
+	f.truncated = false
+	f.tr = newTracker(f.tr.gen+1, 0, &t.dirty)
+	t.dirty.Store(true)
+	f.offset, f.lineStart = 0, 0
+	f.offsetA.Store(0)
+	f.partial = f.partial[:0]
+	f.skipping = false
+	t.stats.truncations.Add(1)
+	return out
+}
+
+// ---- discovery ----
+
+func (t *Tailer) scanLoop(ctx context.Context) {
+	tick := time.NewTicker(t.cfg.PollInterval)
+	defer tick.Stop()
+	ckpt := time.NewTicker(t.cfg.CheckpointInterval)
+	defer ckpt.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			t.scan(time.Now())
+		case <-t.trigger:
+			t.scan(time.Now())
+		case <-ckpt.C:
+			if t.dirty.Load() {
+				t.persist()
+			}
+		}
+	}
+}
+
+// scan matches the globs, opens new files, notices renamed, deleted and
+// truncated ones, releases deleted files held too long and queues files
+// with unread bytes.
+func (t *Tailer) scan(now time.Time) {
+	t.scanN++
+	clear(t.seenSet)
+	for _, pat := range t.cfg.Paths {
+		glob(pat, func(p string) {
+			if _, dup := t.seenSet[p]; dup || excluded(t.cfg.Exclude, p) {
+				return
+			}
+			t.seenSet[p] = struct{}{}
+			st, err := os.Stat(p)
+			if err != nil || !st.Mode().IsRegular() {
+				return
+			}
+			t.visit(p, st, now)
+		})
+	}
+	t.sweep(now)
+}
+
+func statKey(st os.FileInfo) (key, uint64) {
+	s := st.Sys().(*syscall.Stat_t)
+	return key{uint64(s.Dev), s.Ino}, uint64(s.Nlink)
+}
+
+// visit handles one matched path.
+func (t *Tailer) visit(p string, st os.FileInfo, now time.Time) {
+	k, _ := statKey(st)
+	t.mu.Lock()
+	f := t.files[k]
+	t.mu.Unlock()
+	if f != nil {
+		f.mu.Lock()
+		if f.fd != nil {
+			t.refresh(f, p, st.Size(), now)
+			f.mu.Unlock()
+			return
+		}
+		f.mu.Unlock()
+	}
+	t.open(p, now)
+}
+
+// refresh updates an open file seen at path p with size. Call with f.mu held.
+func (t *Tailer) refresh(f *file, p string, size int64, now time.Time) {
+	if f.seenScan != t.scanN {
+		f.altPath = ""
+	}
+	f.seenScan = t.scanN
+	f.seen = now
+	if p == f.path {
+		f.pathScan = t.scanN
+	} else if f.altPath == "" {
+		f.altPath = p
+	}
+	if !f.rotatedAt.IsZero() {
+		f.rotatedAt = time.Time{} // back under a matched path
+	}
+	t.checkSize(f, size)
+}
+
+// checkSize notices growth and truncation. Call with f.mu held.
+func (t *Tailer) checkSize(f *file, size int64) {
+	changed := size != f.size
+	f.size = size
+	f.sizeA.Store(size)
+	if size < f.offset {
+		f.truncated = true
+	} else if changed {
+		// same inode, new size: a copytruncate followed by writes past our
+		// offset shows as a changed first bytes
+		if !f.checkPrefix(f.readHead(t.headBuf, size)) {
+			f.truncated = true
+		}
+	}
+	if f.truncated || size > f.offset {
+		t.enqueue(f)
+	}
+}
+
+// open opens a newly matched path and decides where to start reading.
+func (t *Tailer) open(p string, now time.Time) {
+	fd, err := os.Open(p)
+	if err != nil {
+		return
+	}
+	st, err := fd.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		fd.Close()
+		return
+	}
+	k, _ := statKey(st)
+	size := st.Size()
+	t.mu.Lock()
+	old := t.files[k]
+	t.mu.Unlock()
+	if old != nil {
+		old.mu.Lock()
+		if old.fd != nil { // opened meanwhile (another path, same file)
+			t.refresh(old, p, size, now)
+			old.mu.Unlock()
+			fd.Close()
+			return
+		}
+		old.mu.Unlock()
+	}
+	f := &file{key: k, fd: fd, path: p, seen: now, seenScan: t.scanN, pathScan: t.scanN}
+	f.id.Dev, f.id.Ino = k.dev, k.ino
+	if t.newAsm != nil {
+		f.asm = t.newAsm()
+	}
+	head := f.readHead(t.headBuf, size)
+	resumed := false
+	if old != nil {
+		old.mu.Lock()
+		acked, _ := old.tr.state()
+		if old.mLen > 0 && len(head) >= old.mLen && fingerprint(head[:old.mLen]) == old.mFP {
+			// the same file: resume where acknowledged
+			resumed = true
+			f.id, f.idSet, f.mFP, f.mLen = old.id, old.idSet, old.mFP, old.mLen
+			f.tr = old.tr
+			f.offset, f.lineStart = acked, acked
+			if size < acked { // truncated while we were away
+				f.truncated = true
+			}
+		} else {
+			// the inode was reused by another file: the next generation
+			// keeps (identity, generation, offset) unique on this host
+			f.tr = newTracker(old.tr.gen+1, 0, &t.dirty)
+		}
+		old.mu.Unlock()
+	}
+	if !resumed {
+		if f.tr == nil {
+			f.tr = newTracker(0, 0, &t.dirty)
+		}
+		if t.initial && t.firstStart && t.cfg.ReadFrom == "tail" {
+			f.offset = tailOffset(fd, size)
+			f.lineStart = f.offset
+			f.tr.acked = f.offset
+		}
+	}
+	f.checkPrefix(head)
+	f.size = size
+	f.sizeA.Store(size)
+	f.offsetA.Store(f.offset)
+	if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if tgt, err := filepath.EvalSymlinks(p); err == nil {
+			f.target = tgt
+		}
+	}
+	t.mu.Lock()
+	t.files[k] = f
+	t.byPath[p] = f
+	if f.target != "" {
+		t.byPath[f.target] = f
+	}
+	t.mu.Unlock()
+	t.dirty.Store(true)
+	t.stats.opened.Add(1)
+	t.watchFile(f)
+	t.log.Debug("tail: opened", "path", p, "offset", f.offset, "generation", f.tr.gen, "resumed", resumed)
+	if f.truncated || size > f.offset {
+		t.enqueue(f)
+	}
+}
+
+// tailOffset is where read_from: tail starts: just past the last newline
+// in the last 64 KiB, else the end.
+func tailOffset(fd *os.File, size int64) int64 {
+	const look = 64 << 10
+	from := size - look
+	if from < 0 {
+		from = 0
+	}
+	buf := make([]byte, size-from)
+	n, _ := fd.ReadAt(buf, from)
+	if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+		return from + int64(i) + 1
+	}
+	return size
+}
+
+// sweep looks at the open files no path matched in this scan (renamed away
+// or deleted), releases deleted files held past max_deleted_hold, and
+// forgets closed files gone for forget_after.
+func (t *Tailer) sweep(now time.Time) {
+	t.mu.Lock()
+	all := make([]*file, 0, len(t.files))
+	for _, f := range t.files {
+		all = append(all, f)
+	}
+	t.mu.Unlock()
+	var forget []key
+	for _, f := range all {
+		f.mu.Lock()
+		if f.fd == nil {
+			_, out := f.tr.state()
+			if out == 0 && now.Sub(f.seen) > t.cfg.ForgetAfter {
+				forget = append(forget, f.key)
+			}
+			f.mu.Unlock()
+			continue
+		}
+		if f.seenScan == t.scanN {
+			if f.pathScan != t.scanN && f.altPath != "" { // renamed, still matched
+				t.renamed(f, f.altPath)
+			}
+			f.mu.Unlock()
+			continue
+		}
+		st, err := f.fd.Stat()
+		if err != nil {
+			f.mu.Unlock()
+			continue
+		}
+		_, nlink := statKey(st)
+		if nlink == 0 {
+			if f.deletedAt.IsZero() {
+				f.deletedAt = now
+				t.stats.rotations.Add(1)
+				t.log.Debug("tail: deleted", "path", f.path)
+			}
+		} else if f.rotatedAt.IsZero() {
+			f.rotatedAt = now
+			t.stats.rotations.Add(1)
+			t.log.Debug("tail: renamed away", "path", f.path)
+		}
+		t.checkSize(f, st.Size())
+		switch {
+		case !f.deletedAt.IsZero() && now.Sub(f.deletedAt) > t.cfg.MaxDeletedHold:
+			lost := f.size - f.lineStart
+			if lost > 0 {
+				t.stats.lostBytes.Add(uint64(lost))
+			}
+			t.log.Error("tail: deleted file held past max_deleted_hold released; its unread bytes are lost",
+				"path", f.path, "lost_bytes", lost, "held", now.Sub(f.deletedAt).Round(time.Second))
+			t.closeLocked(f)
+		case !f.deletedAt.IsZero(), !f.rotatedAt.IsZero() && now.Sub(f.rotatedAt) >= t.cfg.RotateWait:
+			t.enqueue(f) // the reader finishes and closes it at EOF
+		}
+		f.mu.Unlock()
+	}
+	if len(forget) > 0 {
+		t.mu.Lock()
+		for _, k := range forget {
+			if f := t.files[k]; f != nil && f.fd == nil {
+				delete(t.files, k)
+			}
+		}
+		t.mu.Unlock()
+		t.dirty.Store(true)
+	}
+}
+
+// renamed moves f to its new matched path. Call with f.mu held.
+func (t *Tailer) renamed(f *file, p string) {
+	t.mu.Lock()
+	if t.byPath[f.path] == f {
+		delete(t.byPath, f.path)
+	}
+	t.byPath[p] = f
+	t.mu.Unlock()
+	t.log.Debug("tail: renamed", "from", f.path, "to", p)
+	f.path = p
+	f.pathScan = t.scanN
+	t.stats.rotations.Add(1)
+	t.watchFile(f)
+}
+
+// ---- checkpoints ----
+
+// persist writes the acknowledged offsets of every known file.
+func (t *Tailer) persist() {
+	if t.ckptPath == "" {
+		return
+	}
+	t.ckptMu.Lock()
+	defer t.ckptMu.Unlock()
+	t.dirty.Store(false)
+	t.mu.Lock()
+	all := make([]*file, 0, len(t.files))
+	for _, f := range t.files {
+		all = append(all, f)
+	}
+	t.mu.Unlock()
+	doc := checkpointDoc{Input: t.name, Files: make([]checkpoint, 0, len(all))}
+	for _, f := range all {
+		f.mu.Lock()
+		tr := f.tr
+		c := checkpoint{
+			Dev: f.key.dev, Ino: f.key.ino, FP: f.id.Fingerprint,
+			MatchFP: f.mFP, MatchLen: f.mLen, Gen: tr.gen,
+			Path: f.path, Seen: f.seen.Unix(),
+		}
+		f.mu.Unlock()
+		c.Offset, _ = tr.state()
+		doc.Files = append(doc.Files, c)
+	}
+	var err error
+	t.ckptBuf, err = saveCheckpoints(t.ckptPath, &doc, t.ckptBuf)
+	if err != nil {
+		t.dirty.Store(true)
+		t.stats.checkpointErrors.Add(1)
+		t.log.Error("tail: writing the checkpoint failed", "path", t.ckptPath, "error", err)
+		return
+	}
+	t.stats.checkpoints.Add(1)
+}
