@@ -15,6 +15,7 @@ import (
 	"github.com/sidelog/sidelog/filter"
 	"github.com/sidelog/sidelog/input"
 	"github.com/sidelog/sidelog/output"
+	"github.com/sidelog/sidelog/parser"
 	"github.com/sidelog/sidelog/plugins"
 )
 
@@ -24,12 +25,15 @@ func (nopOut) Encode(d []byte, _ *event.Event) ([]byte, error) { return d, nil }
 func (nopOut) Write(context.Context, [][]byte) error           { return nil }
 func (nopOut) Close(context.Context) error                     { return nil }
 
-// Registry returns a registry holding the given filters and a stub input
-// and output, both of type "stub".
+// Registry returns a registry holding the given filters a stub input and
+// output, both of type "stub", and a stub parser "json".
 func Registry(filters map[string]plugins.Filter) *plugins.Registry {
 	r := plugins.New()
 	r.AddInput("stub", plugins.Input{Config: func() any { return &struct{}{} },
 		New: func(any, input.Env) (input.Input, error) { return nil, nil }})
+	r.AddParser("json", plugins.Parser{New: func(parser.Config, plugins.ParserEnv) (parser.Parser, func() parser.Assembler, error) {
+		return nil, nil, nil
+	}})
 	r.AddOutput("stub", plugins.Output{Config: func() any { return &struct{}{} },
 		New: func(any, plugins.OutputEnv) (output.Output, error) { return nopOut{}, nil }})
 	for name, p := range filters {
