@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/sidelog/sidelog/config"
@@ -182,22 +183,77 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// runAgent builds and runs the pipeline; see agent.go for the parts issue
-// by issue.
+// runAgent builds and runs the pipeline until ctx is done or the inputs
+// finish (exit_on_eof). SIGHUP reloads the config file: the new config is
+// loaded and built first; if it is invalid the old pipeline keeps running
+// and the reason is logged; if it is valid the old pipeline is stopped
+// gracefully (acknowledged records checkpointed, disk buffers kept) and the
+// new one started on the same data_dir.
 func runAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger) int {
-	opts := agentOptions(cfg, dd, exitOnEOF, log)
-	p, err := pipeline.Build(cfg, opts)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	p, err := pipeline.Build(cfg, agentOptions(cfg, dd, exitOnEOF, log))
 	if err != nil {
 		log.Error("cannot build the pipeline", "error", err.Error())
 		return 1
 	}
 	log.Info("sidelog started", "version", version, "config", cfg.File, "inputs", len(cfg.Inputs), "outputs", len(cfg.Outputs))
-	if err := p.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		log.Error("pipeline stopped with errors", "error", err.Error())
-		return 1
+	for {
+		runCtx, stopRun := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- p.Run(runCtx) }()
+		var next *pipeline.Pipeline
+		var nextCfg *config.Config
+	wait:
+		for {
+			select {
+			case err := <-done:
+				stopRun()
+				if err != nil && !errors.Is(err, context.Canceled) {
+					log.Error("pipeline stopped with errors", "error", err.Error())
+					return 1
+				}
+				log.Info("sidelog stopped")
+				return 0
+			case <-hup:
+				nextCfg, next = reload(cfg, dd, exitOnEOF, log)
+				if next != nil {
+					break wait
+				}
+			}
+		}
+		stopRun()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("the old pipeline stopped with errors", "error", err.Error())
+		}
+		cfg, p = nextCfg, next
+		log.Info("config reloaded", "config", cfg.File, "inputs", len(cfg.Inputs), "outputs", len(cfg.Outputs))
 	}
-	log.Info("sidelog stopped")
-	return 0
+}
+
+// reload loads and builds the config file again; nil when it cannot be used.
+func reload(old *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger) (*config.Config, *pipeline.Pipeline) {
+	if strings.HasPrefix(old.File, "<") {
+		log.Warn("SIGHUP ignored: the embedded config cannot be reloaded")
+		return nil, nil
+	}
+	cfg, err := config.Load(old.File, plugins.Default)
+	if err != nil {
+		log.Error("config reload refused, the old config keeps running", "error", err.Error())
+		return nil, nil
+	}
+	if cfg.DataDir != old.DataDir {
+		log.Error("config reload refused, the old config keeps running: data_dir cannot change without a restart", "data_dir", cfg.DataDir)
+		return nil, nil
+	}
+	p, err := pipeline.Build(cfg, agentOptions(cfg, dd, exitOnEOF, log))
+	if err != nil {
+		log.Error("config reload refused, the old config keeps running", "error", err.Error())
+		return nil, nil
+	}
+	return cfg, p
 }
 
 var agentOptions = func(cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger) pipeline.Options {
