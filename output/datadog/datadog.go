@@ -130,8 +130,8 @@ type Output struct {
 	now     func() time.Time
 	scratch sync.Pool
 
-	requests, delivered, deliveredBytes, truncated, retimedOld, retimedFuture atomic.Int64
-	dups, splits, authErrors, throttled, serverErrors, transportErrors, rejected  atomic.Int64
+	requests, delivered, deliveredBytes, truncated, retimedOld, retimedFuture    atomic.Int64
+	dups, splits, authErrors, throttled, serverErrors, transportErrors, rejected atomic.Int64
 
 	mu      sync.Mutex
 	state   string
@@ -201,6 +201,7 @@ func New(c *Config, env plugins.OutputEnv) (*Output, error) {
 	o.tr = http.DefaultTransport.(*http.Transport).Clone() // proxy from HTTPS_PROXY/HTTP_PROXY/NO_PROXY
 	o.tr.Proxy = http.ProxyFromEnvironment
 	o.tr.MaxIdleConnsPerHost = 4
+	o.tr.IdleConnTimeout = 30 * time.Second // below the usual 60s of load balancers
 	cfg := datadog.NewConfiguration()
 	cfg.HTTPClient = &http.Client{Transport: o.tr, Timeout: c.RequestTimeout}
 	cfg.RetryConfiguration.EnableRetry = false // the delivery loop retries

@@ -33,15 +33,7 @@ func truncateRecord(dst []byte, msgAt int, e *event.Event, budget int) ([]byte, 
 			if k == "" {
 				break
 			}
-			// Each byte removed from a value removes at least one byte of
-			// the message's JSON string form.
-			cut := len(v) - (n - budget) - 8
-			if cut < 0 {
-				cut = 0
-			}
-			for cut > 0 && !utf8.RuneStart(v[cut]) {
-				cut--
-			}
+			cut := cutFor(v, n-budget)
 			m[k] = v[:cut]
 		}
 	}
@@ -84,4 +76,47 @@ func longestString(m map[string]any) (key, val string) {
 		}
 	}
 	return key, val
+}
+
+// cutFor returns the length of the longest prefix of v (at a rune boundary)
+// such that dropping the rest shrinks the message's JSON string form by at
+// least excess bytes. A character of v appears in the message escaped twice:
+// once in the record's JSON, once in the message string.
+func cutFor(v string, excess int) int {
+	gain := 0
+	i := len(v)
+	for i > 0 && gain < excess {
+		j := i - 1
+		for j > 0 && !utf8.RuneStart(v[j]) {
+			j--
+		}
+		gain += twiceLen(v[j:i])
+		i = j
+	}
+	return i
+}
+
+// twiceLen is the size of one character (or an invalid byte) once written
+// in a JSON string by event.AppendString and that again by encoding/json.
+func twiceLen(r string) int {
+	if len(r) == 1 && r[0] < utf8.RuneSelf {
+		switch b := r[0]; {
+		case b == '"' || b == '\\':
+			return 4 // \" -> \\\"
+		case b == '\n' || b == '\r' || b == '\t':
+			return 3 // \n -> \\n
+		case b < 0x20:
+			return 7 // \u00XX -> \\u00XX
+		default:
+			return int(escLen[b])
+		}
+	}
+	c, size := utf8.DecodeRuneInString(r)
+	switch {
+	case c == utf8.RuneError && size == 1:
+		return 3 // U+FFFD
+	case c == '\u2028' || c == '\u2029':
+		return 7
+	}
+	return len(r)
 }
