@@ -34,7 +34,7 @@ func newTimeParser(format string) (timeParser, error) {
 	case "unix_ms":
 		return timeParser{kind: timeUnixMS}, nil
 	}
-	ref := time.Date(2006, 1, 2, 15, 4, 5, 0, time.UTC)
+	ref := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC) // not the reference time: a layout changes it
 	if ref.Format(format) == format {
 		return timeParser{}, fmt.Errorf("time_format: %q is neither rfc3339, unix, unix_ms nor a Go layout (e.g. \"2006-01-02 15:04:05\")", format)
 	}

@@ -1,0 +1,110 @@
+package cri
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sidelog/sidelog/event"
+)
+
+func TestDecode(t *testing.T) {
+	ts, stream, partial, text, reason := Decode([]byte("2026-11-25T10:00:00.123456789Z stderr P:extra hello world "))
+	if reason != "" || stream != "stderr" || !partial || string(text) != "hello world " ||
+		!ts.Equal(time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)) {
+		t.Fatal(ts, stream, partial, text, reason)
+	}
+	if _, _, _, text, reason := Decode([]byte("2026-11-25T10:00:00Z stdout F")); reason != "" || len(text) != 0 {
+		t.Fatal(text, reason)
+	}
+	for line, want := range map[string]string{
+		"nospace":                          "cri: not a CRI log line",
+		"yesterday stdout F x":             `cri: invalid time "yesterday"`,
+		"2026-11-25T10:00:00Z stdin F x":   "cri: invalid stream",
+		"2026-11-25T10:00:00Z stdout X x":  `cri: invalid tag "X"`,
+		"2026-11-25T10:00:00Z stdout  x":   `cri: invalid tag ""`,
+		"2026-11-25T10:00:00Z stdoutF x y": "cri: invalid stream",
+	} {
+		if _, _, _, _, reason := Decode([]byte(line)); reason != want {
+			t.Errorf("%q: %q, want %q", line, reason, want)
+		}
+	}
+}
+
+func push(a *Assembler, lines ...string) []*event.Event {
+	var out []*event.Event
+	for i, l := range lines {
+		e := &event.Event{Raw: []byte(l), Pos: event.Position{Offset: int64(i)}}
+		e.SetAck(event.NewAck(1, nil))
+		out = a.Push(e, out)
+	}
+	return out
+}
+
+func TestSplitAt16KiB(t *testing.T) {
+	text := strings.Repeat("0123456789abcdef", 3*1024+10) // 3 full 16 KiB pieces and a bit
+	var lines []string
+	for i := 0; i < len(text); i += 16384 {
+		tag, end := "P", min(i+16384, len(text))
+		if end == len(text) {
+			tag = "F"
+		}
+		lines = append(lines, "2026-11-25T10:00:00Z stdout "+tag+" "+text[i:end])
+	}
+	out := push(New(1<<20), lines...)
+	if len(out) != 1 || string(out[0].Raw) != text || out[0].Stream != "stdout" || out[0].Pos.Offset != int64(len(lines)-1) {
+		t.Fatalf("%d events", len(out))
+	}
+	out = push(New(20000), lines...)
+	if len(out) != 1 || len(out[0].Raw) != 20000 || !out[0].Has(event.Truncated) || string(out[0].Raw) != text[:20000] {
+		t.Fatalf("cut: %d events", len(out))
+	}
+}
+
+// FuzzCRI feeds arbitrary lines; every stream's text must come out whole
+// and in order (no bound here), and bad lines keep their raw bytes.
+func FuzzCRI(f *testing.F) {
+	f.Add([]byte("2026-11-25T10:00:00Z stdout P a\n2026-11-25T10:00:00Z stderr F b\n2026-11-25T10:00:00Z stdout F c\n"))
+	f.Add([]byte("2026-11-25T10:00:00.1Z stdout F {\"a\":1}\nnot cri\n"))
+	f.Add([]byte("2026-11-25T10:00:00Z stdout P:x \xff\n"))
+	f.Fuzz(func(t *testing.T, input []byte) {
+		a := New(0)
+		want := map[string]*bytes.Buffer{"stdout": {}, "stderr": {}}
+		var out []*event.Event
+		for _, line := range bytes.Split(input, []byte("\n")) {
+			if _, stream, _, text, reason := Decode(line); reason == "" {
+				want[stream].Write(text)
+			}
+			e := &event.Event{Raw: line}
+			out = a.Push(e, out)
+			if e.Has(event.ParseFailed) && e.Fields["message"] != string(line) {
+				t.Fatal("raw line lost")
+			}
+		}
+		out = a.Flush(out)
+		got := map[string]*bytes.Buffer{"stdout": {}, "stderr": {}}
+		for _, e := range out {
+			if !e.Has(event.ParseFailed) {
+				got[e.Stream].Write(e.Raw)
+			}
+		}
+		for s := range want {
+			if !bytes.Equal(got[s].Bytes(), want[s].Bytes()) {
+				t.Fatalf("%s: %q != %q", s, got[s], want[s])
+			}
+		}
+	})
+}
+
+func BenchmarkCRIDecode(b *testing.B) {
+	line := []byte(`2026-11-25T10:00:00.123456789Z stdout F {"ts":"2026-11-25T10:00:00.123Z","level":"info","msg":"request served","service":"checkout","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","user_id":12345,"latency_ms":12.5,"path":"/api/v1/orders","status":200}`)
+	a := New(1 << 20)
+	b.SetBytes(int64(len(line)))
+	b.ReportAllocs()
+	var out []*event.Event
+	for b.Loop() {
+		e := event.Event{Raw: line}
+		out = a.Push(&e, out[:0])
+	}
+}
