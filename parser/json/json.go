@@ -127,7 +127,7 @@ func notObject(s *scanner, i int) scanner {
 		s.fail(errEOF, i)
 		return *s
 	}
-	if j := s.skipValue(i); j >= 0 && skipWS(s.buf, j) == len(s.buf) {
+	if s.skipValue(i) >= 0 { // other JSON (maybe followed by more): not an object
 		s.err = errNone
 		s.fail(errNotObject, i)
 	}
