@@ -70,6 +70,8 @@ func TestParseFailures(t *testing.T) {
 		`[1,2]`:            "json: not an object",
 		`"str"`:            "json: not an object",
 		`42`:               "json: not an object",
+		`00`:               "json: not an object",
+		`"a" {}`:           "json: not an object",
 		`hello world`:      "json: invalid character 'h' at offset 0",
 		`{"a":1`:           "json: unexpected end of line",
 		`{"a":1,}`:         "json: invalid character '}' at offset 7",
