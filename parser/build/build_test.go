@@ -185,3 +185,45 @@ func BenchmarkCRIJSON(b *testing.B) {
 	}
 	_ = cri.New
 }
+
+func TestCompositeAssembler(t *testing.T) {
+	_, newAsm, err := Build(plugins.Default, parser.Config{Parser: "cri", Multiline: &parser.MultilineConfig{Start: `^\S`, Timeout: time.Minute}}, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAsm()
+	push := func(s string, out []*event.Event) []*event.Event {
+		e := &event.Event{Raw: []byte(s)}
+		e.SetAck(event.NewAck(1, nil))
+		return a.Push(e, out)
+	}
+	if _, ok := a.Deadline(); ok {
+		t.Fatal("deadline with nothing pending")
+	}
+	out := push("2026-11-25T10:00:00Z stdout P first ", nil)
+	if _, ok := a.Deadline(); ok || len(out) != 0 {
+		t.Fatal("a CRI partial has no deadline")
+	}
+	out = push("2026-11-25T10:00:00Z stdout F line", out)
+	out = push("2026-11-25T10:00:00Z stderr F err", out)
+	out = push("2026-11-25T10:00:00Z stdout F   continued", out)
+	out = push("not cri", out) // bad framing goes through alone, at once
+	if len(out) != 1 || !out[0].Has(event.ParseFailed) {
+		t.Fatalf("%d events", len(out))
+	}
+	d, ok := a.Deadline()
+	if !ok || time.Until(d) < 50*time.Second {
+		t.Fatalf("deadline %v %v", d, ok)
+	}
+	out = a.Flush(out[:0])
+	var got []string
+	for _, e := range out {
+		got = append(got, e.Stream+":"+string(e.Raw))
+	}
+	if strings.Join(got, "|") != "stdout:first line\n  continued|stderr:err" {
+		t.Fatalf("%q", got)
+	}
+	if _, ok := a.Deadline(); ok {
+		t.Fatal("deadline after flush")
+	}
+}
