@@ -1,0 +1,103 @@
+package metrics
+
+import (
+	"time"
+)
+
+// Snapshot is the agent's state as /status shows it (JSON). It holds
+// names, counts and the outputs' error messages: never a config value.
+type Snapshot struct {
+	Version   string                    `json:"version"`
+	StartTime time.Time                 `json:"start_time"`
+	Inputs    map[string]InputSnapshot  `json:"inputs"`
+	Outputs   map[string]OutputSnapshot `json:"outputs"`
+}
+
+// InputSnapshot is one input in /status.
+type InputSnapshot struct {
+	Records     uint64 `json:"records"`
+	ParseErrors uint64 `json:"parse_errors"`
+	Unrouted    uint64 `json:"unrouted"`
+	OpenFiles   int    `json:"open_files"`
+	LagBytes    int64  `json:"lag_bytes"`
+}
+
+// OutputSnapshot is one output in /status.
+type OutputSnapshot struct {
+	State                string     `json:"state"`
+	LastError            string     `json:"last_error,omitempty"`
+	Since                time.Time  `json:"since"`
+	LastSuccess          *time.Time `json:"last_success,omitempty"`
+	RecordsIn            uint64     `json:"records_in"`
+	RecordsOut           uint64     `json:"records_out"`
+	Retries              uint64     `json:"retries"`
+	DeadLettered         uint64     `json:"dead_lettered"`
+	BufferedRecords      int64      `json:"buffered_records"`
+	BufferedBytes        int64      `json:"buffered_bytes"`
+	OldestUnackedSeconds float64    `json:"oldest_unacked_seconds"`
+	BufferStalled        bool       `json:"buffer_stalled,omitempty"`
+}
+
+// Snapshot returns the state of every input and output, for /status.
+func (m *Metrics) Snapshot() Snapshot {
+	s := Snapshot{Inputs: map[string]InputSnapshot{}, Outputs: map[string]OutputSnapshot{}}
+	if m == nil {
+		return s
+	}
+	s.Version, s.StartTime = m.version, m.start
+	now := time.Now()
+	m.mu.RLock()
+	inputs := make(map[string]*InputMetrics, len(m.inputs))
+	for k, v := range m.inputs {
+		inputs[k] = v
+	}
+	outputs := make(map[string]*OutputMetrics, len(m.outputs))
+	for k, v := range m.outputs {
+		outputs[k] = v
+	}
+	tails := make(map[string]func() TailStats, len(m.tails))
+	for k, v := range m.tails {
+		tails[k] = v
+	}
+	bufStats := make(map[string]func() (int64, int64, time.Time, bool), len(m.bufs))
+	for k, f := range m.bufs {
+		bufStats[k] = func() (int64, int64, time.Time, bool) {
+			st := f()
+			return st.Records, st.Bytes, st.OldestUnacked, st.Stalled
+		}
+	}
+	m.mu.RUnlock()
+
+	for name, im := range inputs {
+		is := InputSnapshot{Records: im.Records.Value(), ParseErrors: im.ParseErrors.Value(), Unrouted: im.Unrouted.Value()}
+		if f, ok := tails[name]; ok {
+			st := f()
+			is.OpenFiles = st.OpenFiles
+			for _, fl := range st.Files {
+				is.LagBytes += fl.Lag()
+			}
+		}
+		s.Inputs[name] = is
+	}
+	for name, om := range outputs {
+		st := om.State()
+		os := OutputSnapshot{
+			State: st.State, LastError: st.LastError, Since: st.Since,
+			RecordsIn: om.RecordsIn.Value(), RecordsOut: om.RecordsOut.Value(),
+			Retries: om.Retries.Value(), DeadLettered: om.DeadLettered.Value(),
+		}
+		if !st.LastSuccess.IsZero() {
+			t := st.LastSuccess
+			os.LastSuccess = &t
+		}
+		if f, ok := bufStats[name]; ok {
+			var oldest time.Time
+			os.BufferedRecords, os.BufferedBytes, oldest, os.BufferStalled = f()
+			if !oldest.IsZero() {
+				os.OldestUnackedSeconds = max(now.Sub(oldest).Seconds(), 0)
+			}
+		}
+		s.Outputs[name] = os
+	}
+	return s
+}
