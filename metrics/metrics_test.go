@@ -387,7 +387,9 @@ func TestSnapshot(t *testing.T) {
 	})
 	om := m.Output("es")
 	om.Wrap(&fakeOut{err: output.PermanentError(errors.New("403 Forbidden"))}).Write(context.Background(), [][]byte{{1}})
-	m.RegisterBuffer("es", func() buffer.Stats { return buffer.Stats{Records: 9, Bytes: 90, OldestUnacked: time.Now().Add(-time.Minute)} })
+	m.RegisterBuffer("es", func() buffer.Stats {
+		return buffer.Stats{Records: 9, Bytes: 90, OldestUnacked: time.Now().Add(-time.Minute)}
+	})
 	s := m.Snapshot()
 	if s.Version != "1.2.3" {
 		t.Fatalf("version %q", s.Version)
