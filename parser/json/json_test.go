@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sidelog/sidelog/event"
@@ -289,4 +290,32 @@ func FuzzJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line []byte) {
 		checkAgainstStdlib(t, line)
 	})
+}
+
+func TestConcurrentParse(t *testing.T) {
+	for _, sel := range []bool{false, true} {
+		p := New()
+		if sel {
+			p.SelectKeys([]string{"level"}, false)
+		}
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 200; i++ {
+					line := appLine
+					if i%3 == 0 {
+						line = `{"a":1}`
+					}
+					e := parse(p, line)
+					if e.Has(event.ParseFailed) || len(e.Full()) == 0 {
+						t.Error(e.Fields)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
 }
