@@ -198,7 +198,7 @@ func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
 			fmt.Sscanf(m[1], "%d", &line)
 			msg = strings.TrimSpace(yamlLine.ReplaceAllString(msg, ""))
 		}
-		msg = strings.TrimPrefix(msg, "yaml: ")
+		msg = strings.TrimSpace(strings.TrimPrefix(msg, "yaml: "))
 		errs.add(line, "", msg)
 		return nil, errs.err()
 	}

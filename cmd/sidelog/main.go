@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -77,6 +78,14 @@ var extraCommands = map[string]func(args []string, stdout, stderr io.Writer) int
 // loadConfig loads the config named by -c, or the embedded default.
 func loadConfig(path string) (*config.Config, bool, error) {
 	if path == "" {
+		dir, err := filepath.Abs(filepath.Join("testdata", "quickstart"))
+		if err == nil {
+			_, err = os.Stat(dir)
+		}
+		if err != nil {
+			return nil, true, fmt.Errorf("the embedded quickstart config reads testdata/quickstart: run sidelog from the repository root, or give a config with -c (%v)", err)
+		}
+		os.Setenv("SIDELOG_QUICKSTART", dir)
 		cfg, err := config.Parse("<embedded default config>", defaultConfig, plugins.Default)
 		return cfg, true, err
 	}

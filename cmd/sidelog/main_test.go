@@ -56,7 +56,7 @@ outputs:
   - name: out
     type: file
     path: ${SIDELOG_TEST_UNSET_VAR}
-    batch: {max_bytes: 5MB?}
+    batch: {max_bytes: "5MB?"}
 `)
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"validate", "-c", cfg}, &stdout, &stderr)

@@ -33,6 +33,7 @@ func fileHas(path, s string) func() bool {
 
 func appendLine(t *testing.T, path, line string) {
 	t.Helper()
+	os.MkdirAll(filepath.Dir(path), 0o755)
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)

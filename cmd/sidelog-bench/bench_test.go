@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sidelog/sidelog/config"
+	"github.com/sidelog/sidelog/plugins"
+	_ "github.com/sidelog/sidelog/plugins/all"
+)
+
+func generate(t *testing.T, kind string, lines int64) ([]byte, Stats) {
+	t.Helper()
+	var buf bytes.Buffer
+	s, err := writeDataset(&buf, kind, lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), s
+}
+
+func TestDatasetIsDeterministic(t *testing.T) {
+	for _, kind := range []string{"json", "cri"} {
+		a, sa := generate(t, kind, 3000)
+		b, sb := generate(t, kind, 3000)
+		if sha256.Sum256(a) != sha256.Sum256(b) || sa != sb {
+			t.Errorf("%s: two generations differ", kind)
+		}
+		// A smaller data set is a prefix of a larger one.
+		c, _ := generate(t, kind, 1000)
+		if !bytes.HasPrefix(a, c) {
+			t.Errorf("%s: 1000 records are not a prefix of 3000", kind)
+		}
+	}
+}
+
+// The JSON data set has the shape that issue 10 describes: ~252 bytes a
+// line, levels 70/20/8/2 % info/debug/warn/error, the fields named.
+func TestJSONDatasetShape(t *testing.T) {
+	const n = 50_000
+	data, s := generate(t, "json", n)
+	if s.Records != n || s.PhysicalLines != n || s.Bytes != int64(len(data)) || s.JSONBytes != s.Bytes {
+		t.Fatalf("stats %+v for %d bytes", s, len(data))
+	}
+	if avg := float64(s.Bytes) / n; avg < 247 || avg > 257 {
+		t.Errorf("average line %.1f bytes, want ~252", avg)
+	}
+	var counted [4]int64
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	lines := 0
+	for sc.Scan() {
+		lines++
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %d: %v", lines, err)
+		}
+		if err := hasKeys(m, "ts", "level", "msg", "service", "trace_id", "user_id", "latency_ms", "path", "status"); err != nil {
+			t.Fatalf("line %d: %v", lines, err)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, m["ts"].(string)); err != nil {
+			t.Fatalf("line %d: ts: %v", lines, err)
+		}
+		if len(m["trace_id"].(string)) != 32 {
+			t.Fatalf("line %d: trace_id %q", lines, m["trace_id"])
+		}
+		known := false
+		for i, name := range levelNames {
+			if m["level"] == name {
+				counted[i]++
+				known = true
+			}
+		}
+		if !known {
+			t.Fatalf("line %d: level %v", lines, m["level"])
+		}
+	}
+	if lines != n {
+		t.Fatalf("%d lines", lines)
+	}
+	if counted != s.Levels {
+		t.Errorf("levels counted %v, stats say %v", counted, s.Levels)
+	}
+	for i, want := range []float64{70, 20, 8, 2} {
+		got := 100 * float64(counted[i]) / n
+		if got < want-1 || got > want+1 {
+			t.Errorf("%s: %.2f%% of the lines, want %.0f%%", levelNames[i], got, want)
+		}
+	}
+}
+
+// The CRI data set holds the same documents, 5% of them split into a P and
+// an F piece, and joining the pieces gives the JSON data set back.
+func TestCRIDatasetWrapsTheJSONDataset(t *testing.T) {
+	const n = 20_000
+	jsonData, js := generate(t, "json", n)
+	criData, cs := generate(t, "cri", n)
+	if cs.Levels != js.Levels || cs.JSONBytes != js.JSONBytes || cs.Records != n {
+		t.Fatalf("cri stats %+v, json stats %+v", cs, js)
+	}
+	if share := 100 * float64(cs.Partial) / n; share < 4 || share > 6 {
+		t.Errorf("%.2f%% of the records split, want 5%%", share)
+	}
+	var joined bytes.Buffer
+	var pending []byte
+	physical, partial := 0, 0
+	for _, line := range bytes.SplitAfter(criData, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		physical++
+		f := bytes.SplitN(line[:len(line)-1], []byte(" "), 4)
+		if len(f) != 4 || string(f[1]) != "stdout" {
+			t.Fatalf("line %d: not CRI: %q", physical, line)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, string(f[0])); err != nil {
+			t.Fatalf("line %d: %v", physical, err)
+		}
+		switch string(f[2]) {
+		case "P":
+			partial++
+			pending = append(pending, f[3]...)
+		case "F":
+			joined.Write(pending)
+			joined.Write(f[3])
+			joined.WriteByte('\n')
+			pending = pending[:0]
+		default:
+			t.Fatalf("line %d: tag %q", physical, f[2])
+		}
+	}
+	if int64(physical) != cs.PhysicalLines || int64(partial) != cs.Partial {
+		t.Errorf("%d lines, %d P pieces; stats say %d, %d", physical, partial, cs.PhysicalLines, cs.Partial)
+	}
+	if !bytes.Equal(joined.Bytes(), jsonData) {
+		t.Error("joined CRI pieces differ from the JSON data set")
+	}
+}
+
+func TestEnsureDatasetReusesAMatchingManifest(t *testing.T) {
+	work := t.TempDir()
+	var logs []string
+	logf := func(f string, a ...any) { logs = append(logs, f) }
+	d1, err := ensureDataset(work, "json", 500, logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi1, _ := os.Stat(d1.Path)
+	d2, err := ensureDataset(work, "json", 500, logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi2, _ := os.Stat(d2.Path)
+	if len(logs) != 1 || d2.Stats != d1.Stats || !fi1.ModTime().Equal(fi2.ModTime()) {
+		t.Errorf("second call regenerated the data set (logs %q)", logs)
+	}
+	// Another size regenerates.
+	d3, err := ensureDataset(work, "json", 700, logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logs) != 2 || d3.Stats.Records != 700 {
+		t.Errorf("a different size was not regenerated: %+v", d3.Stats)
+	}
+	// The CRI data set lives in the kubelet's layout, which the
+	// kubernetes filter understands.
+	d4, err := ensureDataset(work, "cri", 10, logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(filepath.ToSlash(d4.Path), "/var/log/pods/shop_checkout-6d8f9c7b5-x7k2p_0b8e1e9c-3c1a-4e0b-9a57-5d2f7c1e8a11/app/0.log") {
+		t.Errorf("CRI data set at %s", d4.Path)
+	}
+}
+
+// Every scenario's config is a valid config of the public shape, with the
+// plugins that sidelog registers.
+func TestScenarioConfigsParse(t *testing.T) {
+	work := t.TempDir()
+	for _, s := range scenarios {
+		e := &runEnv{Work: work, RunDir: filepath.Join(work, "runs", s.ID), IdleFiles: 3}
+		e.Data.Path = jsonDatasetPath(work)
+		if s.Data == "cri" {
+			e.Data.Path = criDatasetPath(work)
+		}
+		stop := startSink(s, e)
+		text := s.Config(e)
+		stop()
+		cfg, err := config.Parse("scenario-"+s.ID+".yaml", []byte(text), plugins.Default)
+		if err != nil {
+			t.Errorf("scenario %s:\n%s\n%v", s.ID, text, err)
+			continue
+		}
+		if cfg.DataDir != e.dataDir() || cfg.API.Address != "" {
+			t.Errorf("scenario %s: data_dir %q, api.address %q", s.ID, cfg.DataDir, cfg.API.Address)
+		}
+		if len(cfg.Inputs) != 1 || cfg.Inputs[0].Type != "tail" {
+			t.Errorf("scenario %s: inputs %+v", s.ID, cfg.Inputs)
+		}
+		wantOutputs := map[string]int{"2": 2}[s.ID]
+		if wantOutputs == 0 {
+			wantOutputs = 1
+		}
+		if len(cfg.Outputs) != wantOutputs {
+			t.Errorf("scenario %s: %d outputs", s.ID, len(cfg.Outputs))
+		}
+	}
+}
+
+func TestNaiveDecode(t *testing.T) {
+	data, s := generate(t, "json", 1000)
+	n, err := naiveDecode(bytes.NewReader(data))
+	if err != nil || n != s.Records {
+		t.Errorf("decoded %d, %v", n, err)
+	}
+	if _, err := naiveDecode(strings.NewReader("{\"a\":1}\n{oops\n")); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("bad JSON: %v", err)
+	}
+}
+
+func TestVerifyFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "out.ndjson")
+	content := `{"level":"warn","latency_ms":120,"latency_s":0.12}` + "\n" + `{"level":"error","latency_ms":5,"latency_s":0.005}` + "\n"
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := verifyFile(p, 2, checkComputed); err != nil || n != 2 {
+		t.Errorf("good file: %d, %v", n, err)
+	}
+	if _, err := verifyFile(p, 3, checkComputed); err == nil {
+		t.Error("a missing record was not reported")
+	}
+	bad := strings.Replace(content, "0.005", "0.5", 1)
+	if err := os.WriteFile(p, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verifyFile(p, 2, checkComputed); err == nil {
+		t.Error("a wrong computed field in the last line was not reported")
+	}
+}
+
+func TestMedian(t *testing.T) {
+	if m := median([]int64{5, 1, 3}); m != 3 {
+		t.Errorf("odd: %d", m)
+	}
+	if m := median([]int64{4, 1, 3, 10}); m != 3 {
+		t.Errorf("even: %d", m)
+	}
+	ms := medianMeasure([]Measure{{Wall: 3, User: 1, MaxRSS: 9}, {Wall: 1, User: 5, MaxRSS: 7}, {Wall: 2, User: 3, MaxRSS: 8}})
+	if ms.Wall != 2 || ms.User != 3 || ms.MaxRSS != 8 {
+		t.Errorf("medianMeasure: %+v", ms)
+	}
+}
