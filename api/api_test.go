@@ -301,7 +301,9 @@ func TestShutdownEndsTapStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- Tap(context.Background(), TapOptions{Address: s.Addr(), Input: "app"}, io.Discard, io.Discard) }()
+	go func() {
+		done <- Tap(context.Background(), TapOptions{Address: s.Addr(), Input: "app"}, io.Discard, io.Discard)
+	}()
 	deadline := time.Now().Add(5 * time.Second)
 	for !p.Active() && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
