@@ -1,0 +1,565 @@
+package elasticsearch
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/output"
+	"github.com/sidelog/sidelog/output/elasticsearch/estest"
+	"github.com/sidelog/sidelog/plugins"
+)
+
+// docs encodes n records {"n":i,...} (offsets 1000+i*100) with o.
+func docs(t testing.TB, o *Output, from, n int) [][]byte {
+	t.Helper()
+	out := make([][]byte, 0, n)
+	for i := from; i < from+n; i++ {
+		raw := fmt.Sprintf(`{"n":%d,"service":"svc","msg":"line %d"}`, i, i)
+		e := rawEvent(raw, map[string]any{"n": float64(i), "service": "svc"}, int64(1000+i*100))
+		rec, err := o.Encode(nil, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// docN extracts "n" from a source line.
+func docN(src []byte) int {
+	var d struct {
+		N int `json:"n"`
+	}
+	if json.Unmarshal(src, &d) != nil {
+		return -1
+	}
+	return d.N
+}
+
+func serverOutput(t testing.TB, s *estest.Server, mod func(c *Config)) *Output {
+	return testOutput(t, func(c *Config) {
+		c.Endpoints = []string{s.URL}
+		c.Index = "app-{{ service }}"
+		if mod != nil {
+			mod(c)
+		}
+	}, plugins.OutputEnv{Name: "es"})
+}
+
+func TestRequestShape(t *testing.T) {
+	for _, gz := range []bool{true, false} {
+		t.Run(fmt.Sprintf("gzip=%v", gz), func(t *testing.T) {
+			s := estest.New()
+			defer s.Close()
+			s.KeepRequests = true
+			o := serverOutput(t, s, func(c *Config) {
+				if !gz {
+					c.Compression = "none"
+				}
+			})
+			batch := docs(t, o, 0, 10)
+			if err := o.Write(t.Context(), batch); err != nil {
+				t.Fatal(err)
+			}
+			reqs := s.Requests()
+			if len(reqs) != 1 {
+				t.Fatalf("%d requests", len(reqs))
+			}
+			r := reqs[0]
+			if r.Method != http.MethodPost || r.Path != "/_bulk" || r.Header.Get("Content-Type") != "application/x-ndjson" {
+				t.Fatalf("request %s %s %v", r.Method, r.Path, r.Header)
+			}
+			if got := r.Header.Get("Content-Encoding"); (got == "gzip") != gz {
+				t.Fatalf("Content-Encoding %q", got)
+			}
+			if gz && r.RawBodyLen >= len(r.Body) {
+				t.Fatalf("gzip body %d bytes for %d", r.RawBodyLen, len(r.Body))
+			}
+			if want := bytes.Join(batch, nil); !bytes.Equal(r.Body, want) {
+				t.Fatalf("body differs from the concatenated records:\n%s", r.Body)
+			}
+			if s.Count("app-svc") != 10 {
+				t.Fatalf("indexed %d", s.Count("app-svc"))
+			}
+			if r.Header.Get("Authorization") != "" {
+				t.Fatal("no credentials configured, yet an Authorization header")
+			}
+		})
+	}
+}
+
+func TestItemStatuses(t *testing.T) {
+	s := estest.New()
+	defer s.Close()
+	s.ItemFault = func(it estest.Item) *estest.ItemResult {
+		switch docN(it.Source) {
+		case 1:
+			return &estest.ItemResult{Status: 429, Type: "es_rejected_execution_exception", Reason: "rejected execution of coordinating operation"}
+		case 2:
+			return &estest.ItemResult{Status: 503, Type: "unavailable_shards_exception", Reason: "primary shard is not active"}
+		case 3:
+			return &estest.ItemResult{Status: 400, Type: "mapper_parsing_exception", Reason: "failed to parse field [n] of type [long]"}
+		case 4:
+			return &estest.ItemResult{Status: 403, Type: "security_exception", Reason: "action [indices:data/write/bulk[s]] is unauthorized"}
+		}
+		return nil
+	}
+	o := serverOutput(t, s, nil)
+	batch := docs(t, o, 0, 6)
+	err := o.Write(t.Context(), batch)
+	var be *output.BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("want a BatchError, got %v", err)
+	}
+	want := map[int]output.Class{1: output.Throttled, 2: output.Retryable, 3: output.Permanent, 4: output.Permanent}
+	if len(be.Failed) != len(want) {
+		t.Fatalf("failed %v", be.Failed)
+	}
+	for i, c := range want {
+		got, _ := output.Classify(be.Failed[i])
+		if got != c {
+			t.Errorf("item %d: class %v, want %v (%v)", i, got, c, be.Failed[i])
+		}
+	}
+	if msg := be.Failed[3].Error(); !strings.Contains(msg, "mapper_parsing_exception: failed to parse field [n] of type [long]") || !strings.Contains(msg, "app-svc") {
+		t.Errorf("reason: %s", msg)
+	}
+	if s.Count("app-svc") != 2 {
+		t.Fatalf("indexed %d, want items 0 and 5", s.Count("app-svc"))
+	}
+	// Retrying only the failed ones, after the faults clear, completes the
+	// index without duplicates (index with explicit _id).
+	s.ItemFault = nil
+	retry := [][]byte{batch[1], batch[2]}
+	if err := o.Write(t.Context(), retry); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Write(t.Context(), batch); err != nil { // a full replay
+		t.Fatal(err)
+	}
+	if s.Count("app-svc") != 6 {
+		t.Fatalf("indexed %d, want 6", s.Count("app-svc"))
+	}
+}
+
+func TestCreateConflictIsDelivered(t *testing.T) {
+	s := estest.New()
+	defer s.Close()
+	s.DataStreamPrefixes = []string{"logs-"}
+	o := serverOutput(t, s, func(c *Config) { c.Mode = "data_stream"; c.Index = "logs-{{ service }}-default" })
+	batch := docs(t, o, 0, 5)
+	if err := o.Write(t.Context(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Write(t.Context(), batch); err != nil { // replay after a crash: 409s
+		t.Fatalf("a replay must count 409 as delivered: %v", err)
+	}
+	if s.Count("logs-svc-default") != 5 || s.ItemErrors()[409] != 5 {
+		t.Fatalf("count %d, errors %v", s.Count("logs-svc-default"), s.ItemErrors())
+	}
+}
+
+func TestBulkModeOnDataStreamIsRefused(t *testing.T) {
+	// The documented trap: mode bulk into a name a data-stream template
+	// matches. Elasticsearch refuses every item; they are permanent.
+	s := estest.New()
+	defer s.Close()
+	s.DataStreamPrefixes = []string{"logs-"}
+	o := serverOutput(t, s, func(c *Config) { c.Index = "logs-{{ service }}-default" })
+	err := o.Write(t.Context(), docs(t, o, 0, 2))
+	var be *output.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 2 || !strings.Contains(be.Failed[0].Error(), "op_type of create") {
+		t.Fatalf("got %v", err)
+	}
+	if c, _ := output.Classify(be.Failed[0]); c != output.Permanent {
+		t.Fatal(c)
+	}
+}
+
+func TestWholeRequestErrors(t *testing.T) {
+	cases := []struct {
+		name  string
+		fault estest.RequestFault
+		class output.Class
+		after time.Duration
+	}{
+		{"429 with Retry-After", estest.RequestFault{Status: 429, RetryAfter: "7"}, output.Throttled, 7 * time.Second},
+		{"503", estest.RequestFault{Status: 503}, output.Retryable, 0},
+		{"500", estest.RequestFault{Status: 500}, output.Retryable, 0},
+		{"401 is never dead-lettered", estest.RequestFault{Status: 401}, output.Retryable, 0},
+		{"400 is never dead-lettered", estest.RequestFault{Status: 400}, output.Retryable, 0},
+		{"dropped connection", estest.RequestFault{Drop: true}, output.Retryable, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := estest.New()
+			defer s.Close()
+			f := c.fault
+			s.Fault = func(n int, _ *http.Request) *estest.RequestFault {
+				if n == 1 {
+					return &f
+				}
+				return nil
+			}
+			o := serverOutput(t, s, nil)
+			batch := docs(t, o, 0, 3)
+			err := o.Write(t.Context(), batch)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var be *output.BatchError
+			if errors.As(err, &be) {
+				t.Fatalf("a whole-request failure must be a plain error, got %v", be.Failed)
+			}
+			cl, after := output.Classify(err)
+			if cl != c.class || after != c.after {
+				t.Fatalf("class %v after %v (%v)", cl, after, err)
+			}
+			if err := o.Write(t.Context(), batch); err != nil {
+				t.Fatalf("second attempt: %v", err)
+			}
+			if s.Count("app-svc") != 3 {
+				t.Fatal(s.Count("app-svc"))
+			}
+		})
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	s := estest.New()
+	defer s.Close()
+	s.Fault = func(n int, _ *http.Request) *estest.RequestFault {
+		if n == 1 {
+			return &estest.RequestFault{Delay: 10 * time.Second}
+		}
+		return nil
+	}
+	o := serverOutput(t, s, func(c *Config) { c.Timeout = 200 * time.Millisecond })
+	start := time.Now()
+	err := o.Write(t.Context(), docs(t, o, 0, 2))
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("got %v", err)
+	}
+	if c, _ := output.Classify(err); c != output.Retryable {
+		t.Fatal(c)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %v", d)
+	}
+}
+
+func TestSplitOn413(t *testing.T) {
+	s := estest.New()
+	defer s.Close()
+	s.KeepRequests = true
+	o := serverOutput(t, s, func(c *Config) { c.Compression = "none" })
+	batch := docs(t, o, 0, 8)
+	big := rawEvent(`{"service":"svc","blob":"`+strings.Repeat("x", 3000)+`"}`, map[string]any{"service": "svc"}, 999999)
+	bigRec, err := o.Encode(nil, big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch = append(batch[:4], append([][]byte{bigRec}, batch[4:]...)...)
+	// Room for a few small records, not for the big one.
+	s.MaxContentLength = 2000
+	err = o.Write(t.Context(), batch)
+	var be *output.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || be.Failed[4] == nil {
+		t.Fatalf("want only the big record failed, got %v", err)
+	}
+	if c, _ := output.Classify(be.Failed[4]); c != output.Permanent || !strings.Contains(be.Failed[4].Error(), "413") {
+		t.Fatalf("big record: %v", be.Failed[4])
+	}
+	if s.Count("app-svc") != 8 {
+		t.Fatalf("indexed %d", s.Count("app-svc"))
+	}
+	for _, r := range s.Requests() {
+		if r.RawBodyLen > 2000 {
+			continue // the refused ones
+		}
+		if r.Items == 0 {
+			t.Fatal("empty request")
+		}
+	}
+}
+
+func TestMaxRequestBytesAndInFlight(t *testing.T) {
+	s := estest.New()
+	defer s.Close()
+	var cur, peak atomic.Int32
+	release := make(chan struct{})
+	s.Fault = func(n int, _ *http.Request) *estest.RequestFault {
+		c := cur.Add(1)
+		for {
+			p := peak.Load()
+			if c <= p || peak.CompareAndSwap(p, c) {
+				break
+			}
+		}
+		if n <= 2 {
+			<-release // hold the first two requests until both are in
+		}
+		cur.Add(-1)
+		return nil
+	}
+	s.KeepRequests = true
+	o := serverOutput(t, s, func(c *Config) { c.MaxRequestBytes = 1024; c.MaxInFlight = 2 })
+	batch := docs(t, o, 0, 40)
+	go func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for cur.Load() < 2 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond) // polling a condition with a deadline
+		}
+		close(release)
+	}()
+	if err := o.Write(t.Context(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if peak.Load() != 2 {
+		t.Fatalf("peak in flight %d, want 2", peak.Load())
+	}
+	reqs := s.Requests()
+	if len(reqs) < 4 {
+		t.Fatalf("%d requests for 40 records of ~%d bytes with a 1KiB bound", len(reqs), len(batch[0]))
+	}
+	for _, r := range reqs {
+		if len(r.Body) > 1024 {
+			t.Fatalf("request of %d bytes", len(r.Body))
+		}
+	}
+	if s.Count("app-svc") != 40 {
+		t.Fatal(s.Count("app-svc"))
+	}
+}
+
+func TestFailover(t *testing.T) {
+	// A port with nothing listening: connection refused.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + l.Addr().String()
+	l.Close()
+	s := estest.New()
+	defer s.Close()
+	bad := estest.New()
+	defer bad.Close()
+	bad.Fault = func(int, *http.Request) *estest.RequestFault { return &estest.RequestFault{Status: 503} }
+
+	o := testOutput(t, func(c *Config) {
+		c.Endpoints = []string{dead, bad.URL, s.URL}
+		c.Index = "app-{{ service }}"
+	}, plugins.OutputEnv{})
+	for i := range 6 {
+		if err := o.Write(t.Context(), docs(t, o, i*5, 5)); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	if s.Count("app-svc") != 30 {
+		t.Fatal(s.Count("app-svc"))
+	}
+}
+
+func TestAuthHeaders(t *testing.T) {
+	const secret = "p4ss-w0rd-SECRET"
+	cases := []struct {
+		name string
+		auth estest.Auth
+		mod  func(c *Config)
+	}{
+		{"basic", estest.Auth{Username: "elastic", Password: secret}, func(c *Config) { c.Username, c.Password = "elastic", secret }},
+		{"api key", estest.Auth{APIKey: secret}, func(c *Config) { c.APIKey = secret }},
+		{"bearer", estest.Auth{BearerToken: secret}, func(c *Config) { c.BearerToken = secret }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := estest.New()
+			defer s.Close()
+			a := c.auth
+			s.Auth = &a
+			o := serverOutput(t, s, c.mod)
+			if err := o.Write(t.Context(), docs(t, o, 0, 2)); err != nil {
+				t.Fatal(err)
+			}
+			// A wrong secret: 401, retryable, and the error does not quote
+			// either secret.
+			wrong := serverOutput(t, s, func(cfg *Config) {
+				c.mod(cfg)
+				cfg.Password = strings.ReplaceAll(cfg.Password, "SECRET", "WRONG")
+				cfg.APIKey = strings.ReplaceAll(cfg.APIKey, "SECRET", "WRONG")
+				cfg.BearerToken = strings.ReplaceAll(cfg.BearerToken, "SECRET", "WRONG")
+			})
+			err := wrong.Write(t.Context(), docs(t, wrong, 0, 1))
+			if err == nil || !strings.Contains(err.Error(), "401") {
+				t.Fatalf("got %v", err)
+			}
+			if strings.Contains(err.Error(), "p4ss") {
+				t.Fatalf("secret in error: %v", err)
+			}
+		})
+	}
+}
+
+func TestSecretsNotInErrors(t *testing.T) {
+	const secret = "TOPSECRET-123"
+	// Connection refused, with credentials configured: the error names the
+	// endpoint, never the credentials.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	for _, mod := range []func(c *Config){
+		func(c *Config) { c.Username, c.Password = "elastic", secret },
+		func(c *Config) { c.APIKey = secret },
+		func(c *Config) { c.BearerToken = secret },
+	} {
+		o := testOutput(t, func(c *Config) { c.Endpoints = []string{"http://" + addr}; mod(c) }, plugins.OutputEnv{})
+		err := o.Write(t.Context(), docs(t, o, 0, 1))
+		if err == nil {
+			t.Fatal("no error")
+		}
+		if strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), addr) {
+			t.Fatalf("error: %v", err)
+		}
+	}
+	// A server that echoes the Authorization header into its error reason
+	// (a hostile proxy): the echoed secret is redacted.
+	echo := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+		w.WriteHeader(502)
+		fmt.Fprintf(w, `{"error":{"type":"proxy","reason":"bad header %s"},"status":502}`, r.Header.Get("Authorization"))
+	})}
+	l, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = echo.Serve(l) }()
+	defer echo.Close()
+	o := testOutput(t, func(c *Config) { c.Endpoints = []string{"http://" + l.Addr().String()}; c.APIKey = secret }, plugins.OutputEnv{})
+	err = o.Write(t.Context(), docs(t, o, 0, 1))
+	if err == nil || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "[REDACTED]") {
+		t.Fatalf("error: %v", err)
+	}
+}
+
+func TestContextCancelled(t *testing.T) {
+	s := estest.New()
+	defer s.Close()
+	s.Fault = func(int, *http.Request) *estest.RequestFault { return &estest.RequestFault{Delay: 10 * time.Second} }
+	o := serverOutput(t, s, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		for s.BulkRequests() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	err := o.Write(ctx, docs(t, o, 0, 2))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestEstestStrictParsing(t *testing.T) {
+	s := estest.New()
+	defer s.Close()
+	post := func(body string, gz bool) (int, string) {
+		var rd io.Reader = strings.NewReader(body)
+		if gz {
+			var b bytes.Buffer
+			w := gzip.NewWriter(&b)
+			_, _ = io.WriteString(w, body)
+			_ = w.Close()
+			rd = &b
+		}
+		req, _ := http.NewRequest("POST", s.URL+"/_bulk", rd)
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		if gz {
+			req.Header.Set("Content-Encoding", "gzip")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.Header.Get("X-Elastic-Product") != "Elasticsearch" {
+			t.Fatal("missing X-Elastic-Product")
+		}
+		return resp.StatusCode, string(b)
+	}
+	cases := []struct {
+		body   string
+		status int
+		want   string
+	}{
+		{`{"index":{"_index":"a"}}` + "\n" + `{"x":1}`, 400, "terminated by a newline"},
+		{`{"index":{"_index":"a"}}` + "\n", 400, "no source line"},
+		{`{"upsert":{"_index":"a"}}` + "\n{}\n", 400, "expected one of"},
+		{`not json` + "\n{}\n", 400, "Malformed action"},
+		{`{"index":{"_index":"a","bogus":1}}` + "\n{}\n", 400, "unknown parameter"},
+		{`{"index":{"_index":"a"}}` + "\n" + `[1]` + "\n", 200, "document_parsing_exception"},
+		{`{"index":{"_index":"A"}}` + "\n{}\n", 200, "invalid_index_name_exception"},
+		{`{"index":{"_index":"a","_id":"1"}}` + "\n{}\n" + `{"create":{"_index":"a","_id":"1"}}` + "\n{}\n", 200, "version_conflict_engine_exception"},
+		{`{"index":{"_index":"d","_id":"1"}}` + "\n{}\n" + `{"delete":{"_index":"d","_id":"1"}}` + "\n", 200, `"result":"deleted"`},
+		{`{"delete":{"_index":"d","_id":"404"}}` + "\n", 200, `{"errors":false,`},
+		{`{"index":{"_index":"a","pipeline":"nope"}}` + "\n{}\n", 200, "pipeline with id [nope] does not exist"},
+	}
+	for _, c := range cases {
+		for _, gz := range []bool{false, true} {
+			status, body := post(c.body, gz)
+			if status != c.status || !strings.Contains(body, c.want) {
+				t.Errorf("%q (gzip %v): %d %s", c.body, gz, status, body)
+			}
+		}
+	}
+	resp, err := http.Get(s.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(info), `"number":"8.`) || resp.Header.Get("X-Elastic-Product") != "Elasticsearch" {
+		t.Fatalf("GET /: %s", info)
+	}
+	if !strings.HasPrefix(s.URL, "http://127.0.0.1:") {
+		t.Fatalf("listens on %s", s.URL)
+	}
+}
+
+// TestUnknownProduct: go-elasticsearch refuses a server without the
+// product header; the error is retryable (a proxy may be in the way) and
+// names the problem.
+func TestUnknownProduct(t *testing.T) {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, `{"errors":false,"items":[{"index":{"status":201}}]}`)
+	})}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+	o := testOutput(t, func(c *Config) { c.Endpoints = []string{"http://" + l.Addr().String()} }, plugins.OutputEnv{})
+	err = o.Write(t.Context(), docs(t, o, 0, 1))
+	if err == nil || !strings.Contains(err.Error(), "not Elasticsearch") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+var _ = event.RawJSON
