@@ -82,7 +82,11 @@ func TestEncodeBulk(t *testing.T) {
 }
 
 func TestEncodeDataStream(t *testing.T) {
-	o := testOutput(t, func(c *Config) { c.Mode = "data_stream"; c.Index = "logs-{{ kubernetes.namespace }}-default"; c.ID = "none" }, plugins.OutputEnv{})
+	o := testOutput(t, func(c *Config) {
+		c.Mode = "data_stream"
+		c.Index = "logs-{{ kubernetes.namespace }}-default"
+		c.ID = "none"
+	}, plugins.OutputEnv{})
 	e := &event.Event{Fields: map[string]any{"kubernetes": map[string]any{"namespace": "Shop"}, "n": 1}, Time: t0, Flags: event.Modified}
 	rec, err := o.Encode(nil, e)
 	if err != nil {

@@ -382,4 +382,3 @@ func (o *Output) putBuf(p *[]byte) {
 	*p = (*p)[:0]
 	o.bufs.Put(p)
 }
-
