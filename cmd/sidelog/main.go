@@ -233,12 +233,24 @@ func runAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEO
 				}
 			}
 		}
+		// The new pipeline was built once to check it; it is built again
+		// after the old one has stopped, so that its inputs start from the
+		// checkpoints the old one persisted while stopping.
+		next.Close()
 		stopRun()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("the old pipeline stopped with errors", "error", err.Error())
 		}
-		cfg, p = nextCfg, next
-		log.Info("config reloaded", "config", cfg.File, "inputs", len(cfg.Inputs), "outputs", len(cfg.Outputs))
+		if np, err := pipeline.Build(nextCfg, agentOptions(nextCfg, dd, exitOnEOF, log)); err == nil {
+			cfg, p = nextCfg, np
+			log.Info("config reloaded", "config", cfg.File, "inputs", len(cfg.Inputs), "outputs", len(cfg.Outputs))
+		} else if op, oerr := pipeline.Build(cfg, agentOptions(cfg, dd, exitOnEOF, log)); oerr == nil {
+			p = op
+			log.Error("config reload failed at start, the old config runs again", "error", err.Error())
+		} else {
+			log.Error("config reload failed and the old config cannot be restarted", "error", err.Error(), "old_error", oerr.Error())
+			return 1
+		}
 	}
 }
 
