@@ -26,6 +26,7 @@ import (
 	"github.com/sidelog/sidelog/expression"
 	"github.com/sidelog/sidelog/filter"
 	"github.com/sidelog/sidelog/input"
+	"github.com/sidelog/sidelog/metrics"
 	"github.com/sidelog/sidelog/output"
 	"github.com/sidelog/sidelog/parser"
 	"github.com/sidelog/sidelog/parser/build"
@@ -43,6 +44,8 @@ type Options struct {
 	NewBuffer func(o *config.Output, defaultType string) (buffer.Buffer, error)
 	// DeadLetter receives permanently failed records; may be nil.
 	DeadLetter func(o *config.Output) delivery.DeadLetter
+	// Metrics receives the pipeline's counters; nil: none are exported.
+	Metrics *metrics.Metrics
 }
 
 // BuildParser builds an input's parser and its per-file assembler factory.
@@ -56,7 +59,6 @@ type Pipeline struct {
 	inputs  []*inputStage
 	filters []*filterStage
 	outputs []*outputStage
-	Stats   *Stats
 }
 
 type inputStage struct {
@@ -66,15 +68,14 @@ type inputStage struct {
 	newAsm func() parser.Assembler
 	// unrouted counts records that matched no output's route.
 	unrouted atomic.Int64
-	records  atomic.Int64
+	m        *metrics.InputMetrics
 }
 
 type filterStage struct {
-	id      string
-	when    *expression.Program
-	f       filter.Filter
-	dropped atomic.Int64
-	errors  atomic.Int64
+	id   string
+	when *expression.Program
+	f    filter.Filter
+	m    *metrics.FilterMetrics
 }
 
 type outputStage struct {
@@ -83,9 +84,7 @@ type outputStage struct {
 	out    output.Output
 	buf    buffer.Buffer
 	runner *delivery.Runner
-	// records counts records routed to this output.
-	records atomic.Int64
-	encErrs atomic.Int64
+	m      *metrics.OutputMetrics
 }
 
 // Build creates every plugin of cfg. It starts nothing.
@@ -100,7 +99,7 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 		opts.Hostname, _ = os.Hostname()
 	}
 	reg := opts.Registry
-	p := &Pipeline{cfg: cfg, opts: opts, log: opts.Logger, Stats: &Stats{}}
+	p := &Pipeline{cfg: cfg, opts: opts, log: opts.Logger}
 	var errs []error
 
 	keys, allKeys := map[string]bool{}, false
@@ -138,7 +137,10 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 		} else {
 			allKeys = true
 		}
-		p.filters = append(p.filters, &filterStage{id: id, when: when, f: f})
+		if fc, ok := f.(filter.Counter); ok {
+			opts.Metrics.RegisterFilterCounters(id, fc.Counters)
+		}
+		p.filters = append(p.filters, &filterStage{id: id, when: when, f: f, m: opts.Metrics.Filter(id)})
 	}
 	for i := range cfg.Outputs {
 		oc := &cfg.Outputs[i]
@@ -159,7 +161,7 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 		} else {
 			allKeys = true
 		}
-		p.outputs = append(p.outputs, &outputStage{name: oc.Name, route: oc.RouteProgram, out: o})
+		p.outputs = append(p.outputs, &outputStage{name: oc.Name, route: oc.RouteProgram, out: o, m: opts.Metrics.Output(oc.Name)})
 	}
 	keyList := make([]string, 0, len(keys))
 	for k := range keys {
@@ -188,7 +190,7 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 			errs = append(errs, cfg.EntryError("inputs", i, err))
 			continue
 		}
-		p.inputs = append(p.inputs, &inputStage{name: ic.Name, in: in, parser: prs, newAsm: newAsm})
+		p.inputs = append(p.inputs, &inputStage{name: ic.Name, in: in, parser: prs, newAsm: newAsm, m: opts.Metrics.Input(ic.Name)})
 	}
 	if err := errors.Join(errs...); err != nil {
 		for _, o := range p.outputs {
@@ -218,10 +220,11 @@ func (p *Pipeline) openBuffers() error {
 		}
 		var dl delivery.DeadLetter
 		if p.opts.DeadLetter != nil {
-			dl = p.opts.DeadLetter(oc)
+			dl = o.m.WrapDeadLetter(p.opts.DeadLetter(oc))
 		}
+		p.opts.Metrics.RegisterBuffer(o.name, o.buf.Stats)
 		o.runner = &delivery.Runner{
-			Name: o.name, Out: o.out, Buf: o.buf, Batch: oc.Batch, Retry: oc.Retry,
+			Name: o.name, Out: o.m.Wrap(o.out), Buf: o.buf, Batch: oc.Batch, Retry: oc.Retry,
 			DeadLetter: dl, Logger: p.log.With("output", o.name),
 		}
 	}
@@ -339,6 +342,7 @@ func closedChan() <-chan time.Time {
 }
 
 // work parses, filters, routes and encodes the batches of one input.
+// Counters are summed per batch and added once, off the per-record path.
 func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.Event) {
 	routed := make([][]*event.Event, len(p.outputs))
 	arenaSize := make([]int, len(p.outputs))
@@ -349,9 +353,18 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 		for i := range routed {
 			routed[i] = routed[i][:0]
 		}
-		in.records.Add(int64(len(batch)))
+		var bytes, parseErrs, truncated, unrouted, routeErrs int
 		for _, e := range batch {
+			bytes += len(e.Raw)
 			in.parser.Parse(e)
+			if e.Flags&(event.ParseFailed|event.Truncated) != 0 {
+				if e.Has(event.ParseFailed) {
+					parseErrs++
+				}
+				if e.Has(event.Truncated) {
+					truncated++
+				}
+			}
 			if !p.filter(e) {
 				continue
 			}
@@ -360,7 +373,7 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 				if o.route != nil {
 					ok, err := o.route.Bool(e)
 					if err != nil {
-						p.Stats.RouteErrors.Add(1)
+						routeErrs++
 					}
 					if !ok {
 						continue
@@ -371,12 +384,21 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 			}
 			switch n {
 			case 0:
-				in.unrouted.Add(1)
+				unrouted++
 				e.Done()
 			case 1:
 			default:
 				e.Retain(n - 1)
 			}
+		}
+		in.m.Records.Add(len(batch))
+		in.m.Bytes.Add(bytes)
+		if parseErrs+truncated+unrouted+routeErrs > 0 {
+			in.m.ParseErrors.Add(parseErrs)
+			in.m.Truncated.Add(truncated)
+			in.m.Unrouted.Add(unrouted)
+			in.m.RouteErrors.Add(routeErrs)
+			in.unrouted.Add(int64(unrouted))
 		}
 		for i, o := range p.outputs {
 			if len(routed[i]) == 0 {
@@ -384,7 +406,8 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 			}
 			recs, arena := p.encode(o, routed[i], arenaSize[i])
 			arenaSize[i] = max(arenaSize[i], arena)
-			o.records.Add(int64(len(recs)))
+			o.m.RecordsIn.Add(len(recs))
+			o.m.BytesIn.Add(arena)
 			if err := o.buf.Write(ctx, recs); err != nil {
 				// Aborting or sealed: the records were not taken, so
 				// their acks stay held and checkpoints do not pass them.
@@ -405,7 +428,7 @@ func (p *Pipeline) encode(o *outputStage, evs []*event.Event, sizeHint int) ([]b
 		var err error
 		arena, err = o.out.Encode(arena, e)
 		if err != nil {
-			o.encErrs.Add(1)
+			o.m.EncodeErrors.Inc()
 			p.log.Warn("cannot encode record", "output", o.name, "error", err)
 			arena = arena[:start]
 			e.Done()
@@ -423,25 +446,21 @@ func (p *Pipeline) filter(e *event.Event) bool {
 		if f.when != nil {
 			ok, err := f.when.Bool(e)
 			if err != nil {
-				f.errors.Add(1)
+				f.m.Errors.Inc()
 				continue
 			}
 			if !ok {
 				continue
 			}
 		}
+		f.m.Records.Inc()
 		if !f.f.Apply(e) {
-			f.dropped.Add(1)
+			f.m.Dropped.Inc()
 			e.Done()
 			return false
 		}
 	}
 	return true
-}
-
-// Stats are the pipeline's own counters.
-type Stats struct {
-	RouteErrors atomic.Int64
 }
 
 // Unrouted returns the number of records of an input that matched no route.
@@ -454,14 +473,38 @@ func (p *Pipeline) Unrouted(inputName string) int64 {
 	return 0
 }
 
-// OutputRecords returns the number of records routed to an output.
-func (p *Pipeline) OutputRecords(name string) int64 {
-	for _, o := range p.outputs {
-		if o.name == name {
-			return o.records.Load()
-		}
+// Inputs returns the built inputs by name (for the agent to register their
+// statistics).
+func (p *Pipeline) Inputs() map[string]input.Input {
+	m := make(map[string]input.Input, len(p.inputs))
+	for _, in := range p.inputs {
+		m[in.name] = in.in
 	}
-	return 0
+	return m
+}
+
+// Outputs returns the built outputs by name (for the agent's /status).
+func (p *Pipeline) Outputs() map[string]output.Output {
+	m := make(map[string]output.Output, len(p.outputs))
+	for _, o := range p.outputs {
+		m[o.name] = o.out
+	}
+	return m
+}
+
+// Names lists the pipeline's inputs, filters and outputs (for metrics.Prune).
+func (p *Pipeline) Names() metrics.Names {
+	var n metrics.Names
+	for _, in := range p.inputs {
+		n.Inputs = append(n.Inputs, in.name)
+	}
+	for _, f := range p.filters {
+		n.Filters = append(n.Filters, f.id)
+	}
+	for _, o := range p.outputs {
+		n.Outputs = append(n.Outputs, o.name)
+	}
+	return n
 }
 
 // BufferDir is where an output's disk buffer lives.
