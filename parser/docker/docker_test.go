@@ -36,7 +36,7 @@ func FuzzDocker(f *testing.F) {
 		a := New(0)
 		var events []*event.Event
 		want := map[string][]byte{}
-		n := int(cut%7) + 1
+		n := int(cut%32) + 1
 		for i := 0; i < max(len(out), len(errs)); i += n {
 			for _, s := range []struct {
 				b    []byte

@@ -253,10 +253,8 @@ func checkAgainstStdlib(t *testing.T, line []byte) {
 		d := stdjson.NewDecoder(bytes.NewReader(line))
 		d.UseNumber()
 		stdErr := d.Decode(&std)
-		if stdErr == nil {
-			if _, err := d.Token(); err == nil {
-				stdErr = fmt.Errorf("trailing data")
-			}
+		if stdErr == nil && len(bytes.Trim(line[d.InputOffset():], " \t\r\n")) > 0 {
+			stdErr = fmt.Errorf("trailing data")
 		}
 		if stdErr == nil && std == nil {
 			stdErr = fmt.Errorf("null is not an object")
