@@ -11,6 +11,11 @@ package buffer
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sidelog/sidelog/config/units"
@@ -51,7 +56,15 @@ type Stats struct {
 	Bytes         int64
 	OldestUnacked time.Time
 	Dropped       int64 // drop_newest
-	Corrupt       int64 // records skipped by recovery
+	Corrupt       int64 // unacknowledged records lost in damaged frames (recovery)
+
+	// Disk buffers only.
+	CorruptBytes int64 // bytes of damaged frames skipped by recovery
+	NoSpace      int64 // writes that failed with ENOSPC/EDQUOT (retried)
+	IOErrors     int64 // failed writes or fsyncs (retried)
+	Stalled      bool  // the last write failed: writers are paused until it succeeds
+	Segments     int   // segment files
+	InFlight     int   // batches handed out and not acknowledged
 }
 
 // ErrDrained is returned by Read once the buffer is sealed and empty.
@@ -88,4 +101,81 @@ type Config struct {
 	MaxBytes    units.Size `yaml:"max_bytes"`   // bound on buffered bytes
 	WhenFull    string     `yaml:"when_full"`   // block | drop_newest
 	Compression string     `yaml:"compression"` // none | zstd (disk only)
+}
+
+// Validate checks the values that the types alone cannot.
+func (c *Config) Validate() error {
+	var errs []error
+	switch c.Type {
+	case "", "disk", "memory":
+	default:
+		errs = append(errs, fmt.Errorf("type: must be disk or memory, not %q", c.Type))
+	}
+	switch c.WhenFull {
+	case "", "block", "drop_newest":
+	default:
+		errs = append(errs, fmt.Errorf("when_full: must be block or drop_newest, not %q", c.WhenFull))
+	}
+	switch c.Compression {
+	case "", "none", "zstd":
+	default:
+		errs = append(errs, fmt.Errorf("compression: must be none or zstd, not %q", c.Compression))
+	}
+	if c.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("max_bytes: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// New opens the buffer of one output: a Disk under dir (the engine passes
+// data_dir/buffer/<output>) or a Memory, by cfg.Type, else by defaultType
+// ("disk" for network outputs, "memory" for stdout and file).
+func New(dir string, cfg Config, defaultType string, opts ...Option) (Buffer, error) {
+	t := cfg.Type
+	if t == "" {
+		t = defaultType
+	}
+	switch t {
+	case "disk":
+		return Open(dir, cfg, opts...)
+	case "memory", "":
+		return NewMemory(int64(cfg.MaxBytes), cfg.WhenFull), nil
+	}
+	return nil, fmt.Errorf("buffer: unknown type %q (disk | memory)", t)
+}
+
+// Orphans lists the buffers under dataDir/buffer whose output is not in
+// configured: they are kept until dropped, and reported at start-up.
+func Orphans(dataDir string, configured []string) ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(dataDir, "buffer"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	known := make(map[string]bool, len(configured))
+	for _, n := range configured {
+		known[n] = true
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() && !known[e.Name()] {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// Drop removes the buffer of output name under dataDir (for `sidelog buffer
+// drop --output NAME`, on a stopped agent or for an orphan).
+func Drop(dataDir, name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) {
+		return fmt.Errorf("buffer: invalid output name %q", name)
+	}
+	dir := filepath.Join(dataDir, "buffer", name)
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("buffer: %w", err)
+	}
+	return os.RemoveAll(dir)
 }

@@ -17,6 +17,7 @@ type Memory struct {
 
 	queue    []Record // not yet read
 	bytes    int64    // bytes of queue + in flight
+	records  int64    // records of queue + in flight
 	seq      uint64
 	sealed   bool
 	dropped  int64
@@ -77,6 +78,7 @@ func (m *Memory) Write(ctx context.Context, recs []Record) error {
 		}
 		m.queue = append(m.queue, r)
 		m.bytes += n
+		m.records++
 	}
 	m.cond.Broadcast()
 	return nil
@@ -145,6 +147,7 @@ func (m *Memory) Ack(b *Batch) error {
 	delete(m.inflight, b.Seq)
 	if mb != nil {
 		m.bytes -= mb.bytes
+		m.records -= int64(len(mb.acks))
 	}
 	if len(m.queue) == 0 && len(m.inflight) == 0 {
 		m.oldest = time.Time{}
@@ -169,7 +172,7 @@ func (m *Memory) Seal() {
 func (m *Memory) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return Stats{Records: int64(len(m.queue)), Bytes: m.bytes, OldestUnacked: m.oldest, Dropped: m.dropped}
+	return Stats{Records: m.records, Bytes: m.bytes, OldestUnacked: m.oldest, Dropped: m.dropped, InFlight: len(m.inflight)}
 }
 
 func (m *Memory) Close() error { m.Seal(); return nil }
