@@ -4,8 +4,10 @@
 package logfmt
 
 import (
+	"bytes"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/parser"
@@ -37,9 +39,12 @@ func (Parser) Parse(e *event.Event) {
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
-// Decode parses one logfmt line.
-func Decode(b []byte) (map[string]any, string) {
-	m := make(map[string]any, 8)
+// Decode parses one logfmt line. The line is copied once; keys and plain
+// values alias the copy.
+func Decode(line []byte) (map[string]any, string) {
+	b := append([]byte(nil), line...)
+	str := func(s []byte) string { return unsafe.String(unsafe.SliceData(s), len(s)) }
+	m := make(map[string]any, bytes.Count(b, []byte{'='})+1)
 	pairs := 0
 	i := 0
 	for {
@@ -59,7 +64,7 @@ func Decode(b []byte) (map[string]any, string) {
 		if i == ks {
 			return nil, "logfmt: empty key at offset " + strconv.Itoa(i)
 		}
-		key := string(b[ks:i])
+		key := str(b[ks:i])
 		if i >= len(b) || b[i] != '=' {
 			m[key] = true
 			continue
@@ -79,7 +84,7 @@ func Decode(b []byte) (map[string]any, string) {
 		for i < len(b) && !isSpace(b[i]) {
 			i++
 		}
-		m[key] = string(b[vs:i])
+		m[key] = str(b[vs:i])
 	}
 	if pairs == 0 {
 		return nil, "logfmt: no key=value pair"
