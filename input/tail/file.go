@@ -41,6 +41,7 @@ type file struct {
 	asm       parser.Assembler
 
 	size      int64     // last size seen by stat
+	mtime     time.Time // last modification time seen by stat
 	seen      time.Time // last time a path matched it
 	seenScan  uint64    // scan number when a path matched it
 	pathScan  uint64    // scan number when f.path itself matched it

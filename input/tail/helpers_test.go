@@ -3,6 +3,7 @@ package tail
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -138,7 +139,11 @@ type running struct {
 
 func start(t *testing.T, cfg *Config, dataDir string, emit input.Emit) *running {
 	t.Helper()
-	tl, err := New(cfg, input.Env{Name: "test", DataDir: dataDir})
+	var log *slog.Logger
+	if os.Getenv("TAIL_DEBUG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	tl, err := New(cfg, input.Env{Name: "test", DataDir: dataDir, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

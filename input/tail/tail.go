@@ -64,11 +64,12 @@ type Tailer struct {
 	queue []*file
 	qsig  chan struct{}
 
-	trigger chan struct{} // a scan is wanted (fsnotify)
-	scanN   uint64        // scanner goroutine only
-	initial bool          // the first scan of this run (scanner only)
-	seenSet map[string]struct{}
-	headBuf []byte // scanner's fingerprint buffer
+	trigger    chan struct{} // a scan is wanted (fsnotify)
+	scanN      uint64        // scanner goroutine only
+	initial    bool          // the first scan of this run (scanner only)
+	seenSet    map[string]struct{}
+	headBuf    []byte // scanner's fingerprint buffer
+	readerHead []byte // reader's fingerprint buffer
 
 	dirty        atomic.Bool
 	inflight     atomic.Int64
@@ -107,6 +108,7 @@ func New(cfg *Config, env input.Env) (*Tailer, error) {
 		inflightZero: make(chan struct{}, 1),
 		seenSet:      map[string]struct{}{},
 		headBuf:      make([]byte, cfg.FingerprintBytes),
+		readerHead:   make([]byte, cfg.FingerprintBytes),
 		watched:      map[string]bool{},
 		deadlines:    map[*file]time.Time{},
 	}
@@ -243,6 +245,7 @@ func (t *Tailer) openFiles() []*file {
 // emits the held partial lines (the files are complete).
 func (t *Tailer) drain(toEOF bool) error {
 	for _, f := range t.openFiles() {
+		t.verify(f)
 		var target int64 = -1
 		if !toEOF {
 			if st, err := f.statFD(); err == nil {
@@ -391,6 +394,7 @@ func (t *Tailer) readLoop(ctx context.Context) error {
 			continue
 		}
 		f.queued.Store(false)
+		t.verify(f)
 		more := false
 		for i := 0; i < chunksPerTurn; i++ {
 			var batch []*event.Event
@@ -454,6 +458,20 @@ func (t *Tailer) noteDeadline(f *file) {
 	}
 }
 
+// verify compares the file's first bytes with its fingerprint before a turn
+// of reads: a file truncated and written again past our offset between two
+// scans (copytruncate) would otherwise be read from the old offset.
+func (t *Tailer) verify(f *file) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fd == nil || f.offset == 0 || f.mLen == 0 || f.truncated {
+		return
+	}
+	if !f.checkPrefix(f.readHead(t.readerHead, int64(f.mLen))) {
+		f.truncated = true
+	}
+}
+
 // readChunk reads one chunk of f and returns the events it completes.
 // more reports that the read filled the buffer (there is likely more to
 // read). target >= 0 stops reading at that offset (graceful stop).
@@ -497,6 +515,13 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 	}
 	f.offset += int64(n)
 	f.offsetA.Store(f.offset)
+	if f.mLen < t.cfg.FingerprintBytes {
+		// learn the fingerprint of a short file (or of a new generation)
+		// from the bytes consumed, so that the next truncation shows
+		if !f.checkPrefix(f.readHead(t.readerHead, f.offset)) {
+			f.truncated = true
+		}
+	}
 	t.stats.bytesRead.Add(uint64(n))
 	batch = t.split(f, buf[:p+n], now)
 	if f.asm != nil {
@@ -674,6 +699,7 @@ func (t *Tailer) newGeneration(f *file, now time.Time) []*event.Event {
 		out = f.asm.Flush(out)
 	}
 	f.truncated = false
+	f.mFP, f.mLen = 0, 0 // learnt again from the new content
 	f.tr = newTracker(f.tr.gen+1, 0, &t.dirty)
 	t.dirty.Store(true)
 	f.offset, f.lineStart = 0, 0
@@ -681,6 +707,7 @@ func (t *Tailer) newGeneration(f *file, now time.Time) []*event.Event {
 	f.partial = f.partial[:0]
 	f.skipping = false
 	t.stats.truncations.Add(1)
+	t.log.Debug("tail: truncated: new generation", "path", f.path, "generation", f.tr.gen)
 	return out
 }
 
@@ -743,7 +770,7 @@ func (t *Tailer) visit(p string, st os.FileInfo, now time.Time) {
 	if f != nil {
 		f.mu.Lock()
 		if f.fd != nil {
-			t.refresh(f, p, st.Size(), now)
+			t.refresh(f, p, st, now)
 			f.mu.Unlock()
 			return
 		}
@@ -753,7 +780,7 @@ func (t *Tailer) visit(p string, st os.FileInfo, now time.Time) {
 }
 
 // refresh updates an open file seen at path p with size. Call with f.mu held.
-func (t *Tailer) refresh(f *file, p string, size int64, now time.Time) {
+func (t *Tailer) refresh(f *file, p string, st os.FileInfo, now time.Time) {
 	if f.seenScan != t.scanN {
 		f.altPath = ""
 	}
@@ -767,13 +794,22 @@ func (t *Tailer) refresh(f *file, p string, size int64, now time.Time) {
 	if !f.rotatedAt.IsZero() {
 		f.rotatedAt = time.Time{} // back under a matched path
 	}
-	t.checkSize(f, size)
+	t.checkSize(f, st.Size(), st.ModTime())
 }
 
 // checkSize notices growth and truncation. Call with f.mu held.
-func (t *Tailer) checkSize(f *file, size int64) {
-	changed := size != f.size
-	f.size = size
+func (t *Tailer) checkSize(f *file, size int64, mtime time.Time) {
+	if size < f.offset || size < int64(f.mLen) {
+		// size may come from a stat of the path taken before the reader
+		// read further: confirm on the descriptor, under f.mu
+		if st, err := f.fd.Stat(); err == nil {
+			size, mtime = st.Size(), st.ModTime()
+		}
+	}
+	// a truncation followed by writes up to the same size shows only in
+	// the modification time
+	changed := size != f.size || !mtime.Equal(f.mtime)
+	f.size, f.mtime = size, mtime
 	f.sizeA.Store(size)
 	if size < f.offset {
 		f.truncated = true
@@ -808,7 +844,7 @@ func (t *Tailer) open(p string, now time.Time) {
 	if old != nil {
 		old.mu.Lock()
 		if old.fd != nil { // opened meanwhile (another path, same file)
-			t.refresh(old, p, size, now)
+			t.refresh(old, p, st, now)
 			old.mu.Unlock()
 			fd.Close()
 			return
@@ -852,7 +888,7 @@ func (t *Tailer) open(p string, now time.Time) {
 		}
 	}
 	f.checkPrefix(head)
-	f.size = size
+	f.size, f.mtime = size, st.ModTime()
 	f.sizeA.Store(size)
 	f.offsetA.Store(f.offset)
 	if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
@@ -860,6 +896,9 @@ func (t *Tailer) open(p string, now time.Time) {
 			f.target = tgt
 		}
 	}
+	needRead := f.truncated || size > f.offset
+	t.log.Debug("tail: opened", "path", p, "offset", f.offset, "generation", f.tr.gen, "resumed", resumed)
+	t.watchFile(f)
 	t.mu.Lock()
 	t.files[k] = f
 	t.byPath[p] = f
@@ -869,9 +908,7 @@ func (t *Tailer) open(p string, now time.Time) {
 	t.mu.Unlock()
 	t.dirty.Store(true)
 	t.stats.opened.Add(1)
-	t.watchFile(f)
-	t.log.Debug("tail: opened", "path", p, "offset", f.offset, "generation", f.tr.gen, "resumed", resumed)
-	if f.truncated || size > f.offset {
+	if needRead {
 		t.enqueue(f)
 	}
 }
@@ -937,7 +974,7 @@ func (t *Tailer) sweep(now time.Time) {
 			t.stats.rotations.Add(1)
 			t.log.Debug("tail: renamed away", "path", f.path)
 		}
-		t.checkSize(f, st.Size())
+		t.checkSize(f, st.Size(), st.ModTime())
 		switch {
 		case !f.deletedAt.IsZero() && now.Sub(f.deletedAt) > t.cfg.MaxDeletedHold:
 			lost := f.size - f.lineStart
