@@ -678,7 +678,10 @@ func (d *Disk) maintain(force bool) error {
 // a power cut may lose it, which only delivers records again.
 func (d *Disk) writeLedger(sync bool) error {
 	d.mu.Lock()
-	ack := min(d.ackSeq, d.writtenSeq)
+	// The ack position may be ahead of what is durable (records read from
+	// memory before their fsync): after a power cut, recovery starts the
+	// sequence above it, and those records were delivered.
+	ack := d.ackSeq
 	l := ledgerState{ackSeq: ack, writeSeq: d.writeSeq}
 	if len(d.marks) > 0 {
 		l.ackMs = d.marks[0].ms
