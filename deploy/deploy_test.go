@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -441,6 +442,98 @@ func TestDeployDocNamesTheManifests(t *testing.T) {
 	for _, f := range manifestFiles(t) {
 		if !strings.Contains(doc, "deploy/"+f) {
 			t.Errorf("docs/deploy.md does not mention deploy/%s", f)
+		}
+	}
+}
+
+// .dockerignore leaves out nothing that `go build ./cmd/sidelog` needs:
+// every Go and embedded file of every package of the module it builds.
+func TestDockerignoreKeepsTheBuildInputs(t *testing.T) {
+	var patterns []string
+	for _, l := range strings.Split(string(mustRead(t, "../.dockerignore")), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			patterns = append(patterns, l)
+		}
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "list", "-deps", "-tags", "", "-f",
+		`{{if not .Standard}}{{.Dir}}|{{join .GoFiles ","}},{{join .EmbedFiles ","}}{{end}}`, "./cmd/sidelog")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		dir, files, _ := strings.Cut(line, "|")
+		rel, err := filepath.Rel(root, dir)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue // a dependency from the module cache
+		}
+		for _, f := range strings.Split(files, ",") {
+			if f == "" {
+				continue
+			}
+			p := filepath.ToSlash(filepath.Join(rel, f))
+			checked++
+			for _, pat := range patterns {
+				if ignored(pat, p) {
+					t.Errorf(".dockerignore pattern %q leaves out %s, which the build needs", pat, p)
+				}
+			}
+		}
+	}
+	if checked < 20 {
+		t.Fatalf("only %d files checked: go list output not understood", checked)
+	}
+	for _, must := range []string{"go.mod", "go.sum"} {
+		for _, pat := range patterns {
+			if ignored(pat, must) {
+				t.Errorf(".dockerignore leaves out %s", must)
+			}
+		}
+	}
+}
+
+// ignored reports whether a .dockerignore pattern excludes path p: the
+// pattern matches p or one of its parent directories; a leading **/ matches
+// at any depth.
+func ignored(pat, p string) bool {
+	parts := strings.Split(p, "/")
+	for i := 1; i <= len(parts); i++ {
+		prefix := strings.Join(parts[:i], "/")
+		if ok, _ := filepath.Match(pat, prefix); ok {
+			return true
+		}
+		if rest, ok := strings.CutPrefix(pat, "**/"); ok {
+			for j := 0; j < i; j++ {
+				if ok, _ := filepath.Match(rest, strings.Join(parts[j:i], "/")); ok {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func TestIgnoredMatcher(t *testing.T) {
+	for _, tc := range []struct {
+		pat, p string
+		want   bool
+	}{
+		{"docs", "docs/x.md", true},
+		{"**/testdata", "a/b/testdata/x.json", true},
+		{"**/*_test.go", "a/b_test.go", true},
+		{"**/*_test.go", "a/b.go", false},
+		{"*.md", "README.md", true},
+		{"*.md", "a/README.md", false},
+		{"deploy", "cmd/deploy.go", false},
+	} {
+		if got := ignored(tc.pat, tc.p); got != tc.want {
+			t.Errorf("ignored(%q, %q) = %v", tc.pat, tc.p, got)
 		}
 	}
 }
