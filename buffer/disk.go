@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -930,17 +931,25 @@ outer:
 			fr, st := parseFrame(buf[p:])
 			switch st {
 			case frameShort:
-				if off+int64(p)+frameHeader+int64(maxFrame) > 0 && off+int64(len(buf)) < s.written {
-					// More of the file to read: refill (grow for a big frame).
+				need := int64(frameHeader)
+				if len(buf)-p >= 12 {
+					need += int64(binary.LittleEndian.Uint32(buf[p+8:]) & lenMask)
+				}
+				if off+int64(p)+need <= s.written {
+					// The rest is in the file: refill (grow for a big frame).
 					if p == 0 {
-						d.rbuf = make([]byte, 2*len(d.rbuf))
+						d.rbuf = make([]byte, max(2*len(d.rbuf), int(need)))
 					}
 					off += int64(p)
 					continue outer
 				}
-				// Torn tail: skip to the end of the segment.
-				off = s.written
-				continue outer
+				if len(buf)-p < 12 {
+					// Torn tail: skip to the end of the segment.
+					off = s.written
+					continue outer
+				}
+				// A length running past the end: damage; resynchronise.
+				fallthrough
 			case frameBad:
 				j := nextMarker(buf, p+1)
 				if j < 0 {

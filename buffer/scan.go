@@ -156,6 +156,7 @@ type scanner struct {
 	// damaged ranges met since the last good frame, as (segment, index)
 	pending []*BadRange
 	markers []int
+	last    *segScan // the segment of the last good frame
 }
 
 func (sc *scanner) bad(s *segScan, off, end int64, data []byte) {
@@ -169,6 +170,17 @@ func (sc *scanner) good(s *segScan, fr frame, off int64) {
 	r := sc.r
 	if !sc.started {
 		sc.expect, sc.started = fr.seq, true
+	}
+	if fr.seq > sc.expect && len(sc.pending) == 0 && sc.last != nil {
+		// Records missing without damaged bytes (a segment cut short at a
+		// frame boundary): report them where they should have been.
+		br := BadRange{Segment: sc.last.Name, Offset: sc.last.goodEnd, Records: int64(fr.seq - sc.expect)}
+		if lo := max(sc.expect, r.AckSeq); fr.seq > lo {
+			br.Unacked = int64(fr.seq - lo)
+		}
+		if br.Unacked > 0 {
+			sc.last.Bad = append(sc.last.Bad, br)
+		}
 	}
 	if fr.seq > sc.expect && len(sc.pending) > 0 {
 		// The gap belongs to the first damaged range after the previous
@@ -189,6 +201,7 @@ func (sc *scanner) good(s *segScan, fr frame, off int64) {
 	s.Frames++
 	s.LastSeq = fr.seq
 	s.goodEnd = off + int64(fr.size)
+	sc.last = s
 	r.Frames++
 	if fr.seq >= r.AckSeq {
 		s.Unacked++
