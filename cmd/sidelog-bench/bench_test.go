@@ -184,7 +184,7 @@ func TestEnsureDatasetReusesAMatchingManifest(t *testing.T) {
 func TestScenarioConfigsParse(t *testing.T) {
 	work := t.TempDir()
 	for _, s := range scenarios {
-		e := &runEnv{Work: work, RunDir: filepath.Join(work, "runs", s.ID), IdleFiles: 3}
+		e := &runEnv{Work: work, RunDir: filepath.Join(work, "runs", s.ID), IdleFiles: 3, APIAddr: "127.0.0.1:20999"}
 		e.Data.Path = jsonDatasetPath(work)
 		if s.Data == "cri" {
 			e.Data.Path = criDatasetPath(work)
@@ -197,7 +197,7 @@ func TestScenarioConfigsParse(t *testing.T) {
 			t.Errorf("scenario %s:\n%s\n%v", s.ID, text, err)
 			continue
 		}
-		if cfg.DataDir != e.dataDir() || cfg.API.Address != "" {
+		if cfg.DataDir != e.dataDir() || cfg.API.Address != e.APIAddr {
 			t.Errorf("scenario %s: data_dir %q, api.address %q", s.ID, cfg.DataDir, cfg.API.Address)
 		}
 		if len(cfg.Inputs) != 1 || cfg.Inputs[0].Type != "tail" {

@@ -228,6 +228,11 @@ func prepareRun(work string, s scenario, name string, e *runEnv) (string, error)
 	if err := os.MkdirAll(filepath.Join(e.RunDir, "out"), 0o755); err != nil {
 		return "", err
 	}
+	addr, err := freeAddr()
+	if err != nil {
+		return "", err
+	}
+	e.APIAddr = addr
 	cfg := filepath.Join(e.RunDir, "config.yaml")
 	return cfg, os.WriteFile(cfg, []byte(s.Config(e)), 0o644)
 }
