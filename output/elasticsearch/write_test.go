@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,15 +36,24 @@ func docs(t testing.TB, o *Output, from, n int) [][]byte {
 	return out
 }
 
-// docN extracts "n" from a source line.
+// docN extracts the number of `"n":<digits>` from a source line, -1 if
+// there is none.
 func docN(src []byte) int {
-	var d struct {
-		N int `json:"n"`
-	}
-	if json.Unmarshal(src, &d) != nil {
+	i := bytes.Index(src, []byte(`"n":`))
+	if i < 0 {
 		return -1
 	}
-	return d.N
+	v, ok := 0, false
+	for _, c := range src[i+4:] {
+		if c < '0' || c > '9' {
+			break
+		}
+		v, ok = v*10+int(c-'0'), true
+	}
+	if !ok {
+		return -1
+	}
+	return v
 }
 
 func serverOutput(t testing.TB, s *estest.Server, mod func(c *Config)) *Output {

@@ -62,8 +62,12 @@ type RequestFault struct {
 	// Delay waits this long before answering (or dropping), unless the
 	// client goes away first.
 	Delay time.Duration
-	// Drop closes the connection without an answer.
+	// Drop closes the connection without an answer and without indexing.
 	Drop bool
+	// DropAfterIndexing applies the request, then closes the connection
+	// without an answer: the client cannot know its documents are in (a
+	// timeout after the work was done), so a retry must not duplicate them.
+	DropAfterIndexing bool
 	// Status answers the whole request with this status (e.g. 429, 503)
 	// and an Elasticsearch-style error body, without indexing anything.
 	Status int
@@ -113,6 +117,9 @@ type Server struct {
 	Pipelines []string
 	// KeepRequests records every bulk request (see Requests).
 	KeepRequests bool
+	// Discard checks and answers requests but stores no documents (for
+	// benchmarks); Count and Docs then see nothing.
+	Discard bool
 
 	mu       sync.Mutex
 	indices  map[string]map[string]Doc
@@ -327,13 +334,8 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 		}
 	}
 	if f != nil && f.Drop {
-		if hj, ok := w.(http.Hijacker); ok {
-			if c, _, err := hj.Hijack(); err == nil {
-				_ = c.Close()
-				return
-			}
-		}
-		panic(http.ErrAbortHandler)
+		drop(w)
+		return
 	}
 	if f != nil && f.Status != 0 {
 		if f.RetryAfter != "" {
@@ -397,12 +399,26 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 		if res.Err != nil {
 			anyErr = true
 		}
-		b, _ := json.Marshal(map[string]any{op.Op: res.body(op)})
-		items.Write(b)
+		items.Write(res.appendJSON(items.AvailableBuffer(), op))
 	}
 	resp := fmt.Appendf(nil, `{"errors":%t,"took":1,"items":[`, anyErr)
 	resp = append(append(resp, items.Bytes()...), "]}"...)
+	if f != nil && f.DropAfterIndexing {
+		drop(w)
+		return
+	}
 	_, _ = w.Write(resp)
+}
+
+// drop closes the connection under the handler without an answer.
+func drop(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if c, _, err := hj.Hijack(); err == nil {
+			_ = c.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler)
 }
 
 // op is a parsed bulk operation; err is a per-item parse error.
@@ -430,34 +446,18 @@ func parseBulk(body []byte, defIndex, defPipeline string) ([]op, string) {
 		if len(bytes.TrimSpace(a)) == 0 {
 			continue
 		}
-		var action map[string]json.RawMessage
-		if err := json.Unmarshal(a, &action); err != nil {
-			return nil, fmt.Sprintf("Malformed action/metadata line [%d], expected START_OBJECT: %v", line, err)
-		}
-		if len(action) != 1 {
-			return nil, fmt.Sprintf("Malformed action/metadata line [%d], expected a single operation, found %d", line, len(action))
-		}
 		var o op
-		var meta json.RawMessage
-		for k, v := range action {
-			o.Op, meta = k, v
+		m, perr := parseAction(a)
+		if perr != "" {
+			return nil, fmt.Sprintf("Malformed action/metadata line [%d], %s", line, perr)
 		}
+		o.Op = m.op
 		switch o.Op {
 		case "index", "create", "delete":
 		case "update":
 			return nil, fmt.Sprintf("estest: the update action (line %d) is not implemented", line)
 		default:
 			return nil, fmt.Sprintf("Malformed action/metadata line [%d], expected one of [create, delete, index, update] but found [%s]", line, o.Op)
-		}
-		var m struct {
-			Index    *string `json:"_index"`
-			ID       *string `json:"_id"`
-			Pipeline *string `json:"pipeline"`
-		}
-		dec := json.NewDecoder(bytes.NewReader(meta))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&m); err != nil {
-			return nil, fmt.Sprintf("Action/metadata line [%d] contains an unknown parameter or a wrong type: %v", line, err)
 		}
 		o.Index, o.Pipeline = defIndex, defPipeline
 		if m.Index != nil {
@@ -475,11 +475,10 @@ func parseBulk(body []byte, defIndex, defPipeline string) ([]op, string) {
 			}
 			line++
 			o.Source = append([]byte(nil), sc.Bytes()...)
-			var doc map[string]json.RawMessage
 			switch {
 			case !utf8.Valid(o.Source):
 				o.errType, o.errReason = "document_parsing_exception", "[1:1] failed to parse: invalid UTF-8 start byte"
-			case json.Unmarshal(o.Source, &doc) != nil:
+			case !isObject(o.Source):
 				o.errType, o.errReason = "document_parsing_exception", fmt.Sprintf("[1:1] failed to parse: source line [%d] is not a JSON object", line)
 			}
 		} else if o.ID == "" {
@@ -496,6 +495,115 @@ func parseBulk(body []byte, defIndex, defPipeline string) ([]op, string) {
 		return nil, "Validation Failed: 1: no requests added;"
 	}
 	return ops, ""
+}
+
+// actionMeta is a parsed action line.
+type actionMeta struct {
+	op                  string
+	Index, ID, Pipeline *string
+}
+
+// parseAction parses an action line strictly: one JSON object holding one
+// operation whose value is an object of known metadata keys with string
+// values.
+func parseAction(a []byte) (actionMeta, string) {
+	if m, ok := fastAction(a); ok {
+		return m, ""
+	}
+	var action map[string]json.RawMessage
+	if err := json.Unmarshal(a, &action); err != nil {
+		return actionMeta{}, fmt.Sprintf("expected START_OBJECT: %v", err)
+	}
+	if len(action) != 1 {
+		return actionMeta{}, fmt.Sprintf("expected a single operation, found %d", len(action))
+	}
+	var m actionMeta
+	var meta json.RawMessage
+	for k, v := range action {
+		m.op, meta = k, v
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(meta, &fields); err != nil {
+		return actionMeta{}, fmt.Sprintf("expected START_OBJECT after [%s]: %v", m.op, err)
+	}
+	for k, v := range fields {
+		var dst **string
+		switch k {
+		case "_index":
+			dst = &m.Index
+		case "_id":
+			dst = &m.ID
+		case "pipeline":
+			dst = &m.Pipeline
+		default:
+			return actionMeta{}, fmt.Sprintf("action [%s] has an unknown parameter [%s]", m.op, k)
+		}
+		var str string
+		if err := json.Unmarshal(v, &str); err != nil {
+			return actionMeta{}, fmt.Sprintf("action [%s]: parameter [%s] has a wrong type: %v", m.op, k, err)
+		}
+		*dst = &str
+	}
+	return m, ""
+}
+
+// fastAction parses the compact form clients write,
+// {"op":{"key":"value",...}}, with plain strings (no escapes); ok is false
+// for anything else, which parseAction then checks the slow way.
+func fastAction(a []byte) (m actionMeta, ok bool) {
+	str := func(b []byte) (string, []byte, bool) {
+		if len(b) < 2 || b[0] != '"' {
+			return "", nil, false
+		}
+		end := bytes.IndexByte(b[1:], '"')
+		if end < 0 || bytes.IndexByte(b[1:1+end], '\\') >= 0 {
+			return "", nil, false
+		}
+		return string(b[1 : 1+end]), b[2+end:], true
+	}
+	if len(a) < 2 || a[0] != '{' {
+		return m, false
+	}
+	op, rest, ok := str(a[1:])
+	if !ok || !bytes.HasPrefix(rest, []byte(":{")) {
+		return m, false
+	}
+	m.op = op
+	rest = rest[2:]
+	for len(rest) > 0 && rest[0] != '}' {
+		k, r, ok := str(rest)
+		if !ok || len(r) == 0 || r[0] != ':' {
+			return m, false
+		}
+		v, r, ok := str(r[1:])
+		if !ok {
+			return m, false
+		}
+		switch k {
+		case "_index":
+			m.Index = &v
+		case "_id":
+			m.ID = &v
+		case "pipeline":
+			m.Pipeline = &v
+		default:
+			return m, false
+		}
+		if len(r) > 0 && r[0] == ',' {
+			r = r[1:]
+			if len(r) == 0 || r[0] != '"' {
+				return m, false
+			}
+		}
+		rest = r
+	}
+	return m, string(rest) == "}}"
+}
+
+// isObject reports whether b is one valid JSON object.
+func isObject(b []byte) bool {
+	t := bytes.TrimLeft(b, " \t\r")
+	return len(t) > 0 && t[0] == '{' && json.Valid(b)
 }
 
 func invalidIndex(name string) string {
@@ -522,16 +630,51 @@ type applied struct {
 	Err     *ItemResult
 }
 
-func (a applied) body(o op) map[string]any {
-	m := map[string]any{"_index": o.Index, "_id": a.ID, "status": a.Status}
+// appendJSON appends the item's entry of a _bulk answer, as Elasticsearch
+// writes it.
+func (a applied) appendJSON(b []byte, o op) []byte {
+	b = append(b, `{"`...)
+	b = append(b, o.Op...)
+	b = append(b, `":{"_index":`...)
+	b = appendString(b, o.Index)
+	b = append(b, `,"_id":`...)
+	b = appendString(b, a.ID)
 	if a.Err != nil {
-		m["error"] = map[string]any{"type": a.Err.Type, "reason": a.Err.Reason, "index": o.Index}
-		return m
+		b = append(b, `,"status":`...)
+		b = strconv.AppendInt(b, int64(a.Status), 10)
+		b = append(b, `,"error":{"type":`...)
+		b = appendString(b, a.Err.Type)
+		b = append(b, `,"reason":`...)
+		b = appendString(b, a.Err.Reason)
+		b = append(b, `,"index":`...)
+		b = appendString(b, o.Index)
+		return append(b, "}}}"...)
 	}
-	m["_version"] = a.Version
-	m["result"] = a.Result
-	m["_shards"] = map[string]int{"total": 1, "successful": 1, "failed": 0}
-	return m
+	b = append(b, `,"_version":`...)
+	b = strconv.AppendInt(b, int64(a.Version), 10)
+	b = append(b, `,"result":`...)
+	b = appendString(b, a.Result)
+	b = append(b, `,"_shards":{"total":1,"successful":1,"failed":0},"status":`...)
+	b = strconv.AppendInt(b, int64(a.Status), 10)
+	return append(b, "}}"...)
+}
+
+// appendString appends s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, `\u00`...)
+			b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 func (s *Server) apply(o op, fault func(Item) *ItemResult) applied {
@@ -578,6 +721,9 @@ func (s *Server) apply(o op, fault func(Item) *ItemResult) applied {
 			s.itemErrs[400]++
 			return applied{Status: 400, ID: o.ID, Err: &ItemResult{Status: 400, Type: "document_parsing_exception", Reason: "[1:1] failed to parse: data stream timestamp field [@timestamp] is missing"}}
 		}
+	}
+	if s.Discard {
+		return applied{Status: 201, Result: "created", ID: o.ID, Version: 1}
 	}
 	idx := s.indices[o.Index]
 	if idx == nil {
