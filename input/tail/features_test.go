@@ -482,3 +482,37 @@ func TestValidate(t *testing.T) {
 		t.Fatal("MaxLineBytes")
 	}
 }
+
+// testdata/mixed.log: CRLF, empty lines, no final newline, read with
+// exit_on_eof; testdata/mixed.expected holds one emitted line per line.
+func TestGoldenMixed(t *testing.T) {
+	src, err := os.ReadFile("testdata/mixed.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/mixed.expected")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "mixed.log")
+	mustWrite(t, p, string(src))
+	cfg := testConfig(p)
+	cfg.ExitOnEOF = true
+	tl, err := New(cfg, input.Env{Name: "test", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSink()
+	s.keep = true
+	if err := tl.Run(context.Background(), s.emit); err != nil {
+		t.Fatal(err)
+	}
+	var got strings.Builder
+	for _, e := range s.events {
+		got.Write(e.Raw)
+		got.WriteByte('\n')
+	}
+	if got.String() != string(want) {
+		t.Fatalf("got\n%s\nwant\n%s", got.String(), want)
+	}
+}
