@@ -315,8 +315,6 @@ func TestDeletedFileHeldThenReleased(t *testing.T) {
 	}
 }
 
-
-
 func TestGracefulStopReadsToCurrentEnd(t *testing.T) {
 	logs := t.TempDir()
 	p := filepath.Join(logs, "app.log")
