@@ -63,6 +63,21 @@ func AppendValue(dst []byte, v any) []byte {
 		dst = append(dst, '"')
 		dst = x.UTC().AppendFormat(dst, time.RFC3339Nano)
 		return append(dst, '"')
+	case time.Duration:
+		return AppendString(dst, x.String())
+	case *Meta:
+		if x == nil {
+			return append(dst, "null"...)
+		}
+		return AppendValue(dst, *x)
+	case Meta:
+		dst = append(dst, `{"input":`...)
+		dst = AppendString(dst, x.Input)
+		dst = append(dst, `,"path":`...)
+		dst = AppendString(dst, x.Path)
+		dst = append(dst, `,"time":`...)
+		dst = AppendValue(dst, x.Time)
+		return append(dst, '}')
 	case map[string]any:
 		return appendMap(dst, x)
 	case []any:

@@ -3,6 +3,7 @@ package event
 import (
 	"encoding/json"
 	"testing"
+	"time"
 )
 
 func TestAppendJSON(t *testing.T) {
@@ -16,6 +17,7 @@ func TestAppendJSON(t *testing.T) {
 		{"no fields", Event{Raw: []byte("plain \"text\"")}, `{"message":"plain \"text\""}`},
 		{"invalid utf8", Event{Fields: map[string]any{"message": "a\xffb"}}, `{"message":"a` + "\ufffd" + `b"}`},
 		{"controls", Event{Fields: map[string]any{"m": "t\tn\nq\x01"}}, `{"m":"t\tn\nq\u0001"}`},
+		{"duration and meta", Event{Fields: map[string]any{"d": 1500 * time.Millisecond, "m": &Meta{Input: "app", Path: "/a.log", Time: time.Unix(0, 0)}}}, `{"d":"1.5s","m":{"input":"app","path":"/a.log","time":"1970-01-01T00:00:00Z"}}`},
 		{"nested", Event{Fields: map[string]any{"k": map[string]any{"z": []any{1.5, nil, true}, "a": 1e21}}}, `{"k":{"a":1e+21,"z":[1.5,null,true]}}`},
 	}
 	for _, c := range cases {

@@ -27,6 +27,7 @@ import (
 	"github.com/sidelog/sidelog/pipeline"
 	"github.com/sidelog/sidelog/plugins"
 	_ "github.com/sidelog/sidelog/plugins/all"
+	"github.com/sidelog/sidelog/testrunner"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -44,6 +45,7 @@ const usage = `usage: sidelog <command> [flags]
 commands:
   run [-c FILE] [--exit-on-eof]   run the agent (without -c: the embedded quickstart config)
   validate -c FILE                check a config file; exit 1 listing every error
+  test -c FILE TESTS.yaml         run rule tests (docs/testing-rules.md); exit 1 with a diff on mismatch
   version                         print the version
 `
 
@@ -58,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args, stdout, stderr)
 	case "validate":
 		return cmdValidate(args, stdout, stderr)
+	case "test":
+		return testrunner.Main(args, stdout, stderr, plugins.Default)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "sidelog %s (%s)\n", version, runtime.Version())
 		return 0

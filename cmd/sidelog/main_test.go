@@ -230,3 +230,21 @@ outputs:
 		t.Fatalf("unclear refusal: %s", out)
 	}
 }
+
+// `sidelog test` through the CLI: the passing file exits 0, the failing one
+// exits 1 with a diff.
+func TestRuleTests(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"test", "-c", "../../testrunner/testdata/sidelog.yaml", "../../testrunner/testdata/pass.yaml"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("pass.yaml: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	code := run([]string{"test", "-c", "../../testrunner/testdata/sidelog.yaml", "../../testrunner/testdata/fail.yaml"}, &stdout, &stderr)
+	if code != 1 {
+		t.Fatalf("fail.yaml: exit %d, want 1\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if out := stdout.String() + stderr.String(); !strings.Contains(out, "+") || !strings.Contains(out, "-") {
+		t.Fatalf("no diff printed:\n%s", out)
+	}
+}
