@@ -81,8 +81,12 @@ func TestExampleYAMLLoads(t *testing.T) {
 	})
 	// The loader wants an input: a stand-in one, ahead of the example.
 	reg.AddInput("tail", plugins.Input{
-		Config: func() any { return &struct{ Paths []string `yaml:"paths"` }{} },
-		New:    func(any, input.Env) (input.Input, error) { return nil, errors.New("not in this test") },
+		Config: func() any {
+			return &struct {
+				Paths []string `yaml:"paths"`
+			}{}
+		},
+		New: func(any, input.Env) (input.Input, error) { return nil, errors.New("not in this test") },
 	})
 	reg.AddParser("json", plugins.Parser{New: func(parser.Config, plugins.ParserEnv) (parser.Parser, func() parser.Assembler, error) {
 		return nil, nil, errors.New("not in this test")
