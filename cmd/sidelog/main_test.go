@@ -234,6 +234,7 @@ outputs:
 // `sidelog test` through the CLI: the passing file exits 0, the failing one
 // exits 1 with a diff.
 func TestRuleTests(t *testing.T) {
+	t.Setenv("SIDELOG_TEST_DATA_DIR", t.TempDir())
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"test", "-c", "../../testrunner/testdata/sidelog.yaml", "../../testrunner/testdata/pass.yaml"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("pass.yaml: exit %d\n%s%s", code, stdout.String(), stderr.String())
