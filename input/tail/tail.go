@@ -860,14 +860,15 @@ func (t *Tailer) open(p string, now time.Time) {
 	resumed := false
 	if old != nil {
 		old.mu.Lock()
-		acked, _ := old.tr.state()
 		if old.mLen > 0 && len(head) >= old.mLen && fingerprint(head[:old.mLen]) == old.mFP {
-			// the same file: resume where acknowledged
+			// the same file: resume after the last line emitted (closed
+			// in this run) or acknowledged (known from the checkpoint,
+			// where lineStart is the checkpointed offset)
 			resumed = true
 			f.id, f.idSet, f.mFP, f.mLen = old.id, old.idSet, old.mFP, old.mLen
 			f.tr = old.tr
-			f.offset, f.lineStart = acked, acked
-			if size < acked { // truncated while we were away
+			f.offset, f.lineStart = old.lineStart, old.lineStart
+			if size < f.offset { // truncated while we were away
 				f.truncated = true
 			}
 		} else {
