@@ -2,6 +2,7 @@ package elasticsearch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,21 +36,27 @@ func (d *deadLetters) Write(_ string, recs [][]byte, reasons []string) error {
 	return nil
 }
 
-// TestDeliveryExactlyOnce runs 200,000 records through a buffer and the
-// delivery loop to a server that throttles 5% of the items (429, once each),
-// refuses 1% for good (a mapping error), and twice drops the connection: once
-// before indexing, once after (so the retried request carries documents that
-// are already in). Every good record must be indexed exactly once, every bad
-// one dead-lettered with Elasticsearch's reason, nothing else.
+// TestDeliveryExactlyOnce runs records through a buffer and the delivery
+// loop to a server that throttles 5% of the items (429, once each), refuses
+// 1% for good (a mapping error), and twice drops the connection of a full
+// batch: once before indexing, once after (so the retried request carries
+// documents that are already in). Every good record must be indexed exactly
+// once, every bad one dead-lettered with Elasticsearch's reason, nothing
+// else.
+//
+// The data_stream case (op_type create, where a duplicate would show) sends
+// 200,000 records through the disk buffer and, on top, "crashes" the
+// delivery side three times: in the middle of a request that the server
+// indexes without answering, the runner is stopped and the buffer closed
+// without acknowledging, then reopened; the unacknowledged records are
+// delivered again. The bulk case sends 20,000 through the memory buffer.
 func TestDeliveryExactlyOnce(t *testing.T) {
-	// The full size in data_stream mode (op_type create: a duplicate would
-	// show), a tenth in bulk mode to keep the package's tests short.
 	for _, tc := range []struct {
-		mode string
-		n    int
-	}{{"data_stream", 200_000}, {"bulk", 20_000}} {
+		mode, buffer string
+		n, crashes   int
+	}{{"data_stream", "disk", 200_000, 3}, {"bulk", "memory", 20_000, 0}} {
 		mode, n := tc.mode, tc.n
-		t.Run(mode, func(t *testing.T) {
+		t.Run(mode+"/"+tc.buffer, func(t *testing.T) {
 			s := estest.New()
 			defer s.Close()
 			index := "app-svc"
@@ -67,17 +74,27 @@ func TestDeliveryExactlyOnce(t *testing.T) {
 				}
 				return nil
 			}
-			// Drop full batches (not the small retries of throttled items):
-			// the 3rd before indexing, the 9th after.
+			// Faults on full batches (not the small retries of throttled
+			// items): the 3rd is dropped before indexing, the 9th after;
+			// the 15th, 30th and 45th crash the delivery side.
 			var big atomic.Int32
+			var mu sync.Mutex
+			var crash context.CancelFunc
+			crashed := 0
 			s.Fault = func(_ int, r *http.Request) *estest.RequestFault {
 				if r.ContentLength < 8<<10 {
 					return nil
 				}
-				switch big.Add(1) {
-				case 3:
+				switch b := big.Add(1); {
+				case b == 3:
 					return &estest.RequestFault{Drop: true}
-				case 9:
+				case b == 9:
+					return &estest.RequestFault{DropAfterIndexing: true}
+				case b%15 == 0 && int(b/15) <= tc.crashes:
+					mu.Lock()
+					crash()
+					crashed++
+					mu.Unlock()
 					return &estest.RequestFault{DropAfterIndexing: true}
 				}
 				return nil
@@ -88,45 +105,66 @@ func TestDeliveryExactlyOnce(t *testing.T) {
 				c.MaxInFlight = 2
 			})
 
-			buf := buffer.NewMemory(256<<20, "block")
+			dir := t.TempDir()
+			open := func() buffer.Buffer {
+				b, err := buffer.New(dir, buffer.Config{MaxBytes: 512 << 20}, tc.buffer)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+			buf := open()
 			allAcked := make(chan struct{})
 			ack := event.NewAck(n, func() { close(allAcked) })
-			go func() {
-				recs := make([]buffer.Record, 0, 1000)
-				for i := range n {
-					raw := fmt.Sprintf(`{"n":%d,"service":"svc","level":"info","msg":"request %d served in %d ms"}`, i, i, i%997)
-					e := rawEvent(raw, map[string]any{"service": "svc"}, int64(1+i)*120)
-					e.SetAck(ack)
-					rec, err := o.Encode(nil, e)
-					if err != nil {
-						panic(err)
-					}
-					recs = append(recs, buffer.Record{Data: rec, Ack: e.Releaser()})
-					if len(recs) == cap(recs) {
-						if err := buf.Write(context.Background(), recs); err != nil {
-							panic(err)
-						}
-						recs = recs[:0]
-					}
+			recs := make([]buffer.Record, 0, 1000)
+			for i := range n {
+				raw := fmt.Sprintf(`{"n":%d,"service":"svc","level":"info","msg":"request %d served in %d ms"}`, i, i, i%997)
+				e := rawEvent(raw, map[string]any{"service": "svc"}, int64(1+i)*120)
+				e.SetAck(ack)
+				rec, err := o.Encode(nil, e)
+				if err != nil {
+					t.Fatal(err)
 				}
-				if err := buf.Write(context.Background(), recs); err != nil {
-					panic(err)
+				recs = append(recs, buffer.Record{Data: rec, Ack: e.Releaser()})
+				if len(recs) == cap(recs) || i == n-1 {
+					if err := buf.Write(t.Context(), recs); err != nil {
+						t.Fatal(err)
+					}
+					recs = recs[:0]
 				}
-				buf.Seal()
-			}()
+			}
 
 			dl := &deadLetters{}
-			r := &delivery.Runner{
-				Name: "es", Out: o, Buf: buf,
-				Batch:      delivery.BatchConfig{MaxEvents: 1000, MaxBytes: 5 << 20, Timeout: 100 * time.Millisecond},
-				Retry:      delivery.RetryConfig{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond},
-				DeadLetter: dl,
-				Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+			for run := 0; ; run++ {
+				buf.Seal()
+				r := &delivery.Runner{
+					Name: "es", Out: o, Buf: buf,
+					Batch:      delivery.BatchConfig{MaxEvents: 1000, MaxBytes: 5 << 20, Timeout: 100 * time.Millisecond},
+					Retry:      delivery.RetryConfig{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond},
+					DeadLetter: dl,
+					Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+				}
+				ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+				mu.Lock()
+				crash = cancel
+				mu.Unlock()
+				err := r.Run(ctx)
+				cancel()
+				if err == nil {
+					break
+				}
+				if !errors.Is(err, context.Canceled) || run >= tc.crashes {
+					t.Fatalf("run %d: %v", run, err)
+				}
+				// The crash: whatever was not acknowledged stays in the
+				// buffer and is delivered again after the restart.
+				if err := buf.Close(); err != nil {
+					t.Fatal(err)
+				}
+				buf = open()
 			}
-			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-			defer cancel()
-			if err := r.Run(ctx); err != nil {
-				t.Fatal(err)
+			if crashed != tc.crashes {
+				t.Fatalf("%d crashes, want %d", crashed, tc.crashes)
 			}
 
 			// Exactly the good records, each once.
@@ -153,18 +191,23 @@ func TestDeliveryExactlyOnce(t *testing.T) {
 			if missing+dup+wrong > 0 || len(docs) != n-n/100 || len(s.Indices()) != 1 {
 				t.Fatalf("%d documents: %d good ones missing, %d duplicated, %d bad ones indexed; indices %v", len(docs), missing, dup, wrong, s.Indices())
 			}
-			// Exactly the bad records in the dead letters, with the reason.
-			if len(dl.recs) != n/100 {
-				t.Fatalf("%d dead letters, want %d", len(dl.recs), n/100)
-			}
+			// Exactly the bad records in the dead letters, with the reason
+			// (a record dead-lettered just before a crash, in a batch not
+			// yet acknowledged, is dead-lettered again after it).
+			bad := map[int]int{}
 			for i, rec := range dl.recs {
 				_, _, line := split(t, rec)
-				if k := docN([]byte(line)); k%100 != 1 {
+				k := docN([]byte(line))
+				if k%100 != 1 {
 					t.Fatalf("good record %d dead-lettered: %s", k, dl.reasons[i])
 				}
 				if !strings.Contains(dl.reasons[i], "mapper_parsing_exception: failed to parse field [n]") {
 					t.Fatalf("reason %q", dl.reasons[i])
 				}
+				bad[k]++
+			}
+			if len(bad) != n/100 {
+				t.Fatalf("%d distinct dead letters, want %d", len(bad), n/100)
 			}
 			// The faults happened.
 			errs := s.ItemErrors()
@@ -182,7 +225,8 @@ func TestDeliveryExactlyOnce(t *testing.T) {
 			default:
 				t.Fatal("not every record was acknowledged to its input")
 			}
-			t.Logf("%s: %d requests, %d items seen, item errors %v", mode, s.BulkRequests(), s.ItemsSeen(), errs)
+			t.Logf("%s/%s: %d records, %d requests, %d items seen, item errors %v, %d dead letters (%d distinct), %d crashes",
+				mode, tc.buffer, n, s.BulkRequests(), s.ItemsSeen(), errs, len(dl.recs), len(bad), crashed)
 		})
 	}
 }
