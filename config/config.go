@@ -97,9 +97,6 @@ func (c *Config) Defaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
-	if c.API.Address == "" {
-		c.API.Address = "127.0.0.1:2020"
-	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 25 * time.Second
 	}
@@ -202,7 +199,9 @@ func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
 		errs.add(line, "", msg)
 		return nil, errs.err()
 	}
-	cfg := &Config{File: name}
+	// Defaults that an explicit empty value may override are set before
+	// decoding: `api: {address: ""}` turns the API off.
+	cfg := &Config{File: name, API: API{Address: "127.0.0.1:2020"}}
 	if len(doc.Content) == 0 {
 		errs.add(0, "", "the config is empty")
 		return nil, errs.err()

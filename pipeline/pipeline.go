@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sidelog/sidelog/api/tap"
 	"github.com/sidelog/sidelog/buffer"
 	"github.com/sidelog/sidelog/config"
 	"github.com/sidelog/sidelog/delivery"
@@ -46,6 +47,12 @@ type Options struct {
 	DeadLetter func(o *config.Output) delivery.DeadLetter
 	// Metrics receives the pipeline's counters; nil: none are exported.
 	Metrics *metrics.Metrics
+	// Tap is the hub `sidelog tap` subscribes to: records are published at
+	// "input:<name>" after parsing and at "output:<name>" once routed.
+	Tap *tap.Hub
+	// Started is called once Run has opened every buffer and started every
+	// input (readiness).
+	Started func()
 }
 
 // BuildParser builds an input's parser and its per-file assembler factory.
@@ -69,6 +76,7 @@ type inputStage struct {
 	// unrouted counts records that matched no output's route.
 	unrouted atomic.Int64
 	m        *metrics.InputMetrics
+	tap      *tap.Point
 }
 
 type filterStage struct {
@@ -85,6 +93,7 @@ type outputStage struct {
 	buf    buffer.Buffer
 	runner *delivery.Runner
 	m      *metrics.OutputMetrics
+	tap    *tap.Point
 }
 
 // Build creates every plugin of cfg. It starts nothing.
@@ -161,7 +170,7 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 		} else {
 			allKeys = true
 		}
-		p.outputs = append(p.outputs, &outputStage{name: oc.Name, route: oc.RouteProgram, out: o, m: opts.Metrics.Output(oc.Name)})
+		p.outputs = append(p.outputs, &outputStage{name: oc.Name, route: oc.RouteProgram, out: o, m: opts.Metrics.Output(oc.Name), tap: opts.Tap.Point("output", oc.Name)})
 	}
 	keyList := make([]string, 0, len(keys))
 	for k := range keys {
@@ -190,7 +199,7 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 			errs = append(errs, cfg.EntryError("inputs", i, err))
 			continue
 		}
-		p.inputs = append(p.inputs, &inputStage{name: ic.Name, in: in, parser: prs, newAsm: newAsm, m: opts.Metrics.Input(ic.Name)})
+		p.inputs = append(p.inputs, &inputStage{name: ic.Name, in: in, parser: prs, newAsm: newAsm, m: opts.Metrics.Input(ic.Name), tap: opts.Tap.Point("input", ic.Name)})
 	}
 	if err := errors.Join(errs...); err != nil {
 		for _, o := range p.outputs {
@@ -280,6 +289,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			})
 		}()
 	}
+	if p.opts.Started != nil {
+		p.opts.Started()
+	}
 	inputsDone := make(chan struct{})
 	go func() { inWG.Wait(); close(inputsDone) }()
 
@@ -354,9 +366,13 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 			routed[i] = routed[i][:0]
 		}
 		var bytes, parseErrs, truncated, unrouted, routeErrs int
+		tapIn := in.tap.Active()
 		for _, e := range batch {
 			bytes += len(e.Raw)
 			in.parser.Parse(e)
+			if tapIn {
+				in.tap.Publish(e)
+			}
 			if e.Flags&(event.ParseFailed|event.Truncated) != 0 {
 				if e.Has(event.ParseFailed) {
 					parseErrs++
@@ -404,6 +420,7 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 			if len(routed[i]) == 0 {
 				continue
 			}
+			o.tap.PublishBatch(routed[i])
 			recs, arena := p.encode(o, routed[i], arenaSize[i])
 			arenaSize[i] = max(arenaSize[i], arena)
 			o.m.RecordsIn.Add(len(recs))

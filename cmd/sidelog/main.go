@@ -207,11 +207,19 @@ func runAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEO
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	a, err := newAgent(ctx, cfg, dd, exitOnEOF, log)
+	if err != nil {
+		log.Error("cannot start the API", "error", err.Error())
+		return 1
+	}
+	defer a.close()
+	agentOptions := a.options
 	p, err := pipeline.Build(cfg, agentOptions(cfg, dd, exitOnEOF, log))
 	if err != nil {
 		log.Error("cannot build the pipeline", "error", err.Error())
 		return 1
 	}
+	a.attach(cfg, p)
 	log.Info("sidelog started", "version", version, "config", cfg.File, "inputs", len(cfg.Inputs), "outputs", len(cfg.Outputs))
 	for {
 		runCtx, stopRun := context.WithCancel(ctx)
@@ -231,10 +239,11 @@ func runAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEO
 				log.Info("sidelog stopped")
 				return 0
 			case <-hup:
-				nextCfg, next = reload(cfg, dd, exitOnEOF, log)
+				nextCfg, next = reload(cfg, dd, exitOnEOF, log, agentOptions)
 				if next != nil {
 					break wait
 				}
+				a.metrics.Reloaded(false)
 			}
 		}
 		// The new pipeline was built once to check it; it is built again
@@ -247,6 +256,8 @@ func runAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEO
 		}
 		if np, err := pipeline.Build(nextCfg, agentOptions(nextCfg, dd, exitOnEOF, log)); err == nil {
 			cfg, p = nextCfg, np
+			a.attach(cfg, p)
+			a.metrics.Reloaded(true)
 			log.Info("config reloaded", "config", cfg.File, "inputs", len(cfg.Inputs), "outputs", len(cfg.Outputs))
 		} else if op, oerr := pipeline.Build(cfg, agentOptions(cfg, dd, exitOnEOF, log)); oerr == nil {
 			p = op
@@ -259,7 +270,7 @@ func runAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEO
 }
 
 // reload loads and builds the config file again; nil when it cannot be used.
-func reload(old *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger) (*config.Config, *pipeline.Pipeline) {
+func reload(old *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger, agentOptions func(*config.Config, *datadir.Dir, bool, *slog.Logger) pipeline.Options) (*config.Config, *pipeline.Pipeline) {
 	if strings.HasPrefix(old.File, "<") {
 		log.Warn("SIGHUP ignored: the embedded config cannot be reloaded")
 		return nil, nil
@@ -279,15 +290,6 @@ func reload(old *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logge
 		return nil, nil
 	}
 	return cfg, p
-}
-
-var agentOptions = func(cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger) pipeline.Options {
-	return pipeline.Options{
-		Registry:   plugins.Default,
-		Logger:     log,
-		ExitOnEOF:  exitOnEOF,
-		InstanceID: dd.InstanceID,
-	}
 }
 
 // setMemoryLimit sets GOMEMLIMIT to 90% of the cgroup memory limit when the

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sidelog/sidelog/api"
+	"github.com/sidelog/sidelog/api/tap"
+	"github.com/sidelog/sidelog/buffer"
+	"github.com/sidelog/sidelog/config"
+	"github.com/sidelog/sidelog/datadir"
+	"github.com/sidelog/sidelog/input/tail"
+	"github.com/sidelog/sidelog/metrics"
+	"github.com/sidelog/sidelog/pipeline"
+	"github.com/sidelog/sidelog/plugins"
+)
+
+// agent holds what outlives one pipeline across reloads: the metrics, the
+// tap hub and the HTTP API.
+type agent struct {
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	metrics *metrics.Metrics
+	hub     *tap.Hub
+	api     *api.Server
+	ready   atomic.Bool
+	orphans atomic.Int64
+}
+
+func newAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger) (*agent, error) {
+	a := &agent{log: log, reg: prometheus.NewRegistry(), hub: tap.NewHub()}
+	var err error
+	if a.metrics, err = metrics.New(a.reg, version); err != nil {
+		return nil, err
+	}
+	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sidelog_orphan_buffers",
+		Help: "Disk buffers of outputs no longer in the config, kept until `sidelog buffer drop`.",
+	}, func() float64 { return float64(a.orphans.Load()) }))
+	a.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sidelog_parser_invalid_utf8_total",
+		Help: "Lines holding invalid UTF-8 (kept as bytes, written as U+FFFD).",
+	}, func() float64 { return float64(parserStats().InvalidUTF8) }))
+	a.api = api.New(api.Options{
+		Address:  cfg.API.Address,
+		Tap:      cfg.API.Tap,
+		Pprof:    cfg.API.Pprof,
+		Gatherer: a.reg,
+		Ready:    a.ready.Load,
+		Status:   func() any { return a.metrics.Snapshot() },
+		Hub:      a.hub,
+		Logger:   log,
+	})
+	if err := a.api.Start(ctx); err != nil {
+		return nil, fmt.Errorf("api.address %s: %w", cfg.API.Address, err)
+	}
+	if cfg.API.Address != "" {
+		log.Info("API listening", "address", a.api.Addr())
+	}
+	return a, nil
+}
+
+// options are the pipeline options of one config.
+func (a *agent) options(cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger) pipeline.Options {
+	return pipeline.Options{
+		Registry:   plugins.Default,
+		Logger:     log,
+		ExitOnEOF:  exitOnEOF,
+		InstanceID: dd.InstanceID,
+		Metrics:    a.metrics,
+		Tap:        a.hub,
+		Started:    func() { a.ready.Store(true) },
+		NewBuffer: func(o *config.Output, defaultType string) (buffer.Buffer, error) {
+			return buffer.New(pipeline.BufferDir(cfg.DataDir, o.Name), o.Buffer, defaultType,
+				buffer.WithLogger(log.With("output", o.Name)))
+		},
+		DeadLetter: deadLetter(cfg, log),
+	}
+}
+
+// attach registers a freshly built pipeline's statistics and reports
+// orphaned buffers.
+func (a *agent) attach(cfg *config.Config, p *pipeline.Pipeline) {
+	a.metrics.Prune(p.Names())
+	for name, in := range p.Inputs() {
+		if t, ok := in.(*tail.Tailer); ok {
+			a.metrics.RegisterTail(name, func() metrics.TailStats { return tailStats(t.Stats()) })
+		}
+	}
+	names := make([]string, 0, len(cfg.Outputs))
+	for _, o := range cfg.Outputs {
+		names = append(names, o.Name)
+	}
+	orphans, err := buffer.Orphans(cfg.DataDir, names)
+	if err != nil {
+		a.log.Warn("cannot list the disk buffers", "error", err.Error())
+	}
+	a.orphans.Store(int64(len(orphans)))
+	for _, o := range orphans {
+		st, _ := buffer.StatsOf(pipeline.BufferDir(cfg.DataDir, o))
+		records := int64(0)
+		if st != nil {
+			records = int64(st.Records)
+		}
+		a.log.Warn("disk buffer of an output that is no longer configured: kept until `sidelog buffer drop --output NAME`",
+			"output", o, "records", records)
+	}
+}
+
+func (a *agent) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2e9)
+	defer cancel()
+	_ = a.api.Shutdown(ctx)
+}
+
+func tailStats(s tail.Stats) metrics.TailStats {
+	out := metrics.TailStats{OpenFiles: s.OpenFiles, Rotations: int64(s.Rotations), Truncations: int64(s.Truncations)}
+	for _, f := range s.Files {
+		out.Files = append(out.Files, metrics.FileStats{Path: f.Path, Size: f.Size, Offset: f.Offset})
+	}
+	return out
+}
