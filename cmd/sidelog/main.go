@@ -46,6 +46,9 @@ commands:
   run [-c FILE] [--exit-on-eof]   run the agent (without -c: the embedded quickstart config)
   validate -c FILE                check a config file; exit 1 listing every error
   test -c FILE TESTS.yaml         run rule tests (docs/testing-rules.md); exit 1 with a diff on mismatch
+  tap --input NAME|--output NAME [--when EXPR] [--address ADDR]
+                                  stream the records passing a point of a running agent (api.tap: true)
+  buffer verify|stats|drop        inspect or remove disk buffers (sidelog buffer for details)
   version                         print the version
 `
 

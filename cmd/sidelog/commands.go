@@ -1,0 +1,130 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/sidelog/sidelog/api"
+	"github.com/sidelog/sidelog/buffer"
+	"github.com/sidelog/sidelog/config"
+	"github.com/sidelog/sidelog/datadir"
+	"github.com/sidelog/sidelog/pipeline"
+	"github.com/sidelog/sidelog/plugins"
+)
+
+func init() {
+	extraCommands["tap"] = api.TapCommand
+	extraCommands["buffer"] = cmdBuffer
+}
+
+const bufferUsage = `usage:
+  sidelog buffer verify [-c FILE | --data-dir DIR] [--output NAME]   check every segment and the ledger
+  sidelog buffer stats  [-c FILE | --data-dir DIR] [--output NAME]   sizes, records, oldest unacknowledged age
+  sidelog buffer drop   [-c FILE | --data-dir DIR] --output NAME     remove an output's disk buffer (agent stopped)
+`
+
+// dataDirFlags resolves the data directory from -c or --data-dir.
+func dataDirFlags(fs *flag.FlagSet) func() (string, error) {
+	cfgPath := fs.String("c", "", "config file (its data_dir)")
+	dir := fs.String("data-dir", "", "the data directory")
+	return func() (string, error) {
+		switch {
+		case *dir != "":
+			return *dir, nil
+		case *cfgPath != "":
+			cfg, err := config.Load(*cfgPath, plugins.Default)
+			if err != nil {
+				return "", err
+			}
+			return cfg.DataDir, nil
+		}
+		return "/var/lib/sidelog", nil
+	}
+}
+
+func cmdBuffer(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, bufferUsage)
+		return 2
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("buffer "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := dataDirFlags(fs)
+	name := fs.String("output", "", "the output whose buffer to look at")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	dir, err := dataDir()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	switch sub {
+	case "verify", "stats":
+		names := []string{*name}
+		if *name == "" {
+			names = nil
+			ents, err := os.ReadDir(filepath.Join(dir, "buffer"))
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintln(stderr, err)
+				return 1
+			}
+			for _, e := range ents {
+				if e.IsDir() {
+					names = append(names, e.Name())
+				}
+			}
+			sort.Strings(names)
+			if len(names) == 0 {
+				fmt.Fprintf(stdout, "no disk buffers under %s\n", filepath.Join(dir, "buffer"))
+				return 0
+			}
+		}
+		code := 0
+		for _, n := range names {
+			var r *buffer.Report
+			var err error
+			if sub == "verify" {
+				r, err = buffer.Verify(pipeline.BufferDir(dir, n))
+			} else {
+				r, err = buffer.StatsOf(pipeline.BufferDir(dir, n))
+			}
+			if err != nil {
+				fmt.Fprintf(stderr, "output %s: %v\n", n, err)
+				code = 1
+				continue
+			}
+			fmt.Fprint(stdout, r.String())
+			if sub == "verify" && !r.OK() {
+				code = 1
+			}
+		}
+		return code
+	case "drop":
+		if *name == "" {
+			fmt.Fprint(stderr, "sidelog buffer drop: --output NAME is required\n")
+			return 2
+		}
+		// Only with the agent stopped: take the data_dir lock.
+		d, err := datadir.Open(dir)
+		if err != nil {
+			fmt.Fprintln(stderr, "sidelog buffer drop:", err)
+			return 1
+		}
+		defer d.Close()
+		if err := buffer.Drop(dir, *name); err != nil {
+			fmt.Fprintln(stderr, "sidelog buffer drop:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "dropped the buffer of output %s\n", *name)
+		return 0
+	}
+	fmt.Fprint(stderr, bufferUsage)
+	return 2
+}
