@@ -75,6 +75,7 @@ type chunk struct {
 	off    int64 // file offset of data[0]
 	create bool  // data starts with the segment header
 	data   []byte
+	endSeq uint64 // sequence number after the chunk's last record
 }
 
 type cached struct {
@@ -418,6 +419,7 @@ func (d *Disk) append(r Record, payload []byte, fsz int64) {
 	}
 	c := &d.pend[len(d.pend)-1]
 	c.data = appendFrame(c.data, seq, now, payload, d.zenc != nil)
+	c.endSeq = seq + 1
 	d.activeOff += fsz
 	d.pendBytes += fsz
 	d.pendAcks = append(d.pendAcks, r.Ack)
@@ -501,6 +503,13 @@ func (d *Disk) flusher() {
 
 		var err error
 		for len(chunks) > 0 {
+			d.mu.Lock()
+			var skipped []uint64
+			chunks, skipped = d.skipAcked(chunks)
+			d.mu.Unlock()
+			if len(skipped) > 0 {
+				d.removeSkipped(skipped, &wf, &wfID)
+			}
 			err = d.writeChunks(chunks, &wf, &wfID)
 			if err == nil {
 				break
@@ -517,6 +526,8 @@ func (d *Disk) flusher() {
 			if closing {
 				break
 			}
+			// Acknowledged segments may be what fills the disk.
+			_ = d.maintain(false)
 			if !d.sleep(backoff) {
 				closing = true
 			}
@@ -574,6 +585,62 @@ func (d *Disk) flusher() {
 	}
 }
 
+// skipAcked drops the chunks of segments never written whose records are
+// all acknowledged already (read from memory and delivered while the disk
+// was slow or full): writing them would only delay what is not delivered.
+// d.mu is held.
+func (d *Disk) skipAcked(chunks []chunk) (out []chunk, skipped []uint64) {
+	if len(chunks) < 2 || d.ackSeq == 0 {
+		return chunks, nil
+	}
+	out = chunks[:0]
+	for i := 0; i < len(chunks); {
+		j := i + 1
+		for j < len(chunks) && chunks[j].seg == chunks[i].seg {
+			j++
+		}
+		// A segment followed by another in this list is complete: no later
+		// chunk will need its file.
+		if chunks[i].create && j < len(chunks) && chunks[j-1].endSeq <= d.ackSeq {
+			for k := i; k < j; k++ {
+				d.pendBytes -= int64(len(chunks[k].data))
+			}
+			for k, s := range d.segs {
+				if s.id == chunks[i].seg {
+					d.segs = append(d.segs[:k], d.segs[k+1:]...)
+					break
+				}
+			}
+			skipped = append(skipped, chunks[i].seg)
+		} else {
+			out = append(out, chunks[i:j]...)
+		}
+		i = j
+	}
+	if len(skipped) > 0 {
+		clear(chunks[len(out):])
+		d.spaceCond.Broadcast()
+	}
+	return out, skipped
+}
+
+// removeSkipped removes the files that a failed attempt may have created for
+// skipped segments, once the ledger that covers them is durable.
+func (d *Disk) removeSkipped(ids []uint64, wf *File, wfID *uint64) {
+	if err := d.writeLedger(true); err != nil {
+		return // the files stay; recovery removes acknowledged segments
+	}
+	for _, id := range ids {
+		if *wf != nil && *wfID == id {
+			(*wf).Close()
+			*wf = nil
+		}
+		if err := d.o.fs.Remove(d.path(segName(id))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			d.log.Warn("buffer: cannot remove acknowledged segment", "segment", segName(id), "error", err)
+		}
+	}
+}
+
 // sleep waits dur or until Close; it reports false on Close.
 func (d *Disk) sleep(dur time.Duration) bool {
 	t := time.NewTimer(dur)
@@ -590,6 +657,9 @@ func (d *Disk) sleep(dur time.Duration) bool {
 // segment's directory entry is fsynced too. Writes are at fixed offsets, so a
 // retry after a failure writes the same bytes again.
 func (d *Disk) writeChunks(chunks []chunk, wf *File, wfID *uint64) error {
+	if len(chunks) == 0 {
+		return nil
+	}
 	fsys := d.o.fs
 	syncDir := false
 	for i, c := range chunks {
