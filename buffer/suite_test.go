@@ -55,8 +55,8 @@ type factory func(t *testing.T, cfg Config) Buffer
 
 // recSize is what one record of n bytes counts against max_bytes.
 type impl struct {
-	name    string
-	open    factory
+	name     string
+	open     factory
 	overhead int // per record, counted against max_bytes
 }
 
