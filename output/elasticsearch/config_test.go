@@ -28,6 +28,7 @@ func TestExampleYAML(t *testing.T) {
 		},
 		New: func(any, input.Env) (input.Input, error) { return nil, nil },
 	})
+	reg.AddParser("json", plugins.Parser{})
 	p, ok := plugins.Default.Output("elasticsearch")
 	if !ok {
 		t.Fatal("elasticsearch is not registered")
@@ -135,4 +136,18 @@ func unjoin(err error) []error {
 		return out
 	}
 	return []error{err}
+}
+
+func TestReadmeShowsExample(t *testing.T) {
+	ex, err := os.ReadFile("example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "```yaml\n"+string(ex)+"```") {
+		t.Fatal("README.md does not show example.yaml as it is")
+	}
 }
