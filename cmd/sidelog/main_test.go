@@ -249,3 +249,46 @@ func TestRuleTests(t *testing.T) {
 		t.Fatalf("no diff printed:\n%s", out)
 	}
 }
+
+// A file output on a disk buffer: every record delivered; then buffer
+// verify/stats read the buffer of the stopped agent and drop removes it.
+func TestDiskBufferAndBufferCommands(t *testing.T) {
+	dir := t.TempDir()
+	var lines strings.Builder
+	for i := range 5000 {
+		fmt.Fprintf(&lines, `{"n":%d}`+"\n", i)
+	}
+	writeFile(t, filepath.Join(dir, "logs", "a.log"), lines.String())
+	out := filepath.Join(dir, "out.ndjson")
+	cfg := filepath.Join(dir, "sidelog.yaml")
+	writeFile(t, cfg, `data_dir: `+dir+`/data
+api: {address: ""}
+inputs:
+  - {name: app, type: tail, paths: ["`+dir+`/logs/*.log"]}
+outputs:
+  - {name: out, type: file, path: `+out+`, buffer: {type: disk}}
+`)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if b, err := sidelog(ctx, "run", "-c", cfg, "--exit-on-eof").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	got, _ := os.ReadFile(out)
+	if string(got) != lines.String() {
+		t.Fatalf("output differs from the input: %d bytes vs %d", len(got), lines.Len())
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"buffer", "verify", "-c", cfg}, &stdout, &stderr); code != 0 {
+		t.Fatalf("verify: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "buffer "+filepath.Join(dir, "data", "buffer", "out")) {
+		t.Fatalf("verify printed:\n%s", stdout.String())
+	}
+	stdout.Reset()
+	if code := run([]string{"buffer", "drop", "-c", cfg, "--output", "out"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("drop: exit %d\n%s", code, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "buffer", "out")); !os.IsNotExist(err) {
+		t.Fatalf("buffer still there: %v", err)
+	}
+}
