@@ -514,3 +514,45 @@ func TestGoldenMixed(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", got.String(), want)
 	}
 }
+
+// With polling effectively off, fsnotify alone finds a new file and its
+// appended lines.
+func TestFsnotifyWithoutPolling(t *testing.T) {
+	logs := t.TempDir()
+	cfg := testConfig(filepath.Join(logs, "*.log"))
+	cfg.PollInterval = time.Hour
+	s := newSink()
+	r := start(t, cfg, t.TempDir(), s.emit)
+	s.waitFor(t, waitAll, "first scan", func() bool { return r.t.Stats().Checkpoints >= 1 })
+	w := newWriter(t, filepath.Join(logs, "new.log"))
+	w.write(10)
+	s.waitLines(t, 10)
+	w.write(10)
+	s.waitLines(t, 20)
+	r.stop(t)
+	s.checkNumbers(t, 20)
+}
+
+// When emit fails (the pipeline aborts), Run stops at once with the error.
+func TestEmitErrorStops(t *testing.T) {
+	logs := t.TempDir()
+	w := newWriter(t, filepath.Join(logs, "a.log"))
+	w.write(10)
+	tl, err := New(testConfig(filepath.Join(logs, "*.log")), input.Env{Name: "test", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("aborting")
+	done := make(chan error, 1)
+	go func() {
+		done <- tl.Run(context.Background(), func([]*event.Event) error { return boom })
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, boom) {
+			t.Fatalf("Run returned %v, want the emit error", err)
+		}
+	case <-time.After(waitAll):
+		t.Fatal("Run did not stop after emit failed")
+	}
+}

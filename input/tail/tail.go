@@ -152,6 +152,20 @@ func New(cfg *Config, env input.Env) (*Tailer, error) {
 func (t *Tailer) Run(ctx context.Context, emit input.Emit) error {
 	t.emit = emit
 	defer t.closeAll()
+	var w dirWatcher
+	if t.cfg.Watch && !t.exitOnEOF {
+		// watching starts before the first scan: nothing created after the
+		// scan can go unnoticed
+		var err error
+		if w, err = newDirWatcher(t); err != nil {
+			t.log.Warn("tail: fsnotify unavailable, polling only", "error", err)
+		} else {
+			t.watchMu.Lock()
+			t.watcher = w
+			t.watchMu.Unlock()
+			t.watchBaseDirs()
+		}
+	}
 	t.initial = true
 	t.scan(time.Now())
 	t.initial = false
@@ -164,26 +178,9 @@ func (t *Tailer) Run(ctx context.Context, emit input.Emit) error {
 
 	sctx, stopScan := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	if t.cfg.Watch {
-		if w, err := newDirWatcher(t); err != nil {
-			t.log.Warn("tail: fsnotify unavailable, polling only", "error", err)
-		} else {
-			t.watchMu.Lock()
-			t.watcher = w
-			t.watchMu.Unlock()
-			t.watchBaseDirs()
-			for _, f := range t.openFiles() {
-				f.mu.Lock()
-				p, tgt := f.path, f.target
-				f.mu.Unlock()
-				t.watchDir(filepath.Dir(p))
-				if tgt != "" {
-					t.watchDir(filepath.Dir(tgt))
-				}
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); w.run(sctx) }()
-		}
+	if w != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.run(sctx) }()
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); t.scanLoop(sctx) }()
@@ -191,8 +188,8 @@ func (t *Tailer) Run(ctx context.Context, emit input.Emit) error {
 	err := t.readLoop(ctx)
 	stopScan()
 	wg.Wait()
-	if t.watcher != nil {
-		t.watcher.close()
+	if w != nil {
+		w.close()
 	}
 	if err != nil { // the pipeline is aborting: stop at once
 		t.persist()
