@@ -1,18 +1,29 @@
 // Package delivery runs each output's delivery loop: buffer → batch → retry
 // with jittered backoff → send, with permanent failures written to the
-// output's dead-letter file.
+// output's dead-letter files.
 package delivery
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/sidelog/sidelog/buffer"
 	"github.com/sidelog/sidelog/config/units"
 	"github.com/sidelog/sidelog/output"
+)
+
+// Defaults of the `batch:` and `retry:` blocks.
+const (
+	DefaultMaxEvents    = 1000
+	DefaultMaxBytes     = 5 << 20
+	DefaultTimeout      = time.Second
+	DefaultRetryInitial = 500 * time.Millisecond
+	DefaultRetryMax     = 30 * time.Second
 )
 
 // BatchConfig is the `batch:` block of an output.
@@ -22,11 +33,38 @@ type BatchConfig struct {
 	Timeout   time.Duration `yaml:"timeout"`
 }
 
+// Validate checks the values that the types alone cannot.
+func (c *BatchConfig) Validate() error {
+	var errs []error
+	if c.MaxEvents < 0 {
+		errs = append(errs, errors.New("max_events: must not be negative"))
+	}
+	if c.MaxBytes < 0 {
+		errs = append(errs, errors.New("max_bytes: must not be negative"))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, errors.New("timeout: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
 // RetryConfig is the `retry:` block of an output.
 type RetryConfig struct {
 	Initial    time.Duration `yaml:"initial"`
 	Max        time.Duration `yaml:"max"`
 	MaxElapsed time.Duration `yaml:"max_elapsed"` // 0: retry until delivered
+}
+
+// Validate checks the values that the types alone cannot.
+func (c *RetryConfig) Validate() error {
+	var errs []error
+	if c.Initial < 0 || c.Max < 0 || c.MaxElapsed < 0 {
+		errs = append(errs, errors.New("durations must not be negative"))
+	}
+	if c.Initial > 0 && c.Max > 0 && c.Max < c.Initial {
+		errs = append(errs, fmt.Errorf("max (%s) must not be below initial (%s)", c.Max, c.Initial))
+	}
+	return errors.Join(errs...)
 }
 
 // DeadLetter receives records that can never be delivered.
@@ -43,49 +81,124 @@ type Runner struct {
 	Retry      RetryConfig
 	DeadLetter DeadLetter
 	Logger     *slog.Logger
+	// MaxInFlight is the number of batches sent concurrently (default 1).
+	// Batches are acknowledged to the buffer as they complete, out of order.
+	MaxInFlight int
+}
+
+func (r *Runner) limits() buffer.Limits {
+	l := buffer.Limits{MaxEvents: r.Batch.MaxEvents, MaxBytes: int(r.Batch.MaxBytes), Timeout: r.Batch.Timeout}
+	if l.MaxEvents == 0 {
+		l.MaxEvents = DefaultMaxEvents
+	}
+	if l.MaxBytes == 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	if l.Timeout == 0 {
+		l.Timeout = DefaultTimeout
+	}
+	return l
 }
 
 // Run delivers until the buffer is sealed and drained (returns nil) or ctx
-// is done (returns ctx.Err(); undelivered records stay in the buffer).
+// is done (returns ctx.Err(); undelivered records stay in the buffer: on
+// disk for the next start, or unacknowledged so the inputs read them again).
 func (r *Runner) Run(ctx context.Context) error {
-	lim := buffer.Limits{MaxEvents: r.Batch.MaxEvents, MaxBytes: int(r.Batch.MaxBytes), Timeout: r.Batch.Timeout}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.DiscardHandler)
+	}
+	lim := r.limits()
+	n := max(r.MaxInFlight, 1)
+	slots := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	readBackoff := 100 * time.Millisecond
 	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		b, err := r.Buf.Read(ctx, lim)
-		if errors.Is(err, buffer.ErrDrained) {
-			return nil
-		}
 		if err != nil {
-			return err
+			<-slots
+			switch {
+			case errors.Is(err, buffer.ErrDrained), errors.Is(err, buffer.ErrClosed):
+				return nil
+			case ctx.Err() != nil:
+				return ctx.Err()
+			}
+			// A buffer read error (disk): report, wait, try again.
+			r.Logger.Error("buffer read failed", "output", r.Name, "error", err, "retry_in", readBackoff.String())
+			if !sleep(ctx, readBackoff) {
+				return ctx.Err()
+			}
+			readBackoff = min(2*readBackoff, 10*time.Second)
+			continue
 		}
-		if err := r.deliver(ctx, b.Records); err != nil {
-			return err
-		}
-		if err := r.Buf.Ack(b); err != nil {
-			return err
-		}
+		readBackoff = 100 * time.Millisecond
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			if err := r.deliver(ctx, b.Records); err != nil {
+				return // ctx done: the batch stays unacknowledged
+			}
+			if err := r.Buf.Ack(b); err != nil {
+				r.Logger.Error("buffer ack failed", "output", r.Name, "error", err)
+			}
+		}()
 	}
 }
 
-// deliver sends recs until each is delivered or dead-lettered.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Backoff returns the wait before retry number attempt (0-based): a random
+// duration between half and all of initial·2^attempt, capped at max, and at
+// least retryAfter.
+func Backoff(initial, maxWait time.Duration, attempt int, retryAfter time.Duration) time.Duration {
+	b := initial
+	for i := 0; i < attempt && b < maxWait; i++ {
+		b *= 2
+	}
+	b = min(b, maxWait)
+	d := b/2 + time.Duration(rand.Int64N(int64(b/2)+1))
+	return max(d, retryAfter)
+}
+
+// deliver sends recs until each is delivered or dead-lettered. It returns
+// only ctx's error.
 func (r *Runner) deliver(ctx context.Context, recs [][]byte) error {
-	backoff := r.Retry.Initial
-	if backoff <= 0 {
-		backoff = 500 * time.Millisecond
+	initial := r.Retry.Initial
+	if initial <= 0 {
+		initial = DefaultRetryInitial
 	}
 	maxB := r.Retry.Max
 	if maxB <= 0 {
-		maxB = 30 * time.Second
+		maxB = DefaultRetryMax
 	}
+	maxB = max(maxB, initial)
 	start := time.Now()
 	pending := recs
-	for len(pending) > 0 {
+	for attempt := 0; len(pending) > 0; attempt++ {
 		err := r.Out.Write(ctx, pending)
 		if err == nil {
 			return nil
 		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		var wait time.Duration
-		var retry [][]byte
-		var dead [][]byte
+		var retry, dead [][]byte
 		var reasons []string
 		var be *output.BatchError
 		if errors.As(err, &be) {
@@ -116,10 +229,8 @@ func (r *Runner) deliver(ctx context.Context, recs [][]byte) error {
 			}
 		}
 		if len(dead) > 0 {
-			if r.DeadLetter == nil {
-				r.Logger.Error("records failed permanently and no dead-letter file is configured", "output", r.Name, "records", len(dead), "reason", reasons[0])
-			} else if derr := r.DeadLetter.Write(r.Name, dead, reasons); derr != nil {
-				return derr
+			if err := r.deadLetter(ctx, dead, reasons); err != nil {
+				return err
 			}
 		}
 		if len(retry) == 0 {
@@ -127,30 +238,39 @@ func (r *Runner) deliver(ctx context.Context, recs [][]byte) error {
 		}
 		if r.Retry.MaxElapsed > 0 && time.Since(start) > r.Retry.MaxElapsed {
 			r.Logger.Error("giving up after retry.max_elapsed", "output", r.Name, "records", len(retry), "error", err)
-			if r.DeadLetter != nil {
-				rs := make([]string, len(retry))
-				for i := range rs {
-					rs[i] = "retry.max_elapsed exceeded: " + err.Error()
-				}
-				if derr := r.DeadLetter.Write(r.Name, retry, rs); derr != nil {
-					return derr
-				}
+			rs := make([]string, len(retry))
+			for i := range rs {
+				rs[i] = "retry.max_elapsed exceeded: " + err.Error()
 			}
-			return nil
+			return r.deadLetter(ctx, retry, rs)
 		}
-		// Full jitter between backoff/2 and backoff, at least Retry-After.
-		d := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1))
-		d = max(d, wait)
+		d := Backoff(initial, maxB, attempt, wait)
 		r.Logger.Warn("delivery failed, retrying", "output", r.Name, "records", len(retry), "in", d.String(), "error", err)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, d) {
 			return ctx.Err()
-		case <-t.C:
 		}
-		backoff = min(backoff*2, maxB)
 		pending = retry
 	}
 	return nil
+}
+
+// deadLetter writes records to the dead-letter files, retrying while that
+// fails (a full disk): the batch is acknowledged only once they are there.
+func (r *Runner) deadLetter(ctx context.Context, recs [][]byte, reasons []string) error {
+	if r.DeadLetter == nil {
+		r.Logger.Error("records failed permanently and no dead-letter file is configured: dropped", "output", r.Name, "records", len(recs), "reason", reasons[0])
+		return nil
+	}
+	wait := 100 * time.Millisecond
+	for {
+		err := r.DeadLetter.Write(r.Name, recs, reasons)
+		if err == nil {
+			return nil
+		}
+		r.Logger.Error("dead-letter write failed, retrying", "output", r.Name, "records", len(recs), "error", err, "retry_in", wait.String())
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
 }
