@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/output"
 	"github.com/sidelog/sidelog/output/elasticsearch/estest"
 	"github.com/sidelog/sidelog/plugins"
@@ -569,5 +568,3 @@ func TestUnknownProduct(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
-
-var _ = event.RawJSON

@@ -510,6 +510,11 @@ func parseAction(a []byte) (actionMeta, string) {
 	if m, ok := fastAction(a); ok {
 		return m, ""
 	}
+	return parseActionSlow(a)
+}
+
+// parseActionSlow is parseAction with encoding/json.
+func parseActionSlow(a []byte) (actionMeta, string) {
 	var action map[string]json.RawMessage
 	if err := json.Unmarshal(a, &action); err != nil {
 		return actionMeta{}, fmt.Sprintf("expected START_OBJECT: %v", err)
