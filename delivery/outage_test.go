@@ -126,6 +126,10 @@ func TestOutageBlockThenRecover(t *testing.T) {
 			t.Fatalf("record %d delivered %d times (%d deliveries in all)", id, c, len(got))
 		}
 	}
+	// Writer acks follow the fsyncs, asynchronously.
+	for deadline := time.Now().Add(10 * time.Second); acked.Load() != n && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if acked.Load() != n {
 		t.Fatalf("%d writer acks released of %d", acked.Load(), n)
 	}
