@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -255,5 +257,52 @@ func TestMedian(t *testing.T) {
 	ms := medianMeasure([]Measure{{Wall: 3, User: 1, MaxRSS: 9}, {Wall: 1, User: 5, MaxRSS: 7}, {Wall: 2, User: 3, MaxRSS: 8}})
 	if ms.Wall != 2 || ms.User != 3 || ms.MaxRSS != 8 {
 		t.Errorf("medianMeasure: %+v", ms)
+	}
+}
+
+// TestMain lets the test binary act as a measured child process.
+func TestMain(m *testing.M) {
+	if os.Getenv("SIDELOG_BENCH_TEST_CHILD") == "burn" {
+		// Burn 300 ms of CPU (whatever the wall time on a busy
+		// machine), holding little memory.
+		for selfCPU() < 300*time.Millisecond {
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runMeasured charges the child its own CPU and its own peak RSS, not the
+// parent's: the parent here holds 256 MiB while the child holds a few.
+func TestRunMeasuredIsChildLocal(t *testing.T) {
+	big := make([]byte, 256<<20)
+	for i := 0; i < len(big); i += 4096 {
+		big[i] = 1
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), "SIDELOG_BENCH_TEST_CHILD=burn")
+	dir := t.TempDir()
+	m, err := runMeasured(cmd, filepath.Join(dir, "out"), filepath.Join(dir, "err"), time.Minute)
+	runtime.KeepAlive(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.CPU() < 300*time.Millisecond || m.CPU() > 2*time.Second {
+		t.Errorf("child CPU %v, want a little over 300ms", m.CPU())
+	}
+	if m.Wall < 300*time.Millisecond {
+		t.Errorf("wall %v shorter than the child's busy loop", m.Wall)
+	}
+	if m.MaxRSS <= 0 || m.MaxRSS > 100<<20 {
+		t.Errorf("child peak RSS %.1f MiB, want a few MiB (the parent holds 256)", mib(m.MaxRSS))
+	}
+	// A failing child is an error that carries its stderr.
+	fail := exec.Command("/bin/sh", "-c", "echo boom >&2; exit 4")
+	if _, err := runMeasured(fail, "", filepath.Join(dir, "err2"), time.Minute); err == nil || !strings.Contains(err.Error(), "exit status 4: boom") {
+		t.Errorf("failing child: %v", err)
 	}
 }

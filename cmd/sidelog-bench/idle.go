@@ -19,7 +19,7 @@ type IdleMeasure struct {
 	QuietWindow time.Duration
 	QuietCPU    float64
 	RSSAtRest   int64 // VmRSS at the end of the quiet window
-	MaxRSS      int64 // peak RSS over the whole run (rusage)
+	MaxRSS      int64 // peak RSS over the whole run (VmHWM)
 	Records     int64
 }
 
@@ -80,6 +80,7 @@ func runIdle(bin string, e *runEnv, window, quiet, timeout time.Duration, logf f
 	if err := cmd.Start(); err != nil {
 		return m, err
 	}
+	hwm := pollHWM(cmd.Process.Pid)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	exited := false
@@ -95,6 +96,7 @@ func runIdle(bin string, e *runEnv, window, quiet, timeout time.Duration, logf f
 			<-done
 		}
 		exited = true
+		m.MaxRSS = hwm()
 	}
 	defer stop()
 	out := e.out("all.ndjson")
@@ -107,6 +109,7 @@ func runIdle(bin string, e *runEnv, window, quiet, timeout time.Duration, logf f
 			select {
 			case err := <-done:
 				exited = true
+				m.MaxRSS = hwm()
 				return fmt.Errorf("sidelog exited early (%v)%s", err, tailOf(stderrPath))
 			default:
 			}
@@ -167,9 +170,6 @@ func runIdle(bin string, e *runEnv, window, quiet, timeout time.Duration, logf f
 		return m, err
 	}
 	stop()
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru != nil {
-		m.MaxRSS = ru.Maxrss * 1024
-	}
 	if !cmd.ProcessState.Success() {
 		return m, fmt.Errorf("sidelog did not exit cleanly after SIGTERM (%s)%s", cmd.ProcessState, tailOf(stderrPath))
 	}

@@ -10,16 +10,24 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
 
 // Measure is what one process run cost.
 type Measure struct {
-	Wall   time.Duration
-	User   time.Duration
-	Sys    time.Duration
-	MaxRSS int64 // bytes
+	Wall time.Duration
+	User time.Duration
+	Sys  time.Duration
+	// MaxRSS is the peak resident set in bytes: the child's VmHWM, polled
+	// from /proc while it runs. Not ru_maxrss: on Linux that is at least the
+	// spawner's RSS at the time of the spawn (exec folds the high-water mark
+	// of the vfork-shared image into the child's), so a bench holding a
+	// million documents in its fake Elasticsearch would charge them to
+	// sidelog.
+	MaxRSS int64
 	// SinkCPU is the CPU time this process (the bench, hosting the test
 	// servers) spent while the child ran: the cost of the fake
 	// Elasticsearch or Datadog, which shares the machine with sidelog.
@@ -30,8 +38,8 @@ type Measure struct {
 func (m Measure) CPU() time.Duration { return m.User + m.Sys }
 
 // runMeasured runs cmd to its end (or until timeout, then kills it) and
-// returns the child's own resource usage from wait4: wall time, user and
-// system CPU, peak RSS. Stdout and stderr go to the files named (or are
+// returns the child's own resource usage: wall time, user and system CPU
+// from wait4's rusage, and peak RSS from /proc (see Measure.MaxRSS). Stdout and stderr go to the files named (or are
 // discarded when empty).
 func runMeasured(cmd *exec.Cmd, stdoutPath, stderrPath string, timeout time.Duration) (Measure, error) {
 	var m Measure
@@ -54,6 +62,7 @@ func runMeasured(cmd *exec.Cmd, stdoutPath, stderrPath string, timeout time.Dura
 	if err := cmd.Start(); err != nil {
 		return m, err
 	}
+	hwm := pollHWM(cmd.Process.Pid)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	var err error
@@ -67,11 +76,11 @@ func runMeasured(cmd *exec.Cmd, stdoutPath, stderrPath string, timeout time.Dura
 		err = fmt.Errorf("timed out after %s (killed)", timeout)
 	}
 	m.Wall = time.Since(start)
+	m.MaxRSS = hwm()
 	m.SinkCPU = selfCPU() - self0
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru != nil {
 		m.User = time.Duration(ru.Utime.Nano())
 		m.Sys = time.Duration(ru.Stime.Nano())
-		m.MaxRSS = ru.Maxrss * 1024 // KiB on Linux
 	}
 	if err != nil {
 		var ee *exec.ExitError
@@ -166,14 +175,48 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clkTck, nil
 }
 
+// pollHWM samples the peak RSS (VmHWM) of a running process every 10 ms
+// until it exits; the returned func (idempotent) stops the polling and returns the last
+// value read. VmHWM only grows, so the value misses at most the growth of
+// the last 10 ms of the process's life.
+func pollHWM(pid int) func() int64 {
+	var last atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v, err := procStatus(pid, "VmHWM:"); err == nil && v > last.Load() {
+				last.Store(v)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	var once sync.Once
+	return func() int64 {
+		once.Do(func() { close(stop) })
+		<-done
+		return last.Load()
+	}
+}
+
 // procRSS reads the resident set size of a running process (VmRSS).
-func procRSS(pid int) (int64, error) {
+func procRSS(pid int) (int64, error) { return procStatus(pid, "VmRSS:") }
+
+// procStatus reads a size field (in kB) of /proc/<pid>/status, in bytes.
+func procStatus(pid int, field string) (int64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			f := strings.Fields(v)
 			if len(f) >= 1 {
 				kb, err := strconv.ParseInt(f[0], 10, 64)
@@ -181,7 +224,7 @@ func procRSS(pid int) (int64, error) {
 			}
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // countLines counts newlines in a file.
