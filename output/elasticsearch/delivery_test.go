@@ -1,12 +1,16 @@
 package elasticsearch
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,21 +23,28 @@ import (
 	"github.com/sidelog/sidelog/output/elasticsearch/estest"
 )
 
-// deadLetters is a delivery.DeadLetter that keeps what it is given.
-type deadLetters struct {
-	mu      sync.Mutex
-	recs    [][]byte
-	reasons []string
-}
-
-func (d *deadLetters) Write(_ string, recs [][]byte, reasons []string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for i, r := range recs {
-		d.recs = append(d.recs, append([]byte(nil), r...))
-		d.reasons = append(d.reasons, reasons[i])
+// readDeadLetters parses every dead-letter file in dir.
+func readDeadLetters(t *testing.T, dir string) []delivery.Line {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return nil
+	var out []delivery.Line
+	for _, e := range ents {
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range bytes.Split(bytes.TrimSpace(data), []byte{'\n'}) {
+			var line delivery.Line
+			if err := json.Unmarshal(l, &line); err != nil {
+				t.Fatalf("%s: %v: %q", e.Name(), err, l)
+			}
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 // TestDeliveryExactlyOnce runs records through a buffer and the delivery
@@ -134,7 +145,9 @@ func TestDeliveryExactlyOnce(t *testing.T) {
 				}
 			}
 
-			dl := &deadLetters{}
+			// The real dead-letter files.
+			dataDir := t.TempDir()
+			dl := delivery.NewDeadLetterFiles(dataDir, 256<<20, slog.New(slog.DiscardHandler))
 			for run := 0; ; run++ {
 				buf.Seal()
 				r := &delivery.Runner{
@@ -194,15 +207,19 @@ func TestDeliveryExactlyOnce(t *testing.T) {
 			// Exactly the bad records in the dead letters, with the reason
 			// (a record dead-lettered just before a crash, in a batch not
 			// yet acknowledged, is dead-lettered again after it).
+			if err := dl.Close(); err != nil {
+				t.Fatal(err)
+			}
 			bad := map[int]int{}
-			for i, rec := range dl.recs {
-				_, _, line := split(t, rec)
+			lines := readDeadLetters(t, delivery.DeadLetterDir(dataDir, "es"))
+			for _, l := range lines {
+				_, _, line := split(t, l.Data())
 				k := docN([]byte(line))
 				if k%100 != 1 {
-					t.Fatalf("good record %d dead-lettered: %s", k, dl.reasons[i])
+					t.Fatalf("good record %d dead-lettered: %s", k, l.Reason)
 				}
-				if !strings.Contains(dl.reasons[i], "mapper_parsing_exception: failed to parse field [n]") {
-					t.Fatalf("reason %q", dl.reasons[i])
+				if !strings.Contains(l.Reason, "mapper_parsing_exception: failed to parse field [n]") || l.Output != "es" {
+					t.Fatalf("dead letter %+v", l)
 				}
 				bad[k]++
 			}
@@ -226,7 +243,7 @@ func TestDeliveryExactlyOnce(t *testing.T) {
 				t.Fatal("not every record was acknowledged to its input")
 			}
 			t.Logf("%s/%s: %d records, %d requests, %d items seen, item errors %v, %d dead letters (%d distinct), %d crashes",
-				mode, tc.buffer, n, s.BulkRequests(), s.ItemsSeen(), errs, len(dl.recs), len(bad), crashed)
+				mode, tc.buffer, n, s.BulkRequests(), s.ItemsSeen(), errs, len(lines), len(bad), crashed)
 		})
 	}
 }
