@@ -40,3 +40,13 @@ type Env struct {
 	// Logger is the agent's logger, already tagged with the input.
 	Logger *slog.Logger
 }
+
+// Recycler is implemented by inputs that reuse event memory. The engine
+// calls Recycle with every batch the input emitted once it has finished with
+// it: parsed, filtered, routed and encoded into the buffers, which keep
+// only the records' own bytes and acknowledgement handles, never the
+// events. After Recycle nothing of the engine touches the batch's events,
+// their Raw bytes or values stored in their Fields.
+type Recycler interface {
+	Recycle(batch []*event.Event)
+}

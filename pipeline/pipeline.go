@@ -77,6 +77,7 @@ type inputStage struct {
 	unrouted atomic.Int64
 	m        *metrics.InputMetrics
 	tap      *tap.Point
+	recycle  input.Recycler // nil unless the input reuses event memory
 }
 
 type filterStage struct {
@@ -199,7 +200,8 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 			errs = append(errs, cfg.EntryError("inputs", i, err))
 			continue
 		}
-		p.inputs = append(p.inputs, &inputStage{name: ic.Name, in: in, parser: prs, newAsm: newAsm, m: opts.Metrics.Input(ic.Name), tap: opts.Tap.Point("input", ic.Name)})
+		rec, _ := in.(input.Recycler)
+		p.inputs = append(p.inputs, &inputStage{recycle: rec, name: ic.Name, in: in, parser: prs, newAsm: newAsm, m: opts.Metrics.Input(ic.Name), tap: opts.Tap.Point("input", ic.Name)})
 	}
 	if err := errors.Join(errs...); err != nil {
 		for _, o := range p.outputs {
@@ -431,7 +433,11 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 				p.log.Debug("buffer write interrupted", "output", o.name, "error", err)
 			}
 		}
-		clear(batch)
+		if in.recycle != nil {
+			in.recycle.Recycle(batch)
+		} else {
+			clear(batch)
+		}
 	}
 }
 
