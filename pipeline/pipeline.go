@@ -166,9 +166,12 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 		if oc.RouteProgram != nil {
 			use(oc.RouteProgram.Keys())
 		}
-		if ku, ok := o.(plugins.KeyUser); ok {
+		switch ku := o.(type) {
+		case plugins.KeyUser:
 			use(ku.Keys())
-		} else {
+		case interface{ Keys() []string }:
+			use(ku.Keys(), false)
+		default:
 			allKeys = true
 		}
 		p.outputs = append(p.outputs, &outputStage{name: oc.Name, route: oc.RouteProgram, out: o, m: opts.Metrics.Output(oc.Name), tap: opts.Tap.Point("output", oc.Name)})
