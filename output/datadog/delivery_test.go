@@ -48,6 +48,13 @@ func TestDeliveryWithFaults(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/drops=%v", bname, drops), func(t *testing.T) {
 				srv := ddtest.New(testKey)
 				defer srv.Close()
+				// One fault of each class first (the first requests are
+				// full), then random ones.
+				srv.Inject(ddtest.Fault{Status: 429, RetryAfter: "0"}, ddtest.Fault{}, ddtest.Fault{Status: 503},
+					ddtest.Fault{Status: 413}, ddtest.Fault{Status: 500}, ddtest.Fault{Status: 408})
+				if drops {
+					srv.Inject(ddtest.Fault{Drop: true})
+				}
 				rng := rand.New(rand.NewPCG(8, uint64(len(bname))))
 				srv.SetFaults(func(_, entries int) *ddtest.Fault {
 					switch r := rng.IntN(100); {

@@ -45,6 +45,7 @@ func TestEndToEndTailToIntake(t *testing.T) {
 	const key = "e2e-key-0123456789"
 	srv := ddtest.New(key)
 	defer srv.Close()
+	srv.Inject(ddtest.Fault{Status: 429, RetryAfter: "0"}, ddtest.Fault{}, ddtest.Fault{Status: 503}, ddtest.Fault{Status: 413})
 	rng := rand.New(rand.NewPCG(3, 4))
 	srv.SetFaults(func(_, entries int) *ddtest.Fault {
 		switch r := rng.IntN(100); {
