@@ -1,0 +1,356 @@
+package e2e_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "sidelog-e2e-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-tags", "nodatadog", "-o", filepath.Join(binDir, "sidelog"), "./cmd/sidelog")
+		cmd.Dir = ".."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "sidelog")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// agent is a running sidelog process.
+type agent struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	addr string
+}
+
+func startAgent(t *testing.T, config string, env ...string) *agent {
+	t.Helper()
+	cmd := exec.Command(binary(t), "run", "-c", config)
+	cmd.Env = append(os.Environ(), env...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a := &agent{cmd: cmd, out: out}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	// The API's address, from the "API listening" log line.
+	re := regexp.MustCompile(`"msg":"API listening"[^}]*"address":"([^"]+)"`)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			a.addr = m[1]
+			return a
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("the agent never said where its API listens:\n%s", out.String())
+	return nil
+}
+
+func (a *agent) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + a.addr + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+var sample = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)`)
+
+// metric returns the value of the series name{labels} ("" labels: none),
+// or -1 when it is absent.
+func (a *agent) metric(t *testing.T, name, labels string) float64 {
+	t.Helper()
+	_, body := a.get(t, "/metrics")
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		m := sample.FindStringSubmatch(sc.Text())
+		if m == nil || m[1] != name || m[2] != labels {
+			continue
+		}
+		v, err := strconv.ParseFloat(m[3], 64)
+		if err != nil {
+			t.Fatalf("%s%s: %v", name, labels, err)
+		}
+		return v
+	}
+	return -1
+}
+
+func (a *agent) waitMetric(t *testing.T, name, labels string, want float64, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var got float64
+	for time.Now().Before(deadline) {
+		if got = a.metric(t, name, labels); got == want {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s%s = %v, want %v (after %v)\nagent output:\n%s", name, labels, got, want, within, a.out.String())
+}
+
+// stop sends SIGTERM and waits; it returns the exit code and how long the
+// agent took.
+func (a *agent) stop(t *testing.T, limit time.Duration) (int, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.cmd.Wait() }()
+	select {
+	case err := <-done:
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, time.Since(start)
+	case <-time.After(limit):
+		a.cmd.Process.Kill()
+		<-done
+		t.Fatalf("the agent did not exit within %v of SIGTERM:\n%s", limit, a.out.String())
+		return -1, 0
+	}
+}
+
+// forbiddenES answers every request 403, as Elasticsearch does for a key
+// without the privileges, and counts the requests.
+func forbiddenES(t *testing.T) (*httptest.Server, *int64) {
+	var mu sync.Mutex
+	var n int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		mu.Unlock()
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, `{"error":{"type":"security_exception","reason":"missing authentication credentials"},"status":403}`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+// The agent counts what passes through it: after N lines, the input and a
+// working output show N records, and the archive holds N lines. An output
+// answering 403 shows as failing in /status and in the metrics, while
+// /readyz stays ready. SIGTERM then exits 0 within shutdown_timeout.
+func TestMetricsStatusAndReadiness(t *testing.T) {
+	es, _ := forbiddenES(t)
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	os.MkdirAll(logs, 0o755)
+	const n = 2000
+	var b bytes.Buffer
+	for i := range n {
+		level := "info"
+		if i%4 == 0 {
+			level = "error"
+		}
+		fmt.Fprintf(&b, `{"level":%q,"i":%d,"msg":"request served"}`+"\n", level, i)
+	}
+	if err := os.WriteFile(filepath.Join(logs, "app.log"), b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(dir, "archive.ndjson")
+	cfg := filepath.Join(dir, "sidelog.yaml")
+	os.WriteFile(cfg, []byte(`
+data_dir: `+filepath.Join(dir, "data")+`
+api: {address: "127.0.0.1:0"}
+shutdown_timeout: 3s
+inputs: [{name: app, type: tail, paths: ["`+logs+`/*.log"]}]
+outputs:
+  - {name: archive, type: file, path: `+archive+`}
+  - name: es
+    type: elasticsearch
+    route: 'level == "error"'
+    endpoints: ["`+es.URL+`"]
+    index: logs
+    buffer: {type: disk, max_bytes: 16MiB}
+    retry: {initial: 50ms, max: 500ms}
+`), 0o600)
+	a := startAgent(t, cfg)
+
+	a.waitMetric(t, "sidelog_output_records_out_total", `{output="archive"}`, n, 30*time.Second)
+	if got := a.metric(t, "sidelog_input_records_total", `{input="app"}`); got != n {
+		t.Errorf("input records = %v, want %d", got, n)
+	}
+	if got := a.metric(t, "sidelog_output_records_in_total", `{output="archive"}`); got != n {
+		t.Errorf("archive records in = %v, want %d", got, n)
+	}
+	if got := a.metric(t, "sidelog_output_records_in_total", `{output="es"}`); got != n/4 {
+		t.Errorf("es records in = %v, want %d (the errors)", got, n/4)
+	}
+	if got := a.metric(t, "sidelog_output_records_out_total", `{output="es"}`); got != 0 {
+		t.Errorf("es delivered %v records through a 403", got)
+	}
+	if got := a.metric(t, "sidelog_input_bytes_total", `{input="app"}`); got <= 0 {
+		t.Errorf("input bytes = %v", got)
+	}
+	data, err := os.ReadFile(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := bytes.Count(data, []byte("\n")); lines != n {
+		t.Errorf("archive holds %d lines, want %d", lines, n)
+	}
+
+	// es fails with 403: /status says so, /readyz stays ready.
+	a.waitMetric(t, "sidelog_output_state", `{output="es",state="failing"}`, 1, 20*time.Second)
+	code, body := a.get(t, "/status")
+	var st struct {
+		Outputs map[string]struct {
+			State           string `json:"state"`
+			LastError       string `json:"last_error"`
+			BufferedRecords int64  `json:"buffered_records"`
+		} `json:"outputs"`
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil {
+		t.Fatalf("/status = %d %s", code, body)
+	}
+	es1 := st.Outputs["es"]
+	if es1.State != "failing" || !strings.Contains(es1.LastError, "403") {
+		t.Errorf("/status outputs.es = %+v, want failing with the 403", es1)
+	}
+	if st.Outputs["archive"].State != "ok" {
+		t.Errorf("/status outputs.archive = %+v", st.Outputs["archive"])
+	}
+	if code, _ := a.get(t, "/readyz"); code != 200 {
+		t.Errorf("/readyz = %d while an output fails: readiness must not follow outputs", code)
+	}
+	if code, _ := a.get(t, "/healthz"); code != 200 {
+		t.Errorf("/healthz = %d", code)
+	}
+
+	code, took := a.stop(t, 10*time.Second)
+	if code != 0 {
+		t.Errorf("exit code %d after SIGTERM:\n%s", code, a.out.String())
+	}
+	if took > 3*time.Second+2*time.Second {
+		t.Errorf("shutdown took %v with shutdown_timeout 3s", took)
+	}
+	t.Logf("shutdown with a failing output took %v", took)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Idle memory: one input, one output, nothing to read. The resident set is
+// sampled for two seconds after the agent is ready; the highest sample must
+// stay under 30 MiB.
+func TestIdleRSS(t *testing.T) {
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	os.MkdirAll(logs, 0o755)
+	os.WriteFile(filepath.Join(logs, "app.log"), nil, 0o644)
+	cfg := filepath.Join(dir, "sidelog.yaml")
+	os.WriteFile(cfg, []byte(`
+data_dir: `+filepath.Join(dir, "data")+`
+api: {address: "127.0.0.1:0"}
+inputs: [{name: app, type: tail, paths: ["`+logs+`/*.log"]}]
+outputs: [{name: archive, type: file, path: `+filepath.Join(dir, "out.ndjson")+`}]
+`), 0o600)
+	a := startAgent(t, cfg)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if code, _ := a.get(t, "/readyz"); code == 200 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var peak int64
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		peak = max(peak, rssKiB(t, a.cmd.Process.Pid))
+	}
+	// One scrape, as Prometheus would do, must not change the picture.
+	a.get(t, "/metrics")
+	peak = max(peak, rssKiB(t, a.cmd.Process.Pid))
+	t.Logf("idle RSS, one input and one output: peak %.1f MiB", float64(peak)/1024)
+	if peak >= 30*1024 {
+		t.Errorf("idle RSS %.1f MiB, want under 30 MiB", float64(peak)/1024)
+	}
+	if code, _ := a.stop(t, 10*time.Second); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
+
+func rssKiB(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			n, _ := strconv.ParseInt(f[0], 10, 64)
+			return n
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
