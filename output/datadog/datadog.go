@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -197,6 +198,7 @@ func New(c *Config, env plugins.OutputEnv) (*Output, error) {
 	for k := range keys {
 		o.fieldKeys = append(o.fieldKeys, k)
 	}
+	slices.Sort(o.fieldKeys)
 
 	o.tr = http.DefaultTransport.(*http.Transport).Clone() // proxy from HTTPS_PROXY/HTTP_PROXY/NO_PROXY
 	o.tr.Proxy = http.ProxyFromEnvironment
@@ -242,10 +244,14 @@ func DefaultHostname(engineHost string) string {
 // DefaultBuffer makes the engine give this output a disk buffer by default.
 func (o *Output) DefaultBuffer() string { return "disk" }
 
-// FieldKeys lists the top-level record fields the output reads besides the
-// record as a whole (templates of service, source, hostname, tags and the
-// status key), for partial parsing.
-func (o *Output) FieldKeys() []string { return o.fieldKeys }
+// Keys implements plugins.KeyUser: the top-level record fields that the
+// templates of service, source, hostname, tags and the status key read, so
+// that the parser may parse only those. The message needs no field: it is
+// the raw line when the record is unchanged JSON, and AppendJSON completes a
+// partial record itself otherwise.
+func (o *Output) Keys() (keys []string, all bool) { return o.fieldKeys, false }
+
+var _ plugins.KeyUser = (*Output)(nil)
 
 // Status reports the output's state (StateOK, StateAuthError, ...) and the
 // last error, for /status and metrics. The API key never appears in it.

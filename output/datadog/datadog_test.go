@@ -688,3 +688,17 @@ func TestCorruptRecordIsPermanent(t *testing.T) {
 		t.Error("good record not sent")
 	}
 }
+
+func TestKeys(t *testing.T) {
+	srv := ddtest.New(testKey)
+	defer srv.Close()
+	o := newOutput(t, srv, func(c *Config) {
+		c.Service = "{{ service }}"
+		c.Tags = []string{"env:prod", "ns:{{ kubernetes.namespace }}"}
+		c.StatusKey = "severity"
+	})
+	keys, all := o.Keys()
+	if all || !slices.Equal(keys, []string{"kubernetes", "kubernetes.namespace", "service", "severity"}) {
+		t.Errorf("keys %v all %v", keys, all)
+	}
+}
