@@ -354,3 +354,208 @@ func rssKiB(t *testing.T, pid int) int64 {
 	t.Fatal("no VmRSS")
 	return 0
 }
+
+// bulkES accepts _bulk requests (uncompressed), waiting delay per request,
+// and records the "i" of every document it took.
+type bulkES struct {
+	mu    sync.Mutex
+	delay time.Duration
+	seen  map[int]int
+}
+
+func (b *bulkES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Elastic-Product", "Elasticsearch")
+	w.Header().Set("Content-Type", "application/json")
+	if !strings.HasSuffix(r.URL.Path, "/_bulk") {
+		io.WriteString(w, `{"version":{"number":"8.15.0"},"tagline":"You Know, for Search"}`)
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		w.WriteHeader(500)
+		return
+	}
+	b.mu.Lock()
+	delay := b.delay
+	b.mu.Unlock()
+	select {
+	case <-time.After(delay):
+	case <-r.Context().Done():
+		return
+	}
+	lines := bytes.Split(bytes.TrimSpace(body), []byte("\n"))
+	var items []string
+	b.mu.Lock()
+	for k := 1; k < len(lines); k += 2 {
+		var doc struct {
+			I int `json:"i"`
+		}
+		if json.Unmarshal(lines[k], &doc) == nil {
+			b.seen[doc.I]++
+		}
+		items = append(items, `{"index":{"status":201}}`)
+	}
+	b.mu.Unlock()
+	fmt.Fprintf(w, `{"took":1,"errors":false,"items":[%s]}`, strings.Join(items, ","))
+}
+
+func (b *bulkES) distinct() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.seen)
+}
+
+// SIGTERM while 100,000 lines are pending and the output is slow: the agent
+// exits 0 within shutdown_timeout, keeping what it could not send in its
+// disk buffer (or unread in the file); after a restart every line is
+// delivered.
+func TestShutdownWithBacklogLosesNothing(t *testing.T) {
+	es := &bulkES{delay: 300 * time.Millisecond, seen: map[int]int{}}
+	srv := httptest.NewServer(es)
+	defer srv.Close()
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	os.MkdirAll(logs, 0o755)
+	const n = 100_000
+	var b bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&b, `{"level":"info","i":%d,"msg":"payment accepted for order"}`+"\n", i)
+	}
+	os.WriteFile(filepath.Join(logs, "app.log"), b.Bytes(), 0o644)
+	cfg := filepath.Join(dir, "sidelog.yaml")
+	const timeout = 3 * time.Second
+	os.WriteFile(cfg, []byte(`
+data_dir: `+filepath.Join(dir, "data")+`
+api: {address: "127.0.0.1:0"}
+shutdown_timeout: 3s
+inputs: [{name: app, type: tail, paths: ["`+logs+`/*.log"]}]
+outputs:
+  - name: es
+    type: elasticsearch
+    endpoints: ["`+srv.URL+`"]
+    index: logs
+    compression: none
+    max_in_flight: 1
+    buffer: {type: disk, max_bytes: 64MiB}
+    batch: {max_events: 500, timeout: 100ms}
+    retry: {initial: 50ms, max: 200ms}
+`), 0o600)
+	a := startAgent(t, cfg)
+	a.waitMetric(t, "sidelog_input_records_total", `{input="app"}`, n, 30*time.Second)
+	if es.distinct() == 0 {
+		// At least one batch is through, so the slow output is really in play.
+		deadline := time.Now().Add(10 * time.Second)
+		for es.distinct() == 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	code, took := a.stop(t, timeout+5*time.Second)
+	first := es.distinct()
+	t.Logf("first run: %d of %d delivered before SIGTERM's deadline; exit %d after %v", first, n, code, took)
+	if code != 0 {
+		t.Fatalf("exit %d after SIGTERM:\n%s", code, a.out.String())
+	}
+	if took > timeout+2*time.Second {
+		t.Errorf("shutdown took %v, shutdown_timeout is %v", took, timeout)
+	}
+	if first >= n {
+		t.Fatalf("every line was delivered before the deadline: the output was not slow enough to test a backlog")
+	}
+	if !strings.Contains(a.out.String(), "undelivered records left in the buffer") && !strings.Contains(a.out.String(), "undelivered") {
+		t.Errorf("the exit log does not say how much was left:\n%s", tail(a.out.String(), 2000))
+	}
+
+	// Restart with a fast output: everything arrives, nothing is lost.
+	es.mu.Lock()
+	es.delay = 0
+	es.mu.Unlock()
+	b2 := startAgent(t, cfg)
+	deadline := time.Now().Add(60 * time.Second)
+	for es.distinct() < n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := es.distinct(); got != n {
+		t.Fatalf("after the restart %d of %d distinct lines were delivered:\n%s", got, n, tail(b2.out.String(), 3000))
+	}
+	if code, _ := b2.stop(t, 10*time.Second); code != 0 {
+		t.Errorf("second run: exit %d", code)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// SIGHUP with an invalid config keeps the old pipeline running; with a
+// valid one it applies it.
+func TestReload(t *testing.T) {
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	os.MkdirAll(logs, 0o755)
+	logFile := filepath.Join(logs, "app.log")
+	os.WriteFile(logFile, []byte(`{"n":1}`+"\n"), 0o644)
+	one, two := filepath.Join(dir, "one.ndjson"), filepath.Join(dir, "two.ndjson")
+	cfg := filepath.Join(dir, "sidelog.yaml")
+	write := func(out string, extra string) {
+		os.WriteFile(cfg, []byte(`
+data_dir: `+filepath.Join(dir, "data")+`
+api: {address: "127.0.0.1:0"}
+inputs: [{name: app, type: tail, paths: ["`+logs+`/*.log"]}]
+outputs:
+  - name: archive
+    type: file
+    path: `+out+extra+`
+`), 0o600)
+	}
+	write(one, "")
+	a := startAgent(t, cfg)
+	a.waitMetric(t, "sidelog_output_records_out_total", `{output="archive"}`, 1, 20*time.Second)
+	appendLine := func(n int) {
+		f, err := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(f, `{"n":%d}`+"\n", n)
+		f.Close()
+	}
+	lines := func(p string) int {
+		b, _ := os.ReadFile(p)
+		return bytes.Count(b, []byte("\n"))
+	}
+	waitLines := func(p string, want int) {
+		deadline := time.Now().Add(20 * time.Second)
+		for lines(p) < want && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got := lines(p); got != want {
+			t.Fatalf("%s holds %d lines, want %d\n%s", filepath.Base(p), got, want, tail(a.out.String(), 3000))
+		}
+	}
+	waitLines(one, 1)
+
+	// Invalid: an unknown key. The old pipeline keeps running.
+	write(two, "\n    fromat: json")
+	a.cmd.Process.Signal(syscall.SIGHUP)
+	a.waitMetric(t, "sidelog_config_reloads_total", `{result="failure"}`, 1, 20*time.Second)
+	appendLine(2)
+	waitLines(one, 2)
+	if !strings.Contains(a.out.String(), "fromat") {
+		t.Errorf("the refused reload's error is not logged:\n%s", tail(a.out.String(), 2000))
+	}
+
+	// Valid: the output now writes to two.ndjson.
+	write(two, "")
+	a.cmd.Process.Signal(syscall.SIGHUP)
+	a.waitMetric(t, "sidelog_config_reloads_total", `{result="success"}`, 1, 20*time.Second)
+	appendLine(3)
+	waitLines(two, 1)
+	if got := lines(one); got != 2 {
+		t.Errorf("one.ndjson has %d lines after the reload, want 2 (nothing read twice)", got)
+	}
+	if code, _ := a.stop(t, 10*time.Second); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
