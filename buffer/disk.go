@@ -93,6 +93,7 @@ type diskBatch struct {
 	done       bool
 	seg        uint64 // position after the batch
 	off        int64
+	arenas     [][]byte // blocks holding records read from disk
 }
 
 type timeMark struct {
@@ -123,6 +124,8 @@ type Disk struct {
 	activeOff  int64      // logical end of the active segment, pending included
 	pend       []chunk
 	spare      []chunk
+	freeBufs   [][]byte // chunk buffers to reuse
+	freeArenas [][]byte // read blocks to reuse
 	pendBytes  int64
 	pendAcks   []event.Releaser
 	spareAcks  []event.Releaser
@@ -328,6 +331,13 @@ func (d *Disk) wait(ctx context.Context, c *sync.Cond) error {
 	return ctx.Err()
 }
 
+type scratch struct {
+	comp []byte
+	ends []int
+}
+
+var compScratch = sync.Pool{New: func() any { return new(scratch) }}
+
 // Write appends records. Their acks are released after the fsync that makes
 // them durable. When the buffer is full it blocks (when_full: block) or drops
 // the records that do not fit and releases their acks (drop_newest); a full
@@ -339,11 +349,14 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 	var comp []byte
 	var ends []int
 	if d.zenc != nil {
-		ends = make([]int, len(recs))
-		for i, r := range recs {
+		sc := compScratch.Get().(*scratch)
+		defer compScratch.Put(sc)
+		comp, ends = sc.comp[:0], sc.ends[:0]
+		for _, r := range recs {
 			comp = d.zenc.EncodeAll(r.Data, comp)
-			ends[i] = len(comp)
+			ends = append(ends, len(comp))
 		}
+		sc.comp, sc.ends = comp, ends
 	}
 	var drops []event.Releaser
 	defer func() {
@@ -351,6 +364,7 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 			a.Release()
 		}
 	}()
+	now := d.o.now().UnixMilli()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	start := 0
@@ -390,7 +404,7 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 			drops = append(drops, r.Ack)
 			continue
 		}
-		d.append(r, payload, fsz)
+		d.append(r, payload, fsz, now)
 	}
 	d.workCond.Signal()
 	d.dataCond.Broadcast()
@@ -398,8 +412,7 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 }
 
 // append frames one record into the pending chunks; d.mu is held.
-func (d *Disk) append(r Record, payload []byte, fsz int64) {
-	now := d.o.now().UnixMilli()
+func (d *Disk) append(r Record, payload []byte, fsz int64, now int64) {
 	seq := d.writeSeq
 	d.writeSeq++
 	if d.needRoll || (d.activeOff+fsz > d.o.segmentSize && d.activeOff > segHeaderSize) {
@@ -414,8 +427,14 @@ func (d *Disk) append(r Record, payload []byte, fsz int64) {
 		d.activeOff = segHeaderSize
 		d.pendBytes += segHeaderSize
 	}
-	if n := len(d.pend); n == 0 || d.pend[n-1].seg != d.segs[len(d.segs)-1].id {
-		d.pend = append(d.pend, d.newChunk(d.segs[len(d.segs)-1].id, d.activeOff))
+	// Chunks are fixed buffers: a full one is followed by another rather
+	// than grown (no copying of what is already framed).
+	if n := len(d.pend); n == 0 || d.pend[n-1].seg != d.segs[len(d.segs)-1].id || len(d.pend[n-1].data)+int(fsz) > cap(d.pend[n-1].data) {
+		c := d.newChunk(d.segs[len(d.segs)-1].id, d.activeOff)
+		if cap(c.data) < int(fsz) {
+			c.data = make([]byte, 0, fsz)
+		}
+		d.pend = append(d.pend, c)
 	}
 	c := &d.pend[len(d.pend)-1]
 	c.data = appendFrame(c.data, seq, now, payload, d.zenc != nil)
@@ -434,13 +453,30 @@ func (d *Disk) append(r Record, payload []byte, fsz int64) {
 	d.evict()
 }
 
-func (d *Disk) newChunk(seg uint64, off int64) chunk {
-	var c chunk
-	if n := len(d.spare); n > 0 {
-		c = d.spare[n-1]
-		d.spare = d.spare[:n-1]
+const arenaSize = 256 << 10
+
+// getArena returns a block for records read from disk; d.readMu is held.
+func (d *Disk) getArena() []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if n := len(d.freeArenas); n > 0 {
+		a := d.freeArenas[n-1][:0]
+		d.freeArenas[n-1] = nil
+		d.freeArenas = d.freeArenas[:n-1]
+		return a
 	}
-	c.seg, c.off, c.create, c.data = seg, off, false, c.data[:0]
+	return make([]byte, 0, arenaSize)
+}
+
+func (d *Disk) newChunk(seg uint64, off int64) chunk {
+	c := chunk{seg: seg, off: off}
+	if n := len(d.freeBufs); n > 0 {
+		c.data = d.freeBufs[n-1][:0]
+		d.freeBufs[n-1] = nil
+		d.freeBufs = d.freeBufs[:n-1]
+	} else {
+		c.data = make([]byte, 0, 256<<10)
+	}
 	return c
 }
 
@@ -553,6 +589,11 @@ func (d *Disk) flusher() {
 					if s.id == c.seg {
 						s.written = c.off + int64(len(c.data))
 					}
+				}
+			}
+			for _, c := range chunks {
+				if cap(c.data) <= 4<<20 && len(d.freeBufs) < 16 {
+					d.freeBufs = append(d.freeBufs, c.data[:0])
 				}
 			}
 			clear(chunks)
@@ -939,16 +980,14 @@ func (d *Disk) readDisk(segs []segment, stop uint64, l Limits, b *Batch, size *i
 	if len(d.rbuf) == 0 {
 		d.rbuf = make([]byte, 256<<10)
 	}
-	var arena []byte
-	var ends []int
-	var firstRec = len(b.Records)
-	commit := func() {
-		for i, e := range ends {
-			s := 0
-			if i > 0 {
-				s = ends[i-1]
-			}
-			b.Records[firstRec+i] = arena[s:e:e]
+	// Records are copied (or decompressed) into arena blocks that the batch
+	// keeps until Ack, which recycles them. A full block is replaced, not
+	// grown, so records already sliced from it stay valid.
+	arena := d.getArena()
+	reserve := func(n int) {
+		if cap(arena)-len(arena) < n {
+			db.arenas = append(db.arenas, arena)
+			arena = make([]byte, 0, max(arenaSize, n))
 		}
 	}
 	lastData := -1 // the last segment with frames written
@@ -1044,16 +1083,22 @@ outer:
 			}
 			rec := fr.payload
 			if fr.zstd {
+				reserve(4*len(fr.payload) + 4096)
 				start := len(arena)
-				var derr error
-				arena, derr = d.zdec.DecodeAll(fr.payload, arena)
+				out, derr := d.zdec.DecodeAll(fr.payload, arena)
 				if derr != nil {
-					arena = arena[:start]
 					d.log.Error("buffer: cannot decompress a record with a good CRC", "segment", segName(s.id), "offset", off+int64(p), "error", derr)
 					p += fr.size
 					seq = fr.seq + 1
 					continue
 				}
+				if &out[:cap(out)][cap(out)-1] != &arena[:cap(arena)][cap(arena)-1] {
+					// The decoder needed a bigger block.
+					db.arenas = append(db.arenas, arena)
+					start = 0
+					out = out[len(arena):]
+				}
+				arena = out
 				rec = arena[start:]
 				arena = arena[:start]
 			}
@@ -1063,12 +1108,16 @@ outer:
 				break outer
 			}
 			if !fr.zstd {
+				reserve(len(rec))
+				s := len(arena)
 				arena = append(arena, rec...)
+				rec = arena[s:len(arena):len(arena)]
 			} else {
-				arena = arena[:len(arena)+len(rec)]
+				s := len(arena)
+				arena = arena[:s+len(rec)]
+				rec = arena[s:len(arena):len(arena)]
 			}
-			ends = append(ends, len(arena))
-			b.Records = append(b.Records, nil)
+			b.Records = append(b.Records, rec)
 			*size += len(rec)
 			db.bytes += int64(fr.size)
 			db.records++
@@ -1077,7 +1126,7 @@ outer:
 		}
 		off += int64(p)
 	}
-	commit()
+	db.arenas = append(db.arenas, arena)
 	d.mu.Lock()
 	if segs := segs; idx >= 0 && idx < len(segs) {
 		d.rseg = segs[idx].id
@@ -1102,6 +1151,12 @@ func (d *Disk) Ack(b *Batch) error {
 		return nil
 	}
 	db.done = true
+	for _, a := range db.arenas {
+		if cap(a) == arenaSize && len(d.freeArenas) < 8 {
+			d.freeArenas = append(d.freeArenas, a)
+		}
+	}
+	db.arenas = nil
 	d.bytes -= db.bytes
 	d.records -= db.records
 	d.spaceCond.Broadcast()
