@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/sidelog/sidelog/config"
 	"github.com/sidelog/sidelog/plugins"
 	_ "github.com/sidelog/sidelog/plugins/all"
@@ -186,31 +189,37 @@ func TestEnsureDatasetReusesAMatchingManifest(t *testing.T) {
 func TestScenarioConfigsParse(t *testing.T) {
 	work := t.TempDir()
 	for _, s := range scenarios {
-		e := &runEnv{Work: work, RunDir: filepath.Join(work, "runs", s.ID), IdleFiles: 3, APIAddr: "127.0.0.1:20999"}
-		e.Data.Path = jsonDatasetPath(work)
-		if s.Data == "cri" {
-			e.Data.Path = criDatasetPath(work)
-		}
-		stop := startSink(s, e)
-		text := s.Config(e)
-		stop()
-		cfg, err := config.Parse("scenario-"+s.ID+".yaml", []byte(text), plugins.Default)
-		if err != nil {
-			t.Errorf("scenario %s:\n%s\n%v", s.ID, text, err)
-			continue
-		}
-		if cfg.DataDir != e.dataDir() || cfg.API.Address != e.APIAddr {
-			t.Errorf("scenario %s: data_dir %q, api.address %q", s.ID, cfg.DataDir, cfg.API.Address)
-		}
-		if len(cfg.Inputs) != 1 || cfg.Inputs[0].Type != "tail" {
-			t.Errorf("scenario %s: inputs %+v", s.ID, cfg.Inputs)
-		}
-		wantOutputs := map[string]int{"2": 2}[s.ID]
-		if wantOutputs == 0 {
-			wantOutputs = 1
-		}
-		if len(cfg.Outputs) != wantOutputs {
-			t.Errorf("scenario %s: %d outputs", s.ID, len(cfg.Outputs))
+		for _, mode := range []string{"fast", "full"} {
+			e := &runEnv{Work: work, RunDir: filepath.Join(work, "runs", s.ID), IdleFiles: 3, APIAddr: "127.0.0.1:20999"}
+			e.Data.Path = jsonDatasetPath(work)
+			if s.Data == "cri" {
+				e.Data.Path = criDatasetPath(work)
+			}
+			stop := startSink(s, e, mode)
+			text := s.Config(e)
+			url := e.sinkURL()
+			stop()
+			if (s.Sink != "") != strings.Contains(text, q(url)) {
+				t.Errorf("scenario %s, sink %s: config does not name the sink's URL %q", s.ID, mode, url)
+			}
+			cfg, err := config.Parse("scenario-"+s.ID+".yaml", []byte(text), plugins.Default)
+			if err != nil {
+				t.Errorf("scenario %s:\n%s\n%v", s.ID, text, err)
+				continue
+			}
+			if cfg.DataDir != e.dataDir() || cfg.API.Address != e.APIAddr {
+				t.Errorf("scenario %s: data_dir %q, api.address %q", s.ID, cfg.DataDir, cfg.API.Address)
+			}
+			if len(cfg.Inputs) != 1 || cfg.Inputs[0].Type != "tail" {
+				t.Errorf("scenario %s: inputs %+v", s.ID, cfg.Inputs)
+			}
+			wantOutputs := map[string]int{"2": 2}[s.ID]
+			if wantOutputs == 0 {
+				wantOutputs = 1
+			}
+			if len(cfg.Outputs) != wantOutputs {
+				t.Errorf("scenario %s: %d outputs", s.ID, len(cfg.Outputs))
+			}
 		}
 	}
 }
@@ -304,5 +313,91 @@ func TestRunMeasuredIsChildLocal(t *testing.T) {
 	fail := exec.Command("/bin/sh", "-c", "echo boom >&2; exit 4")
 	if _, err := runMeasured(fail, "", filepath.Join(dir, "err2"), time.Minute); err == nil || !strings.Contains(err.Error(), "exit status 4: boom") {
 		t.Errorf("failing child: %v", err)
+	}
+}
+
+func post(t *testing.T, url, path string, header map[string]string, body []byte, gz bool) (int, string) {
+	t.Helper()
+	if gz {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		zw.Write(body)
+		zw.Close()
+		body = b.Bytes()
+		header["Content-Encoding"] = "gzip"
+	}
+	req, err := http.NewRequest(http.MethodPost, url+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestFastSinkElasticsearch(t *testing.T) {
+	s := newFastSink("es", "")
+	defer s.Close()
+	body := `{"index":{"_index":"app-cart"}}` + "\n" + `{"service":"cart","level":"info","latency_ms":250,"latency_s":0.25}` + "\n" +
+		`{"index":{"_index":"app-auth"}}` + "\n" + `{"service":"auth","level":"warn","latency_ms":1,"latency_s":0.001}` + "\n"
+	status, resp := post(t, s.URL, "/_bulk", map[string]string{}, []byte(body), true)
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, resp)
+	}
+	var r struct {
+		Errors bool
+		Items  []map[string]struct{ Status int }
+	}
+	if err := json.Unmarshal([]byte(resp), &r); err != nil || r.Errors || len(r.Items) != 2 || r.Items[1]["index"].Status != 201 {
+		t.Errorf("answer %s (%v)", resp, err)
+	}
+	if s.Docs() != 2 {
+		t.Errorf("%d documents counted", s.Docs())
+	}
+	if err := verifyESSample(s.Sample()); err != nil {
+		t.Errorf("sample: %v (%q)", err, s.Sample())
+	}
+	// A body cut in the middle of a pair is refused and reported.
+	if status, _ := post(t, s.URL, "/_bulk", map[string]string{}, []byte(`{"index":{}}`+"\n"), false); status != 400 || len(s.Problems()) != 1 || s.Docs() != 2 {
+		t.Errorf("odd lines: status %d, problems %q, docs %d", status, s.Problems(), s.Docs())
+	}
+	// A sample in the wrong index fails the verification.
+	if err := verifyESSample([]byte(`{"index":{"_index":"app-x"}}` + "\n" + `{"service":"cart","latency_ms":1,"latency_s":0.001}`)); err == nil {
+		t.Error("wrong index not reported")
+	}
+}
+
+func TestFastSinkDatadog(t *testing.T) {
+	s := newFastSink("dd", "k1")
+	defer s.Close()
+	msg := `{"service":"cart","trace_id":"x","note":"braces } ] { in \" strings","kubernetes":{"namespace":"shop","pod":"checkout-6d8f9c7b5-x7k2p","container":"app"}}`
+	entry, _ := json.Marshal(map[string]string{"message": msg, "service": "cart"})
+	body := "[" + string(entry) + "," + string(entry) + ",\n " + string(entry) + "]"
+	if status, resp := post(t, s.URL, "/api/v2/logs", map[string]string{"DD-API-KEY": "k1"}, []byte(body), true); status != 202 {
+		t.Fatalf("status %d: %s", status, resp)
+	}
+	if s.Docs() != 3 {
+		t.Errorf("%d entries counted, want 3", s.Docs())
+	}
+	var en struct{ Service, Message string }
+	if err := json.Unmarshal(s.Sample(), &en); err != nil || verifyDDEntry(en.Service, en.Message) != nil {
+		t.Errorf("sample %q: %v / %v", s.Sample(), err, verifyDDEntry(en.Service, en.Message))
+	}
+	if status, _ := post(t, s.URL, "/api/v2/logs", map[string]string{"DD-API-KEY": "wrong"}, []byte(body), false); status != 403 || s.Docs() != 3 {
+		t.Errorf("wrong key: status %d, docs %d", status, s.Docs())
+	}
+	if n, _, err := countArray([]byte(`[{"a":1},2]`)); err == nil {
+		t.Errorf("a non-object element was accepted (%d)", n)
+	}
+	if verifyDDEntry("cart", `{"trace_id":"x"}`) == nil {
+		t.Error("an entry without kubernetes metadata passed")
 	}
 }

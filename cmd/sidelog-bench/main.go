@@ -51,6 +51,7 @@ type options struct {
 	IdleQuiet  time.Duration
 	CPUProfile bool
 	SkipNaive  bool
+	Sink       string
 	Quiet      bool
 }
 
@@ -72,6 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.IdleWindow, "idle-window", 30*time.Second, "scenario 4: appending window (one line per file per second)")
 	fs.DurationVar(&o.IdleQuiet, "idle-quiet", 10*time.Second, "scenario 4: window with no writes at all")
 	fs.BoolVar(&o.CPUProfile, "cpuprofile", false, "after the measured runs, run each scenario once more with sidelog's --cpuprofile (written to WORK/profiles/)")
+	fs.StringVar(&o.Sink, "sink", "fast", "test servers of scenarios 2b and 3: fast (counting, cheap) | full (estest/ddtest: every document checked and kept)")
 	fs.BoolVar(&o.SkipNaive, "skip-naive", false, "do not run the naive-Go reference")
 	fs.BoolVar(&o.Quiet, "q", false, "no progress messages on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -91,6 +93,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		o.Scenarios = append(o.Scenarios, id)
+	}
+	if o.Sink != "fast" && o.Sink != "full" {
+		fmt.Fprintf(stderr, "sidelog-bench: -sink must be fast or full, not %q\n", o.Sink)
+		return 2
 	}
 	if o.Lines <= 0 || o.Runs <= 0 || o.IdleFiles <= 0 {
 		fmt.Fprintln(stderr, "sidelog-bench: -lines, -runs and -idle-files must be positive")
@@ -238,7 +244,11 @@ func prepareRun(work string, s scenario, name string, e *runEnv) (string, error)
 }
 
 // startSink starts the scenario's test server; the returned func stops it.
-func startSink(s scenario, e *runEnv) func() {
+func startSink(s scenario, e *runEnv, mode string) func() {
+	if s.Sink != "" && mode == "fast" {
+		e.Fast = newFastSink(s.Sink, ddAPIKey)
+		return func() { e.Fast.Close(); e.Fast = nil }
+	}
 	switch s.Sink {
 	case "es":
 		e.ES = estest.New()
@@ -273,7 +283,7 @@ func runScenario(bin, work string, s scenario, d dataset, o options, logf func(s
 	r := Result{Scenario: s, Input: d}
 	e := &runEnv{Work: work, Data: d}
 
-	stopSink := startSink(s, e)
+	stopSink := startSink(s, e, o.Sink)
 	cfg, err := prepareRun(work, s, "validate", e)
 	if err == nil {
 		err = validate(bin, cfg)
@@ -291,7 +301,7 @@ func runScenario(bin, work string, s scenario, d dataset, o options, logf func(s
 	var delivered []int64
 	for i := range o.Runs + boolInt(o.CPUProfile) {
 		profile := i == o.Runs // the extra run, not measured
-		stopSink := startSink(s, e)
+		stopSink := startSink(s, e, o.Sink)
 		m, n, err := runOnce(bin, work, s, e, fmt.Sprint(i+1), profile, o)
 		stopSink()
 		if err != nil {

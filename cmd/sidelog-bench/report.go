@@ -39,7 +39,7 @@ func (r *report) write(w io.Writer) {
 	fmt.Fprintf(w, "## sidelog-bench %s\n\n", r.Date)
 	fmt.Fprintf(w, "- machine: %s\n", r.Machine)
 	fmt.Fprintf(w, "- commit: %s; binary: %s\n", r.Commit, r.Sidelog)
-	fmt.Fprintf(w, "- records: %d a data set; median of %d runs; MB = 10^6 bytes of the input file\n", o.Lines, o.Runs)
+	fmt.Fprintf(w, "- records: %d a data set; median of %d runs; MB = 10^6 bytes of the input file; sink: %s\n", o.Lines, o.Runs, o.Sink)
 	seen := map[string]bool{}
 	for _, res := range append([]Result{derefResult(r.Naive)}, r.Results...) {
 		if res.Input.Path != "" && !seen[res.Input.Stats.Kind] {
