@@ -229,7 +229,7 @@ func (d *Disk) path(name string) string { return filepath.Join(d.dir, name) }
 // recover scans the directory and sets the state from it.
 func (d *Disk) recover() error {
 	fsys := d.o.fs
-	if err := fsys.MkdirAll(d.dir, 0o750); err != nil {
+	if err := fsys.MkdirAll(d.dir, 0o700); err != nil {
 		return fmt.Errorf("buffer: %w", err)
 	}
 	r, segs, err := scan(fsys, d.dir)
@@ -295,7 +295,7 @@ func (d *Disk) recover() error {
 		d.rseg, d.roff = d.segs[0].id, segHeaderSize
 	}
 	// The ledger.
-	f, err := fsys.OpenFile(d.path(ledgerName), os.O_RDWR|os.O_CREATE, 0o640)
+	f, err := fsys.OpenFile(d.path(ledgerName), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("buffer: ledger: %w", err)
 	}
@@ -718,7 +718,7 @@ func (d *Disk) writeChunks(chunks []chunk, wf *File, wfID *uint64) error {
 				flag |= os.O_CREATE
 				d.hook("roll")
 			}
-			f, err := fsys.OpenFile(d.path(segName(c.seg)), flag, 0o640)
+			f, err := fsys.OpenFile(d.path(segName(c.seg)), flag, 0o600)
 			if err != nil {
 				return err
 			}

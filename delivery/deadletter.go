@@ -137,7 +137,7 @@ func (d *DeadLetterFiles) Write(output string, recs [][]byte, reasons []string) 
 	if o.f == nil {
 		o.seq++
 		o.name = filepath.Join(d.dir, output, fmt.Sprintf("%020d-%04d.ndjson", now.UnixNano(), o.seq%10000))
-		f, err := os.OpenFile(o.name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		f, err := os.OpenFile(o.name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
 			return fmt.Errorf("dead-letter: %w", err)
 		}
@@ -178,7 +178,7 @@ func (d *DeadLetterFiles) open(output string) (*dlOutput, error) {
 		return o, nil
 	}
 	dir := filepath.Join(d.dir, output)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("dead-letter: %w", err)
 	}
 	o := &dlOutput{}
