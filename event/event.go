@@ -6,6 +6,20 @@
 // host forever, so acknowledgements can advance checkpoints and outputs can
 // derive stable document ids.
 //
+// Changing a record: a stage that sets or removes a top-level field calls
+// e.SetField(key, v) or e.DeleteField(key), and reads one with e.Field(key).
+// While Raw is a JSON object that no stage rewrote (RawJSON set, Modified
+// not), these record the change in an overlay on top of Raw instead of
+// parsing the whole line into Fields: AppendJSON then copies every untouched
+// top-level member of Raw verbatim, in its original order, writes a set
+// field in place of the member it replaces, skips removed ones and appends
+// new fields at the end. The overlay's values are also written into Fields
+// (and removed keys deleted from it), so that later expressions see them.
+// A stage that needs the whole map (a nested path, all fields) calls
+// e.Mutable(): the map is completed, the overlay folded into it, Modified
+// set, and from then on Fields alone is the record, serialised with sorted
+// keys. e.Full() completes the map for reading and keeps the overlay.
+//
 // Ownership: a batch ([]*Event) belongs to whoever received it last. A stage
 // that keeps an event beyond the call that handed it over must say so; a stage
 // that drops an event must call Done on it, exactly once per reference held.
@@ -48,11 +62,14 @@ const (
 	BadTime
 	// InvalidUTF8: the raw line holds bytes that are not valid UTF-8.
 	InvalidUTF8
-	// Modified: a stage changed Fields after parsing, so Raw no longer
-	// represents the record and outputs must serialise Fields.
+	// Modified: a stage changed Fields through Mutable, so Raw no longer
+	// represents the record and outputs must serialise Fields. Changes made
+	// through SetField and DeleteField on a RawJSON record do not set it:
+	// they live in the overlay (see HasOverlay).
 	Modified
 	// RawJSON: Raw is a JSON object, valid UTF-8, whose content is exactly
-	// Fields: an output may write Raw verbatim while Modified is not set.
+	// Fields (plus the overlay, if any): while Modified is not set and there
+	// is no overlay, an output may write Raw verbatim.
 	RawJSON
 )
 
@@ -84,8 +101,19 @@ type Event struct {
 	// complete fills Fields completely from Raw when Partial is set.
 	complete func(*Event)
 
+	// over: top-level fields set or removed on top of Raw (see SetField);
+	// only while RawJSON is set and Modified is not. One entry per key.
+	over []overField
+
 	ack   *Ack
 	extra []*Ack // joined events: the acks of the other pieces
+}
+
+// overField is one overlay entry: key set to val, or removed (del).
+type overField struct {
+	key string
+	val any
+	del bool
 }
 
 // Has reports whether flag f is set.
@@ -101,10 +129,18 @@ func (e *Event) SetLazy(complete func(*Event)) {
 	e.complete = complete
 }
 
-// Full returns Fields completed from Raw if they were parsed partially.
+// Full returns Fields completed from Raw if they were parsed partially. The
+// overlay's changes are in the map; the overlay is kept, so writing the
+// record can still copy Raw's untouched members. Do not change the map it
+// returns: call Mutable (or SetField, DeleteField) for that.
 func (e *Event) Full() map[string]any {
 	if e.Partial && e.complete != nil {
-		e.complete(e)
+		e.complete(e) // adds Raw's keys that Fields lacks: set keys win
+		for i := range e.over {
+			if e.over[i].del {
+				delete(e.Fields, e.over[i].key) // complete put it back
+			}
+		}
 	}
 	e.Partial = false
 	e.complete = nil
@@ -115,11 +151,100 @@ func (e *Event) Full() map[string]any {
 }
 
 // Mutable returns the complete field map and marks the event modified: the
-// call every stage that changes a record makes first.
+// call a stage makes before changing Fields directly (nested paths, many
+// keys). The overlay, if any, is folded into the map and dropped: Fields
+// alone is the record from then on.
 func (e *Event) Mutable() map[string]any {
 	m := e.Full()
 	e.Flags |= Modified
+	e.dropOverlay()
 	return m
+}
+
+func (e *Event) dropOverlay() {
+	clear(e.over)
+	e.over = e.over[:0]
+}
+
+// overlayable: changes go to the overlay rather than into a completed map.
+func (e *Event) overlayable() bool { return e.Flags&(RawJSON|Modified) == RawJSON }
+
+// HasOverlay reports whether top-level fields were set or removed on top of
+// Raw: Raw alone no longer is the record, and AppendJSON merges the two.
+func (e *Event) HasOverlay() bool { return len(e.over) > 0 }
+
+// Field returns the top-level field key. It reads Fields; only when the map
+// is partial, the key is not in it and Raw holds it (an unselected key) does
+// it complete the map.
+func (e *Event) Field(key string) (any, bool) {
+	if v, ok := e.Fields[key]; ok {
+		return v, true
+	}
+	if !e.Partial {
+		return nil, false
+	}
+	if e.overlayable() {
+		if i := e.overIndex(key); i >= 0 {
+			return nil, false // removed (a set key is in Fields)
+		}
+		if has, ok := rawHasKey(e.Raw, key); ok && !has {
+			return nil, false
+		}
+	}
+	v, ok := e.Full()[key]
+	return v, ok
+}
+
+// SetField sets the top-level field key to v: in the overlay and in Fields
+// while the record is RawJSON and not Modified, else in the completed map
+// (as Mutable()[key] = v).
+func (e *Event) SetField(key string, v any) {
+	if !e.overlayable() {
+		e.Mutable()[key] = v
+		return
+	}
+	if e.Fields == nil {
+		e.Fields = make(map[string]any, 4)
+	}
+	e.Fields[key] = v
+	e.putOver(key, v, false)
+}
+
+// DeleteField removes the top-level field key, like SetField does its
+// change. Removing an absent key changes nothing.
+func (e *Event) DeleteField(key string) {
+	if !e.overlayable() {
+		delete(e.Mutable(), key)
+		return
+	}
+	if _, ok := e.Fields[key]; ok {
+		delete(e.Fields, key)
+	} else if !e.Partial {
+		return // Fields is the whole record: absent
+	} else if has, ok := rawHasKey(e.Raw, key); ok && !has {
+		return
+	}
+	e.putOver(key, nil, true)
+}
+
+func (e *Event) overIndex(key string) int {
+	for i := range e.over {
+		if e.over[i].key == key {
+			return i
+		}
+	}
+	return -1
+}
+
+func (e *Event) putOver(key string, v any, del bool) {
+	if i := e.overIndex(key); i >= 0 {
+		e.over[i] = overField{key: key, val: v, del: del}
+		return
+	}
+	if e.over == nil {
+		e.over = make([]overField, 0, 2)
+	}
+	e.over = append(e.over, overField{key: key, val: v, del: del})
 }
 
 // ValidUTF8 reports whether Raw is valid UTF-8, recording the answer.

@@ -12,13 +12,22 @@ import (
 // AppendJSON appends the record as one JSON object (no newline) to dst.
 //
 // When the parser found Raw to be a JSON object (RawJSON) and no stage has
-// modified the record, Raw is written verbatim: the cheapest path, and the
-// exact bytes the application wrote. Otherwise Fields are serialised with
-// their keys sorted, so output is deterministic. Invalid UTF-8 is written as
-// U+FFFD. `meta` is never written: it lives outside Fields.
+// modified the record through Mutable, Raw is the base: written verbatim
+// when there is no overlay (the cheapest path, and the exact bytes the
+// application wrote), else member by member with the overlay's changes
+// (untouched members verbatim in their order, set fields in place, new
+// fields at the end; see SetField). Otherwise Fields are serialised with
+// their keys sorted. Output is deterministic either way. Invalid UTF-8 is
+// written as U+FFFD (RawJSON implies Raw has none). `meta` is never
+// written: it lives outside Fields.
 func AppendJSON(dst []byte, e *Event) []byte {
 	if e.Flags&(RawJSON|Modified) == RawJSON {
-		return append(dst, e.Raw...)
+		if len(e.over) == 0 {
+			return append(dst, e.Raw...)
+		}
+		if out, ok := appendOverlay(dst, e); ok {
+			return out
+		}
 	}
 	if e.Partial {
 		e.Full()
