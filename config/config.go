@@ -10,7 +10,9 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +40,8 @@ type Config struct {
 
 	// File is the path the config was read from.
 	File string `yaml:"-"`
+
+	secrets []secret
 }
 
 // API is the HTTP API block.
@@ -153,10 +157,40 @@ func (e Error) Error() string {
 type Errors struct {
 	File string
 	List []Error
+	// secrets are substituted values and the references they came from:
+	// a message never shows a substituted value, only its ${...} text.
+	secrets []secret
+}
+
+type secret struct{ value, ref string }
+
+// secret records that value came from the reference text ref.
+func (e *Errors) secret(value, ref string) {
+	if len(value) < 3 {
+		return // too short to scrub without mangling messages; not a secret
+	}
+	e.secrets = append(e.secrets, secret{value, ref})
+}
+
+// scrub replaces every substituted value in msg by its reference, longest
+// values first (a value may contain another).
+func (e *Errors) scrub(msg string) string {
+	if len(e.secrets) == 0 {
+		return msg
+	}
+	sorted := slices.Clone(e.secrets)
+	slices.SortFunc(sorted, func(a, b secret) int { return len(b.value) - len(a.value) })
+	for _, s := range sorted {
+		msg = strings.ReplaceAll(msg, s.value, s.ref)
+		if q := strconv.Quote(s.value); q[1:len(q)-1] != s.value {
+			msg = strings.ReplaceAll(msg, q[1:len(q)-1], s.ref)
+		}
+	}
+	return msg
 }
 
 func (e *Errors) add(line int, path, msg string) {
-	e.List = append(e.List, Error{File: e.File, Line: line, Path: path, Msg: msg})
+	e.List = append(e.List, Error{File: e.File, Line: line, Path: path, Msg: e.scrub(msg)})
 }
 
 func (e *Errors) Error() string {
@@ -277,6 +311,7 @@ func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
 	}
 	cfg.Defaults()
 	cfg.check(reg, errs)
+	cfg.secrets = errs.secrets
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
@@ -464,7 +499,7 @@ func (c *Config) EntryError(section string, i int, err error) error {
 	case "outputs":
 		node = c.Outputs[i].node
 	}
-	errs := &Errors{File: c.File}
+	errs := &Errors{File: c.File, secrets: c.secrets}
 	if node == nil {
 		errs.add(0, fmt.Sprintf("%s[%d]", section, i), err.Error())
 	} else {

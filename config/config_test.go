@@ -211,3 +211,39 @@ func TestSizes(t *testing.T) {
 		}
 	}
 }
+
+// No error message shows a substituted value: plugin messages that quote a
+// value, type errors, and errors found when plugins are built.
+func TestErrorsNeverShowSubstitutedValues(t *testing.T) {
+	t.Setenv("SECRET_URL", "https://elastic:hunter2-pw@es.internal:9200")
+	t.Setenv("SECRET_NUM", "s3cr3t-token-value")
+	keyFile := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(keyFile, []byte("file-secret-42\n"), 0o600)
+	_, err := Parse("c.yaml", []byte(`inputs:
+  - name: app
+    type: tail
+    poll_interval: ${SECRET_NUM}
+    max_line_bytes: ${file:`+keyFile+`}
+outputs:
+  - name: es
+    type: elasticsearch
+    endpoints: []
+    password: ${SECRET_URL}
+    index: ${SECRET_URL}
+  - name: x
+    type: stdout
+    format: ${SECRET_NUM}
+`), testRegistry())
+	if err == nil {
+		t.Fatal("no error")
+	}
+	got := err.Error()
+	for _, secret := range []string{"hunter2", "s3cr3t", "file-secret"} {
+		if strings.Contains(got, secret) {
+			t.Fatalf("secret %q in:\n%s", secret, got)
+		}
+	}
+	if !strings.Contains(got, "${SECRET_NUM}") {
+		t.Fatalf("the reference should be named instead:\n%s", got)
+	}
+}

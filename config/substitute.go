@@ -43,17 +43,21 @@ func substitute(n *yaml.Node, path string, d *decoder) {
 					d.fail(n, path, "${file:%s}: cannot read the file: %s", file, errReason(err))
 					return ""
 				}
-				return strings.TrimSpace(string(b))
+				v := strings.TrimSpace(string(b))
+				d.errs.secret(v, m)
+				return v
 			}
 			val, ok := os.LookupEnv(ref)
 			if !ok {
 				d.fail(n, path, "${%s}: environment variable is not set", ref)
 				return ""
 			}
+			d.errs.secret(val, m)
 			return val
 		})
 		v = strings.ReplaceAll(v, esc, "${")
 		d.original[n] = orig
+		d.errs.secret(v, orig)
 		n.Value = v
 		if n.Tag != "!!str" {
 			// Let the decoder re-resolve the scalar's type (a number, a bool).
