@@ -95,6 +95,7 @@ type outputStage struct {
 	runner *delivery.Runner
 	m      *metrics.OutputMetrics
 	tap    *tap.Point
+	dl     delivery.DeadLetter // nil: none configured
 }
 
 // Build creates every plugin of cfg. It starts nothing.
@@ -241,6 +242,10 @@ func (p *Pipeline) openBuffers() error {
 			Name: o.name, Out: o.m.Wrap(o.out), Buf: o.buf, Batch: oc.Batch, Retry: oc.Retry,
 			DeadLetter: dl, Logger: p.log.With("output", o.name),
 		}
+		if f, ok := o.out.(interface{ InFlight() int }); ok {
+			o.runner.MaxInFlight = f.InFlight()
+		}
+		o.dl = dl
 	}
 	return nil
 }
@@ -454,9 +459,18 @@ func (p *Pipeline) encode(o *outputStage, evs []*event.Event, sizeHint int) ([]b
 		var err error
 		arena, err = o.out.Encode(arena, e)
 		if err != nil {
+			// A record the output cannot encode is not lost silently: it
+			// goes to the dead-letter file with the reason.
 			o.m.EncodeErrors.Inc()
-			p.log.Warn("cannot encode record", "output", o.name, "error", err)
 			arena = arena[:start]
+			if o.dl != nil {
+				rec := event.AppendJSON(nil, e)
+				if derr := o.dl.Write(o.name, [][]byte{rec}, []string{"encode: " + err.Error()}); derr != nil {
+					p.log.Error("cannot write a dead letter", "output", o.name, "error", derr.Error())
+				}
+			} else {
+				p.log.Warn("cannot encode record", "output", o.name, "error", err.Error())
+			}
 			e.Done()
 			continue
 		}

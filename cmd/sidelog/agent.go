@@ -78,7 +78,7 @@ func (a *agent) options(cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log
 			return buffer.New(pipeline.BufferDir(cfg.DataDir, o.Name), o.Buffer, defaultType,
 				buffer.WithLogger(log.With("output", o.Name)))
 		},
-		DeadLetter: deadLetter(cfg, log),
+		DeadLetter: a.deadLetter(cfg, log),
 	}
 }
 

@@ -1,18 +1,22 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
+	"syscall"
 
 	"github.com/sidelog/sidelog/api"
 	"github.com/sidelog/sidelog/buffer"
 	"github.com/sidelog/sidelog/config"
 	"github.com/sidelog/sidelog/datadir"
+	"github.com/sidelog/sidelog/delivery"
 	"github.com/sidelog/sidelog/pipeline"
 	"github.com/sidelog/sidelog/plugins"
 )
@@ -127,4 +131,65 @@ func cmdBuffer(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprint(stderr, bufferUsage)
 	return 2
+}
+
+func init() { extraCommands["dead-letter"] = cmdDeadLetter }
+
+const deadLetterUsage = `usage:
+  sidelog dead-letter replay -c FILE --output NAME   send the output's dead-lettered records again (agent stopped)
+`
+
+// cmdDeadLetter is `sidelog dead-letter replay`: it builds the output from
+// the config and sends the dead-lettered records through it, oldest file
+// first; a file is removed once all its records are delivered.
+func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "replay" {
+		fmt.Fprint(stderr, deadLetterUsage)
+		return 2
+	}
+	fs := flag.NewFlagSet("dead-letter replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", "", "config file")
+	name := fs.String("output", "", "the output whose dead letters to send again")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if *cfgPath == "" || *name == "" {
+		fmt.Fprint(stderr, deadLetterUsage)
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath, plugins.Default)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	d, err := datadir.Open(cfg.DataDir)
+	if err != nil {
+		fmt.Fprintln(stderr, "sidelog dead-letter replay:", err)
+		return 1
+	}
+	defer d.Close()
+	log := newLogger(stderr, cfg.LogLevel)
+	p, err := pipeline.Build(cfg, pipeline.Options{Registry: plugins.Default, Logger: log, InstanceID: d.InstanceID})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer p.Close()
+	out, ok := p.Outputs()[*name]
+	if !ok {
+		fmt.Fprintf(stderr, "sidelog dead-letter replay: no output %q in %s\n", *name, *cfgPath)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := delivery.Replay(cfg.DataDir, *name, func(batch [][]byte) error {
+		return out.Write(ctx, batch)
+	})
+	fmt.Fprintf(stdout, "replayed %d records to output %s\n", n, *name)
+	if err != nil {
+		fmt.Fprintln(stderr, "sidelog dead-letter replay:", err)
+		return 1
+	}
+	return 0
 }

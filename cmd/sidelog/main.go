@@ -49,6 +49,8 @@ commands:
   tap --input NAME|--output NAME [--when EXPR] [--address ADDR]
                                   stream the records passing a point of a running agent (api.tap: true)
   buffer verify|stats|drop        inspect or remove disk buffers (sidelog buffer for details)
+  dead-letter replay -c FILE --output NAME
+                                  send an output's dead-lettered records again
   version                         print the version
 `
 

@@ -10,8 +10,10 @@ import (
 
 func parserStats() parser.Stats { return parser.ReadStats() }
 
-// deadLetter returns the dead-letter file factory of cfg (nil until the
-// delivery package provides one).
-func deadLetter(cfg *config.Config, log *slog.Logger) func(o *config.Output) delivery.DeadLetter {
-	return nil
+// deadLetter returns the dead-letter files of cfg's outputs, counting
+// evicted records in the outputs' metrics.
+func (a *agent) deadLetter(cfg *config.Config, log *slog.Logger) func(o *config.Output) delivery.DeadLetter {
+	dl := delivery.NewDeadLetterFiles(cfg.DataDir, int64(cfg.DeadLetter.MaxBytes), log)
+	dl.OnEvict = func(output string, records int) { a.metrics.Output(output).DeadLetterEv.Add(records) }
+	return func(*config.Output) delivery.DeadLetter { return dl }
 }

@@ -185,3 +185,7 @@ func (o *Output) redact(s string) string {
 	}
 	return s
 }
+
+// InFlight is max_in_flight: the engine's delivery loop keeps that many
+// batches in flight for this output.
+func (o *Output) InFlight() int { return cap(o.sem) }
