@@ -205,7 +205,8 @@ func Open(dir string, cfg Config, opts ...Option) (*Disk, error) {
 	switch cfg.Compression {
 	case "", "none":
 	case "zstd":
-		d.zenc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		d.zenc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true),
+			zstd.WithEncoderCRC(false), zstd.WithSingleSegment(true)) // frames have their own CRC
 		if err != nil {
 			return nil, err
 		}
@@ -369,9 +370,13 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 	defer d.mu.Unlock()
 	start := 0
 	for i, r := range recs {
-		payload := r.Data
+		payload, z := r.Data, false
 		if d.zenc != nil {
-			payload = comp[start:ends[i]]
+			// Keep the compressed form only when it is smaller (short
+			// records often are not).
+			if c := comp[start:ends[i]]; len(c) < len(r.Data) {
+				payload, z = c, true
+			}
 			start = ends[i]
 		}
 		fsz := int64(frameHeader + len(payload))
@@ -404,7 +409,7 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 			drops = append(drops, r.Ack)
 			continue
 		}
-		d.append(r, payload, fsz, now)
+		d.append(r, payload, fsz, now, z)
 	}
 	d.workCond.Signal()
 	d.dataCond.Broadcast()
@@ -412,7 +417,7 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 }
 
 // append frames one record into the pending chunks; d.mu is held.
-func (d *Disk) append(r Record, payload []byte, fsz int64, now int64) {
+func (d *Disk) append(r Record, payload []byte, fsz int64, now int64, z bool) {
 	seq := d.writeSeq
 	d.writeSeq++
 	if d.needRoll || (d.activeOff+fsz > d.o.segmentSize && d.activeOff > segHeaderSize) {
@@ -437,7 +442,7 @@ func (d *Disk) append(r Record, payload []byte, fsz int64, now int64) {
 		d.pend = append(d.pend, c)
 	}
 	c := &d.pend[len(d.pend)-1]
-	c.data = appendFrame(c.data, seq, now, payload, d.zenc != nil)
+	c.data = appendFrame(c.data, seq, now, payload, z)
 	c.endSeq = seq + 1
 	d.activeOff += fsz
 	d.pendBytes += fsz
