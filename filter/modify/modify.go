@@ -60,6 +60,10 @@ type Modify struct {
 	copy   []moveOp
 	remove []fieldpath.Path
 	keys   []string
+	// flat: every path is one top-level key, so Apply changes the record
+	// through e.SetField/e.DeleteField (an overlay on a raw JSON record)
+	// instead of completing and rewriting the whole map.
+	flat   bool
 	errors atomic.Int64
 	values valuePool
 }
@@ -119,6 +123,23 @@ func New(c *Config) (*Modify, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	m.flat = true
+	for _, op := range m.set {
+		m.flat = m.flat && len(op.path) == 1
+	}
+	for _, op := range append(m.copy[:len(m.copy):len(m.copy)], m.rename...) {
+		m.flat = m.flat && len(op.from) == 1 && len(op.to) == 1
+	}
+	for _, p := range m.remove {
+		m.flat = m.flat && len(p) == 1
+	}
+	if m.flat {
+		// Copy and rename read their sources: have the parser select them
+		// so that e.Field finds them without completing the record.
+		for _, op := range append(m.copy[:len(m.copy):len(m.copy)], m.rename...) {
+			keys[op.from[0]] = true
+		}
+	}
 	for k := range keys {
 		m.keys = append(m.keys, k)
 	}
@@ -152,6 +173,41 @@ func (m *Modify) Apply(e *event.Event) bool {
 			vals[i] = v
 		}
 	}
+	if m.flat {
+		m.applyFlat(e, vals)
+	} else {
+		m.applyPaths(e, vals)
+	}
+	if buf != nil {
+		m.values.put(buf)
+	}
+	return true
+}
+
+// applyFlat changes top-level keys one by one: on a raw JSON record they go
+// to the event's overlay and the rest of the line is never built.
+func (m *Modify) applyFlat(e *event.Event, vals []any) {
+	for _, c := range m.copy {
+		if v, ok := e.Field(c.from[0]); ok {
+			e.SetField(c.to[0], fieldpath.DeepCopy(v))
+		}
+	}
+	for _, r := range m.rename {
+		if v, ok := e.Field(r.from[0]); ok {
+			e.DeleteField(r.from[0])
+			e.SetField(r.to[0], v)
+		}
+	}
+	for i, s := range m.set {
+		e.SetField(s.path[0], vals[i])
+	}
+	for _, r := range m.remove {
+		e.DeleteField(r[0])
+	}
+}
+
+// applyPaths changes nested paths in the completed map.
+func (m *Modify) applyPaths(e *event.Event, vals []any) {
 	f := e.Mutable()
 	for _, c := range m.copy {
 		if v, ok := c.from.Get(f); ok {
@@ -169,14 +225,11 @@ func (m *Modify) Apply(e *event.Event) bool {
 	for _, r := range m.remove {
 		r.Delete(f)
 	}
-	if buf != nil {
-		m.values.put(buf)
-	}
-	return true
 }
 
-// Keys returns the fields the set expressions read. Apply completes the
-// record before changing it, so the other operations need no key.
+// Keys returns the fields the set expressions read, and the sources of copy
+// and rename when every path is a top-level key. With a nested path Apply
+// completes the record before changing it, so those need no key.
 func (m *Modify) Keys() ([]string, bool) {
 	for _, k := range m.keys {
 		if k == "*" {

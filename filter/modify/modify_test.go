@@ -11,6 +11,7 @@ import (
 
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/filter/internal/example"
+	pjson "github.com/sidelog/sidelog/parser/json"
 	"github.com/sidelog/sidelog/plugins"
 )
 
@@ -154,5 +155,133 @@ func BenchmarkModify(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		m.Apply(e)
 		e.Fields["msg"] = "x"
+	}
+}
+
+const appLine = `{"ts":"2026-11-25T10:00:00.123Z","level":"info","msg":"request served","service":"checkout","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","user_id":12345,"latency_ms":12,"path":"/api/v1/orders","status":200}`
+
+// parsed parses line the way the pipeline does for this filter: the JSON
+// parser selects the keys the filter declares.
+func parsed(t testing.TB, m *Modify, line string) *event.Event {
+	p := pjson.New()
+	keys, all := m.Keys()
+	p.SelectKeys(keys, all)
+	e := &event.Event{Raw: []byte(line), Input: "app"}
+	p.Parse(e)
+	if !e.Has(event.RawJSON) {
+		t.Fatalf("not RawJSON: %v", e.Fields)
+	}
+	return e
+}
+
+func TestTopLevelChangesUseTheOverlay(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"set computed", Config{Set: map[string]string{"latency_s": `latency_ms / 1000`}},
+			`{"ts":"2026-11-25T10:00:00.123Z","level":"info","msg":"request served","service":"checkout","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","user_id":12345,"latency_ms":12,"path":"/api/v1/orders","status":200,"latency_s":0.012}`},
+		{"set existing in place", Config{Set: map[string]string{"level": `upper(level)`}},
+			`{"ts":"2026-11-25T10:00:00.123Z","level":"INFO","msg":"request served","service":"checkout","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","user_id":12345,"latency_ms":12,"path":"/api/v1/orders","status":200}`},
+		{"rename copy remove", Config{Rename: map[string]string{"msg": "message"}, Copy: map[string]string{"service": "svc"}, Remove: []string{"trace_id", "ts", "absent"}},
+			`{"level":"info","service":"checkout","user_id":12345,"latency_ms":12,"path":"/api/v1/orders","status":200,"svc":"checkout","message":"request served"}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := New(&c.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := parsed(t, m, appLine)
+			m.Apply(e)
+			if !e.Partial || e.Has(event.Modified) || !e.HasOverlay() {
+				t.Fatalf("record was completed (partial %v, modified %v, overlay %v)", e.Partial, e.Has(event.Modified), e.HasOverlay())
+			}
+			if got := string(event.AppendJSON(nil, e)); got != c.want {
+				t.Fatalf("got  %s\nwant %s", got, c.want)
+			}
+		})
+	}
+}
+
+// The overlay path and the map path must give the same record.
+func TestOverlayAndMapAgree(t *testing.T) {
+	cfgs := []Config{
+		{Set: map[string]string{"latency_s": `latency_ms / 1000`, "env": `"prod"`}, Rename: map[string]string{"msg": "message", "nope": "x"}},
+		{Copy: map[string]string{"level": "lvl", "service": "level"}, Remove: []string{"lvl", "status"}},
+		{Rename: map[string]string{"ts": "msg", "msg": "ts"}},
+		{Set: map[string]string{"msg": `msg + "!"`, "status": `status + 1`}, Remove: []string{"msg"}},
+		{Set: map[string]string{"http.status": `status`}, Remove: []string{"status"}}, // nested: map path for both
+	}
+	for i, c := range cfgs {
+		m, err := New(&c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		over := parsed(t, m, appLine)
+		m.Apply(over)
+		plain := parsed(t, m, appLine)
+		plain.Mutable() // no overlay from now on: the map is the record
+		m.Apply(plain)
+		got, want := string(event.AppendJSON(nil, over)), string(event.AppendJSON(nil, plain))
+		var a, b map[string]any
+		if err := json.Unmarshal([]byte(got), &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(want), &b); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("config %d:\noverlay %s\nmap     %s", i, got, want)
+		}
+		if full := norm(over.Full()); !reflect.DeepEqual(full, b) {
+			t.Errorf("config %d: completed Fields %v, want %v", i, full, b)
+		}
+	}
+}
+
+func TestFailedSetLeavesRawRecord(t *testing.T) {
+	m, err := New(&Config{Set: map[string]string{"x": `latency_ms / 1000`}, Remove: []string{"msg"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := `{"latency_ms":"slow","msg":"m"}`
+	e := parsed(t, m, line)
+	m.Apply(e)
+	if e.HasOverlay() || e.Has(event.Modified) {
+		t.Fatal("a failed set changed the record")
+	}
+	if got := string(event.AppendJSON(nil, e)); got != line {
+		t.Fatalf("got %s", got)
+	}
+}
+
+// BenchmarkModifyOverlay is scenario 2's modify on a parsed line: set a
+// computed field, then write the record (as an output does).
+func BenchmarkModifyOverlay(b *testing.B) {
+	for _, mode := range []string{"overlay", "map"} {
+		b.Run(mode, func(b *testing.B) {
+			m, err := New(&Config{Set: map[string]string{"latency_s": `latency_ms / 1000`}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := pjson.New()
+			keys, _ := m.Keys()
+			p.SelectKeys(append(keys, "level"), false)
+			raw := []byte(appLine)
+			var buf []byte
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				e := event.Event{Raw: raw}
+				p.Parse(&e)
+				if mode == "map" {
+					e.Mutable()
+				}
+				m.Apply(&e)
+				buf = event.AppendJSON(buf[:0], &e)
+			}
+		})
 	}
 }

@@ -28,11 +28,13 @@ func init() {
 // Parser parses JSON object lines. It is safe for concurrent use once
 // SelectKeys (if at all) has been called.
 type Parser struct {
-	selected bool                // SelectKeys(keys, false) was called
-	keys     []string            // the selected keys (small sets)
-	keySet   map[string]struct{} // the selected keys (large sets)
-	hint     atomic.Int32        // top-level key count of a recent line
-	lazy     func(*event.Event)  // p.complete, bound once
+	selected bool                        // SelectKeys(keys, false) was called
+	keys     []string                    // the selected keys (small sets)
+	keySet   map[string]string           // the selected keys (large sets)
+	hint     atomic.Int32                // top-level key count of a recent line
+	lazy     func(*event.Event)          // p.complete, bound once
+	want     func([]byte) (string, bool) // p.wantKey, bound once
+	strs     internTable                 // selected string values seen often
 }
 
 var (
@@ -51,27 +53,30 @@ func (p *Parser) SelectKeys(keys []string, all bool) {
 	}
 	p.selected = true
 	p.lazy = p.complete
+	p.want = p.wantKey
 	p.keys = append([]string(nil), keys...)
 	p.keySet = nil
 	if len(keys) > 8 {
-		p.keySet = make(map[string]struct{}, len(keys))
+		p.keySet = make(map[string]string, len(keys))
 		for _, k := range keys {
-			p.keySet[k] = struct{}{}
+			p.keySet[k] = k
 		}
 	}
 }
 
-func (p *Parser) want(key []byte) bool {
+// wantKey reports whether key is selected, and returns the selected key's
+// own string so that the map key costs no allocation.
+func (p *Parser) wantKey(key []byte) (string, bool) {
 	if p.keySet != nil {
-		_, ok := p.keySet[string(key)]
-		return ok
+		k, ok := p.keySet[string(key)]
+		return k, ok
 	}
 	for _, k := range p.keys {
 		if k == string(key) {
-			return true
+			return k, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // Parse implements parser.Parser.
@@ -135,7 +140,7 @@ func notObject(s *scanner, i int) scanner {
 }
 
 func (p *Parser) parseSelected(e *event.Event) {
-	s := scanner{buf: e.Raw}
+	s := scanner{buf: e.Raw, intern: &p.strs}
 	i := skipWS(s.buf, 0)
 	if i >= len(s.buf) || s.buf[i] != '{' {
 		notObject(&s, i)

@@ -34,6 +34,7 @@ const (
 type scanner struct {
 	buf     []byte
 	owned   bool
+	intern  *internTable // short selected string values, boxed once
 	badUTF8 bool
 	depth   int
 	err     errCode
@@ -269,6 +270,19 @@ func (s *scanner) parseString(i int) (string, int) {
 			i += n
 		}
 	}
+}
+
+// parseStringAny is parseString for a value stored in a map: a short
+// string without escapes comes boxed from the intern table, so a repeated
+// value (a level, a service name) costs no allocation.
+func (s *scanner) parseStringAny(i int) (any, int) {
+	b := s.buf
+	start := i + 1
+	n := plainRun(b, start)
+	if end := start + n; end < len(b) && b[end] == '"' && n <= maxInterned {
+		return s.intern.get(b[start:end]), end + 1
+	}
+	return s.parseString(i)
 }
 
 func unescape(e byte) byte {
@@ -531,8 +545,10 @@ func (s *scanner) parseValue(i int) (any, int) {
 }
 
 // parseObject fills m from the object at i. With want set, only the keys
-// for which want returns true are built; the other values are only checked.
-func (s *scanner) parseObject(i int, m map[string]any, want func(key []byte) bool) int {
+// for which want returns true are built, under the key string that want
+// returns (no allocation), and their string values go through s.intern when
+// set; the other values are only checked.
+func (s *scanner) parseObject(i int, m map[string]any, want func(key []byte) (string, bool)) int {
 	b := s.buf
 	if s.depth++; s.depth > maxDepth {
 		return s.fail(errDepth, i)
@@ -572,9 +588,14 @@ func (s *scanner) parseObject(i int, m map[string]any, want func(key []byte) boo
 				return -1
 			}
 			m[key] = v
-		} else if s.wanted(want, ks) {
-			k, _ := s.parseString(ks)
-			v, j := s.parseValue(i)
+		} else if k, ok := s.wanted(want, ks); ok {
+			var v any
+			var j int
+			if s.intern != nil && i < len(b) && b[i] == '"' {
+				v, j = s.parseStringAny(i)
+			} else {
+				v, j = s.parseValue(i)
+			}
 			if j < 0 {
 				return -1
 			}
@@ -599,7 +620,7 @@ func (s *scanner) parseObject(i int, m map[string]any, want func(key []byte) boo
 }
 
 // wanted asks want about the (checked) key whose opening quote is at ks.
-func (s *scanner) wanted(want func([]byte) bool, ks int) bool {
+func (s *scanner) wanted(want func([]byte) (string, bool), ks int) (string, bool) {
 	b := s.buf
 	n := plainRun(b, ks+1)
 	if b[ks+1+n] == '"' {
