@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -316,5 +317,30 @@ func drainDirNoAck(t *testing.T, dir string) ([]string, Stats) {
 		for _, r := range b.Records {
 			out = append(out, string(r))
 		}
+	}
+}
+
+// Recovery logs each damaged range with its segment and offset.
+func TestRecoveryLogsDamage(t *testing.T) {
+	pristine, frames := buildPristine(t, 40)
+	dir := filepath.Join(t.TempDir(), "b")
+	copyDir(t, pristine, dir)
+	f := frames[7]
+	p := filepath.Join(dir, f.seg)
+	b, _ := os.ReadFile(p)
+	b[f.off+frameHeader+3] ^= 0xFF
+	os.WriteFile(p, b, 0o600)
+	var logs strings.Builder
+	d, err := Open(dir, Config{}, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	want := fmt.Sprintf(`"segment":"%s","offset":%d,"bytes":%d,"records":1`, f.seg, f.off, f.size)
+	if !strings.Contains(logs.String(), want) {
+		t.Fatalf("log does not hold %s:\n%s", want, logs.String())
+	}
+	if st := d.Stats(); st.Corrupt != 1 || st.Records != 39 {
+		t.Fatalf("stats %+v", st)
 	}
 }

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -130,5 +131,52 @@ func TestRestartRedeliversUnacked(t *testing.T) {
 	r, _ := StatsOf(dir)
 	if r.Records != 0 || len(r.Segments) > 1 {
 		t.Fatalf("stats after all acked: %s", r)
+	}
+}
+
+// A reader that keeps up gets records from memory, not from the files; one
+// that falls behind the memory cache reads the files, in order.
+func TestReadsFromMemoryWhenKeepingUp(t *testing.T) {
+	for _, behind := range []bool{false, true} {
+		fsys := newMemFS()
+		d, err := Open("/b", Config{}, WithFS(fsys), WithSegmentSize(16<<10), WithMemoryCache(8<<10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fsys.mu.Lock()
+		fsys.reads = 0
+		fsys.mu.Unlock()
+		a := newAcks()
+		var got []string
+		const n = 2000
+		for i := 0; i < n; i += 10 {
+			var recs []Record
+			for j := range 10 {
+				recs = append(recs, a.rec(fmt.Sprintf("%05d-%090d", i+j, 0)))
+			}
+			d.Write(context.Background(), recs)
+			if !behind {
+				got = append(got, readAllRecords(t, d, Limits{MaxEvents: 100}, 10)...)
+			}
+		}
+		if behind {
+			waitFor(t, "all written", func() bool { return a.n.Load() == n })
+			got = readAllRecords(t, d, Limits{MaxEvents: 100}, n)
+		}
+		for i, g := range got {
+			if g[:5] != fmt.Sprintf("%05d", i) {
+				t.Fatalf("behind=%v: record %d = %.8q", behind, i, g)
+			}
+		}
+		fsys.mu.Lock()
+		reads := fsys.reads
+		fsys.mu.Unlock()
+		if !behind && reads != 0 {
+			t.Fatalf("a reader keeping up caused %d file reads", reads)
+		}
+		if behind && reads == 0 {
+			t.Fatal("200 KiB read back through an 8 KiB cache without reading the files")
+		}
+		d.Close()
 	}
 }

@@ -24,6 +24,7 @@ type memFS struct {
 	crashed  bool
 	capacity int64 // 0: unlimited; else writes beyond it fail with ENOSPC
 	lying    bool  // Sync does nothing (to show the test catches it)
+	reads    int   // ReadAt calls
 }
 
 type memNode struct {
@@ -162,6 +163,7 @@ func (m *memFS) SyncDir(dir string) error {
 func (f *memFile) ReadAt(b []byte, off int64) (int, error) {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
+	f.fs.reads++
 	if f.fs.crashed {
 		return 0, errCrashed
 	}
