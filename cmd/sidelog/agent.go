@@ -29,6 +29,35 @@ type agent struct {
 	api     *api.Server
 	ready   atomic.Bool
 	orphans atomic.Int64
+	current atomic.Pointer[pipeline.Pipeline]
+}
+
+// statusDoc is /status: the metrics snapshot plus what outputs report of
+// themselves (e.g. datadog's auth_error state).
+type statusDoc struct {
+	metrics.Snapshot
+	OutputDetails map[string]outputDetail `json:"output_details,omitempty"`
+}
+
+type outputDetail struct {
+	State     string `json:"state"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+func (a *agent) status() any {
+	doc := statusDoc{Snapshot: a.metrics.Snapshot()}
+	if p := a.current.Load(); p != nil {
+		for name, o := range p.Outputs() {
+			if s, ok := o.(interface{ Status() (string, string) }); ok {
+				if doc.OutputDetails == nil {
+					doc.OutputDetails = map[string]outputDetail{}
+				}
+				st, last := s.Status()
+				doc.OutputDetails[name] = outputDetail{State: st, LastError: last}
+			}
+		}
+	}
+	return doc
 }
 
 func newAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger) (*agent, error) {
@@ -85,6 +114,7 @@ func (a *agent) options(cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log
 // attach registers a freshly built pipeline's statistics and reports
 // orphaned buffers.
 func (a *agent) attach(cfg *config.Config, p *pipeline.Pipeline) {
+	a.current.Store(p)
 	a.metrics.Prune(p.Names())
 	for name, in := range p.Inputs() {
 		if t, ok := in.(*tail.Tailer); ok {
