@@ -295,6 +295,11 @@ func (a *Ack) Retain(k int) {
 // reference on it.
 func (e *Event) SetAck(a *Ack) { e.ack = a }
 
+// AckGroup returns the acknowledgement group set by SetAck (nil if none).
+// An input uses it to recognise the read batch an event came from (for
+// example to reuse the batch's memory once the engine recycles it).
+func (e *Event) AckGroup() *Ack { return e.ack }
+
 // Join makes e also answer for other's acknowledgement: used when lines are
 // joined (multiline, CRI partials) so that the checkpoint cannot pass the
 // first piece until the joined event is done. other must not be used again.

@@ -83,6 +83,8 @@ type Tailer struct {
 
 	deadlines map[*file]time.Time // reader only
 
+	recycle recycler // read memory handed back by the engine
+
 	stats counters
 }
 
@@ -501,13 +503,14 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 			want = int(r)
 		}
 	}
-	buf := make([]byte, p+want)
+	buf := t.recycle.chunk(p + want)
 	copy(buf, f.partial)
 	n, err := f.fd.ReadAt(buf[p:], f.offset)
 	if err != nil && err != io.EOF {
 		t.log.Warn("tail: read failed", "path", f.path, "error", err)
 	}
 	if n == 0 {
+		t.recycle.putChunk(buf)
 		return t.atEOF(f, now), false
 	}
 	f.offset += int64(n)
@@ -533,7 +536,7 @@ func (t *Tailer) split(f *file, data []byte, now time.Time) []*event.Event {
 	base := f.offset - int64(len(data)) // file offset of data[0]
 	maxLine := int(t.cfg.MaxLine)
 	n := bytes.Count(data, []byte{'\n'}) + 1
-	slab := make([]event.Event, n)
+	slab := t.recycle.slab(n)
 	lines := make([]*event.Event, 0, n)
 	gen := f.tr.gen
 	s := 0
@@ -588,16 +591,29 @@ func (t *Tailer) split(f *file, data []byte, now time.Time) []*event.Event {
 		f.partial = append(f.partial[:0], rest...)
 	}
 	t.stats.linesRead.Add(uint64(len(lines)))
-	return t.seal(f, lines, f.lineStart)
+	out, ack := t.seal(f, lines, f.lineStart)
+	// The held partial line was copied out of data, so only the events
+	// reference the chunk and the slab: those that come back through
+	// Recycle, and none that an assembler absorbed into a joined event
+	// during seal (its bytes were copied; event.Join cleared its ack).
+	live := 0
+	for _, ev := range lines {
+		if ev.AckGroup() != nil {
+			live++
+		}
+	}
+	t.recycle.track(data[:cap(data)], slab, ack, live)
+	return out
 }
 
 // seal attaches one acknowledgement to lines, registers the batch (ending
-// at end) with the tracker, and runs the lines through the assembler.
+// at end) with the tracker, and runs the lines through the assembler. It
+// returns the events to emit and the acknowledgement (nil without lines).
 // Call with f.mu held.
-func (t *Tailer) seal(f *file, lines []*event.Event, end int64) []*event.Event {
+func (t *Tailer) seal(f *file, lines []*event.Event, end int64) ([]*event.Event, *event.Ack) {
 	if len(lines) == 0 {
 		f.tr.addDone(end)
-		return nil
+		return nil, nil
 	}
 	tr := f.tr
 	seq := tr.add(end)
@@ -610,13 +626,13 @@ func (t *Tailer) seal(f *file, lines []*event.Event, end int64) []*event.Event {
 		ev.SetAck(ack)
 	}
 	if f.asm == nil {
-		return lines
+		return lines, ack
 	}
 	out := make([]*event.Event, 0, len(lines))
 	for _, ev := range lines {
 		out = f.asm.Push(ev, out)
 	}
-	return out
+	return out, ack
 }
 
 // sealPartial emits the held unterminated line as it is (the file was
@@ -647,7 +663,8 @@ func (t *Tailer) sealPartial(f *file, now time.Time, out []*event.Event) []*even
 		f.tr.addDone(f.offset)
 		return out
 	}
-	return append(out, t.seal(f, []*event.Event{ev}, f.offset)...)
+	sealed, _ := t.seal(f, []*event.Event{ev}, f.offset)
+	return append(out, sealed...)
 }
 
 // atEOF runs when a read returns nothing: a file renamed away (after
