@@ -29,6 +29,8 @@ func TestRecyclingKeepsOutput(t *testing.T) {
 	writeMultiline(t, multi, 6000)
 	js := filepath.Join(dir, "json.log")
 	writeJSON(t, js, 20000)
+	cri := filepath.Join(dir, "cri.log")
+	writeCRI(t, cri, 15000)
 
 	cases := []struct{ name, yaml string }{
 		{"regex+multiline+throttle", `
@@ -66,6 +68,22 @@ filters:
 outputs:
   - {name: all, type: file, path: "OUT/all.ndjson"}
   - {name: problems, type: file, path: "OUT/problems.ndjson", route: 'level in ["warn", "error"]'}
+`},
+		{"cri partials+json", `
+inputs:
+  - name: app
+    type: tail
+    paths: ["` + cri + `"]
+    read_from: head
+    read_buffer_bytes: 4KiB
+    parser: cri
+    inner_parser: json
+filters:
+  - {type: throttle, key: 'msg', limit: 1, interval: 1h}
+  - type: modify
+    set: {s: 'stream + ":" + level'}
+outputs:
+  - {name: all, type: file, path: "OUT/all.ndjson"}
 `},
 	}
 	for _, c := range cases {
@@ -160,6 +178,34 @@ func writeJSON(t *testing.T, path string, n int) {
 	for i := range n {
 		fmt.Fprintf(w, `{"ts":"2026-11-25T10:00:00.%03dZ","level":"%s","msg":"req %d \u00e9 \"q\"","service":"svc-%d","latency_ms":%d,"extra":{"a":[%d,true,null]}}`+"\n",
 			i%1000, levels[i%len(levels)], i, i%23, i*37%5000, i)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+}
+
+// writeCRI writes n container records on two streams; one in four is split
+// into P pieces and an F piece at varied points.
+func writeCRI(t *testing.T, path string, n int) {
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	for i := range n {
+		stream := []string{"stdout", "stderr"}[i%3%2]
+		rec := fmt.Sprintf(`{"level":"%s","msg":"m%d","pad":"%s"}`, []string{"info", "warn"}[i%2], i%400, strings.Repeat("z", i*11%200))
+		ts := fmt.Sprintf("2026-11-25T10:00:%02d.%09dZ", i%60, i)
+		if i%4 == 0 {
+			cut := 1 + i%(len(rec)-1)
+			for len(rec[:cut]) > 0 {
+				step := min(cut, 1+i%37)
+				fmt.Fprintf(w, "%s %s P %s\n", ts, stream, rec[:step])
+				rec, cut = rec[step:], cut-step
+			}
+		}
+		fmt.Fprintf(w, "%s %s F %s\n", ts, stream, rec)
 	}
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
