@@ -17,11 +17,11 @@ package datadog
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -117,7 +117,7 @@ type Output struct {
 	log    *slog.Logger
 	api    *datadogV2.LogsApi
 	tr     *http.Transport
-	opts   datadogV2.SubmitLogOptionalParameters
+	gzip   bool
 	keys   map[string]datadog.APIKey
 	srvIdx map[string]int
 	srvVar map[string]map[string]string
@@ -209,9 +209,7 @@ func New(c *Config, env plugins.OutputEnv) (*Output, error) {
 	cfg.RetryConfiguration.EnableRetry = false // the delivery loop retries
 	cfg.UserAgent = "sidelog " + cfg.UserAgent
 	o.api = datadogV2.NewLogsApi(datadog.NewAPIClient(cfg))
-	if c.Compression == "gzip" {
-		o.opts.WithContentEncoding(datadogV2.CONTENTENCODING_GZIP)
-	}
+	o.gzip = c.Compression == "gzip"
 	o.keys = map[string]datadog.APIKey{"apiKeyAuth": {Key: c.APIKey}}
 	if c.Endpoint != "" {
 		proto, name, _ := parseEndpoint(c.Endpoint)
@@ -454,8 +452,8 @@ func statusName(v []byte) string {
 
 type scratch struct {
 	ents  []entry
-	items []datadogV2.HTTPLogItem
-	props []map[string]any
+	body  []byte // the request body (compressed when gzip is on)
+	chunk []byte // uncompressed part of the body not yet compressed
 }
 
 // Write sends the batch in requests of at most MaxEntries entries and
@@ -466,7 +464,6 @@ func (o *Output) Write(ctx context.Context, batch [][]byte) error {
 	s := o.scratch.Get().(*scratch)
 	defer func() {
 		clear(s.ents) // drop the strings that alias batch
-		clear(s.items)
 		o.scratch.Put(s)
 	}()
 	failed := map[int]error{}
@@ -554,63 +551,19 @@ func (o *Output) stamp(ent *entry, now time.Time, nowMs int64) {
 
 const originalLayout = "2006-01-02T15:04:05.000Z07:00"
 
-func (s *scratch) build(ents []entry) []datadogV2.HTTPLogItem {
-	for len(s.props) < len(ents) {
-		s.props = append(s.props, make(map[string]any, 4))
-	}
-	if cap(s.items) < len(ents) {
-		s.items = make([]datadogV2.HTTPLogItem, len(ents))
-	}
-	items := s.items[:len(ents)]
-	for k := range ents {
-		ent := &ents[k]
-		it := &items[k]
-		*it = datadogV2.HTTPLogItem{Message: ent.msg}
-		if ent.source != "" {
-			it.Ddsource = &ent.source
-		}
-		if ent.tags != "" {
-			it.Ddtags = &ent.tags
-		}
-		if ent.hostname != "" {
-			it.Hostname = &ent.hostname
-		}
-		if ent.service != "" {
-			it.Service = &ent.service
-		}
-		p := s.props[k]
-		clear(p)
-		p["timestamp"] = ent.timestamp
-		if ent.status != "" {
-			p["status"] = ent.status
-		}
-		if ent.original {
-			p["original_timestamp"] = time.Unix(0, ent.unixNano).UTC().Format(originalLayout)
-		}
-		if ent.flags&flagTruncated != 0 {
-			p["truncated"] = true
-		}
-		it.AdditionalProperties = p
-	}
-	return items
-}
-
 // send posts one request and records the failure of its entries in failed.
 // It returns non-nil when the rest of the batch should not be sent now.
 func (o *Output) send(ctx context.Context, s *scratch, ents []entry, failed map[int]error) error {
-	items := s.build(ents)
+	body, _ := s.makeBody(ents, o.gzip)
 	var wrote atomic.Bool
-	rctx := context.WithValue(ctx, datadog.ContextAPIKeys, o.keys)
-	rctx = context.WithValue(rctx, datadog.ContextOperationServerIndices, o.srvIdx)
-	rctx = context.WithValue(rctx, datadog.ContextOperationServerVariables, o.srvVar)
-	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
+	rctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(i httptrace.WroteRequestInfo) {
 			if i.Err == nil {
 				wrote.Store(true)
 			}
 		},
 	})
-	_, resp, err := o.api.SubmitLog(rctx, items, o.opts)
+	resp, answer, err := o.post(rctx, body)
 	o.requests.Add(1)
 	fail := func(e error) {
 		for _, ent := range ents {
@@ -655,7 +608,7 @@ func (o *Output) send(ctx context.Context, s *scratch, ents []entry, failed map[
 		return e
 	}
 	code := resp.StatusCode
-	reason := o.reason(resp, err)
+	reason := o.reason(resp, answer)
 	switch {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		o.authErrors.Add(1)
@@ -710,6 +663,50 @@ func (o *Output) send(ctx context.Context, s *scratch, ents []entry, failed map[
 	}
 }
 
+// post sends one request body (already gzip-compressed when o.gzip) to the
+// intake through the official client, as LogsApi.SubmitLog does: the
+// client's server selection for the operation (site, or the endpoint
+// override given as operation server variables), its authentication
+// (DD-API-KEY from the context), its request preparation (default headers,
+// User-Agent, Content-Length) and its CallAPI (retries off). Only the
+// serialisation of the items and the compression are sidelog's: SubmitLog
+// takes a []HTTPLogItem that it re-marshals by reflection and would
+// compress a second time if Content-Encoding were passed to
+// PrepareRequest, so the header is set on the prepared request. It returns
+// the answer and its body (read and closed), or the transport error.
+func (o *Output) post(ctx context.Context, body []byte) (*http.Response, []byte, error) {
+	ctx = context.WithValue(ctx, datadog.ContextAPIKeys, o.keys)
+	ctx = context.WithValue(ctx, datadog.ContextOperationServerIndices, o.srvIdx)
+	ctx = context.WithValue(ctx, datadog.ContextOperationServerVariables, o.srvVar)
+	client := o.api.Client
+	base, err := client.Cfg.ServerURLWithContext(ctx, operation)
+	if err != nil {
+		return nil, nil, err
+	}
+	hdr := map[string]string{"Content-Type": "application/json", "Accept": "application/json"}
+	datadog.SetAuthKeys(ctx, &hdr, [2]string{"apiKeyAuth", "DD-API-KEY"})
+	req, err := client.PrepareRequest(ctx, base+"/api/v2/logs", http.MethodPost, body, hdr, url.Values{}, url.Values{}, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o.gzip {
+		req.Header.Set("Content-Encoding", string(datadogV2.CONTENTENCODING_GZIP))
+	}
+	resp, err := client.CallAPI(req)
+	if err != nil || resp == nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return nil, nil, err
+	}
+	answer, err := datadog.ReadBody(resp)
+	if err != nil {
+		// The status arrived: the answer is known even if its body is not.
+		answer = nil
+	}
+	return resp, answer, nil
+}
+
 func errString(err error) string {
 	if err == nil {
 		return "no response"
@@ -717,19 +714,18 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// reason describes an answer: status line and the start of its body.
-func (o *Output) reason(resp *http.Response, err error) string {
-	r := resp.Status
-	var oe datadog.GenericOpenAPIError
-	if errors.As(err, &oe) {
-		if b := strings.TrimSpace(string(oe.Body())); b != "" {
-			if len(b) > 300 {
-				b = b[:300] + "..."
-			}
-			r += ": " + b
-		}
+// reason describes an answer: status line and the start of its body, with
+// the API key redacted before anything is cut.
+func (o *Output) reason(resp *http.Response, body []byte) string {
+	b := strings.TrimSpace(o.redact(string(body[:min(len(body), 4096)])))
+	if len(b) > 300 {
+		b = strings.ToValidUTF8(b[:300], "") + "..."
 	}
-	return o.redact(r)
+	r := resp.Status
+	if b != "" {
+		r += ": " + b
+	}
+	return r
 }
 
 // retryAfter parses Retry-After (seconds or an HTTP date).
