@@ -85,15 +85,21 @@ func (k *Kubernetes) Apply(e *event.Event) bool {
 		k.unmatched.Add(1)
 		return true
 	}
-	f := e.Mutable()
-	obj, ok := f[Field].(map[string]any)
-	if !ok {
-		obj = make(map[string]any, 5)
-		f[Field] = obj
+	// A fresh object each time (a later stage may change it), merged into
+	// one the record already has, set through the overlay so that a raw
+	// JSON line is still written from its bytes.
+	obj := make(map[string]any, len(info.keys)+1)
+	if cur, ok := e.Field(Field); ok {
+		if m, ok := cur.(map[string]any); ok {
+			for k, v := range m {
+				obj[k] = v
+			}
+		}
 	}
 	for i, key := range info.keys {
 		obj[key] = info.vals[i]
 	}
+	e.SetField(Field, obj)
 	return true
 }
 

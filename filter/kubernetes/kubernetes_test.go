@@ -67,8 +67,14 @@ func TestExample(t *testing.T) {
 		t.Fatal("dropped")
 	}
 	want := map[string]any{"msg": "hi", "kubernetes": map[string]any{"namespace": "shop", "pod": "web-1", "pod_uid": "uid-1", "container": "app"}}
-	if !reflect.DeepEqual(e.Fields, want) || !e.Has(event.Modified) {
+	if !reflect.DeepEqual(e.Fields, want) {
 		t.Fatalf("got %v", e.Fields)
+	}
+	// A raw JSON line gets the object through the overlay: still written
+	// from its raw bytes, with the object added.
+	e.Raw = []byte(`{"msg":"hi"}`)
+	if got := string(event.AppendJSON(nil, e)); got != `{"msg":"hi","kubernetes":{"container":"app","namespace":"shop","pod":"web-1","pod_uid":"uid-1"}}` {
+		t.Fatalf("written as %s", got)
 	}
 	sys := &event.Event{Path: "/var/log/pods/kube-system_dns-1_uid-2/dns/0.log", Fields: map[string]any{}}
 	if chain.Apply(sys) {

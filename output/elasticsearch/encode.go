@@ -63,18 +63,11 @@ func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 	return append(dst, '\n'), nil
 }
 
-// hasTimestamp reports whether the record has its own @timestamp.
+// hasTimestamp reports whether the record has its own @timestamp (Field
+// sees the overlay: a removed @timestamp is absent).
 func hasTimestamp(e *event.Event) bool {
-	if _, ok := e.Fields["@timestamp"]; ok {
-		return true
-	}
-	// A partially parsed record may not hold the key although Raw does (if
-	// the pipeline did not ask for it): look in Raw, erring on the side of
-	// "present".
-	if (e.Partial || e.Fields == nil) && e.Flags&(event.RawJSON|event.Modified) == event.RawJSON {
-		return bytes.Contains(e.Raw, []byte(`"@timestamp"`))
-	}
-	return false
+	_, ok := e.Field("@timestamp")
+	return ok
 }
 
 // spliceTimestamp inserts "@timestamp":"<t>" as the first member of the JSON

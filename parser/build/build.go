@@ -210,30 +210,20 @@ func (c *Composed) Parse(e *event.Event) {
 			e.Flags |= event.BadTime
 		}
 	}
-	added := false
-	if len(c.static) > 0 || e.Stream != "" || e.Has(event.Truncated) {
-		if e.Fields == nil {
-			e.Fields = make(map[string]any, len(c.static)+2)
-		}
-		for _, f := range c.static {
-			if _, ok := e.Fields[f.k]; !ok {
-				e.Fields[f.k] = f.v
-				added = true
-			}
-		}
-		if e.Stream != "" {
-			if _, ok := e.Fields[parser.KeyStream]; !ok {
-				e.Fields[parser.KeyStream] = e.Stream
-				added = true
-			}
-		}
-		if e.Has(event.Truncated) {
-			e.Fields[parser.KeyTruncated] = true
-			added = true
+	// Added fields go through the event's overlay: a record whose line is
+	// raw JSON keeps being written from its raw bytes.
+	for _, f := range c.static {
+		if _, ok := e.Field(f.k); !ok {
+			e.SetField(f.k, f.v)
 		}
 	}
-	if added {
-		e.Flags &^= event.RawJSON // Raw no longer holds every field
+	if e.Stream != "" {
+		if _, ok := e.Field(parser.KeyStream); !ok {
+			e.SetField(parser.KeyStream, e.Stream)
+		}
+	}
+	if e.Has(event.Truncated) {
+		e.SetField(parser.KeyTruncated, true)
 	}
 	if !e.Has(event.RawJSON) && !e.Has(event.InvalidUTF8) && !utf8.Valid(e.Raw) {
 		e.Flags |= event.InvalidUTF8
