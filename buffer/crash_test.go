@@ -66,6 +66,10 @@ func crashChild() {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		os.Exit(2)
 	}
+	// A line torn by the previous kill must not swallow this run's first
+	// line: start on a new line. Complete lines end with ';'.
+	endLine(os.Getenv("DELIVERED"))
+	endLine(os.Getenv("ACKED"))
 	delivered, err := os.OpenFile(os.Getenv("DELIVERED"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		os.Exit(2)
@@ -74,7 +78,7 @@ func crashChild() {
 	deliver := func(b *Batch) {
 		var sb strings.Builder
 		for _, r := range b.Records {
-			fmt.Fprintf(&sb, "%d %s\n", run, r)
+			fmt.Fprintf(&sb, "%d %s;\n", run, r)
 		}
 		if _, err := delivered.WriteString(sb.String()); err != nil {
 			os.Exit(2)
@@ -106,12 +110,12 @@ func crashChild() {
 		var buf []byte
 		for id := range ackc {
 			buf = strconv.AppendInt(buf[:0], int64(id), 10)
-			buf = append(buf, '\n')
+			buf = append(buf, ';', '\n')
 			for more := true; more; {
 				select {
 				case id := <-ackc:
 					buf = strconv.AppendInt(buf, int64(id), 10)
-					buf = append(buf, '\n')
+					buf = append(buf, ';', '\n')
 				default:
 					more = false
 				}
@@ -154,8 +158,22 @@ func crashChild() {
 	}
 }
 
+func endLine(name string) {
+	b, err := os.ReadFile(name)
+	if err == nil && len(b) > 0 && b[len(b)-1] != '\n' {
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
+		if err == nil {
+			f.Write([]byte{'\n'})
+			f.Close()
+		}
+	}
+}
+
 func TestCrashSIGKILL(t *testing.T) {
 	root := t.TempDir()
+	if k := os.Getenv("SIDELOG_CRASH_KEEP"); k != "" {
+		root = k // keep the files for a post-mortem
+	}
 	dir := filepath.Join(root, "buffer", "out")
 	acked := filepath.Join(root, "acked")
 	delivered := filepath.Join(root, "delivered")
@@ -217,9 +235,10 @@ func TestCrashSIGKILL(t *testing.T) {
 	}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 2 {
-			continue // a line torn by the kill
+		line, complete := strings.CutSuffix(sc.Text(), ";")
+		fs := strings.Fields(line)
+		if !complete || len(fs) < 2 {
+			continue // a line torn by the kill (its batch was not acknowledged)
 		}
 		r, _ := strconv.Atoi(fs[0])
 		id, err := strconv.Atoi(fs[1])
@@ -270,10 +289,15 @@ func readIDs(t *testing.T, name string) []int {
 	var ids []int
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		id, err := strconv.Atoi(sc.Text())
-		if err == nil {
-			ids = append(ids, id)
+		line, complete := strings.CutSuffix(sc.Text(), ";")
+		if !complete {
+			continue // torn by the kill
 		}
+		id, err := strconv.Atoi(line)
+		if err != nil {
+			t.Fatalf("bad line %q", sc.Text())
+		}
+		ids = append(ids, id)
 	}
 	return ids
 }

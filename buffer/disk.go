@@ -135,7 +135,6 @@ type Disk struct {
 	unread     int64  // records not handed out
 	sealed     bool
 	closed     bool
-	flushing   bool // the flusher holds chunks
 	stalled    bool // the flusher is retrying after an I/O error
 	marks      []timeMark
 
@@ -539,7 +538,6 @@ func (d *Disk) flusher() {
 		upTo := d.writeSeq
 		d.pend, d.pendAcks = d.spare[:0], d.spareAcks[:0]
 		d.spare, d.spareAcks = nil, nil
-		d.flushing = len(chunks) > 0
 		d.mu.Unlock()
 
 		var err error
@@ -577,15 +575,11 @@ func (d *Disk) flusher() {
 		if err != nil {
 			// Closing with a failing disk: what is pending is lost, but its
 			// acks were never released, so the inputs read it again.
-			d.mu.Lock()
-			d.flushing = false
-			d.mu.Unlock()
 			return
 		}
 		backoff = 10 * time.Millisecond
 		d.mu.Lock()
 		d.stalled = false
-		d.flushing = false
 		if len(chunks) > 0 {
 			d.writtenSeq = upTo
 			for _, c := range chunks {
@@ -708,7 +702,7 @@ func (d *Disk) writeChunks(chunks []chunk, wf *File, wfID *uint64) error {
 	}
 	fsys := d.o.fs
 	syncDir := false
-	for i, c := range chunks {
+	for _, c := range chunks {
 		if *wf == nil || *wfID != c.seg {
 			if *wf != nil {
 				d.hook("fsync")
@@ -734,7 +728,6 @@ func (d *Disk) writeChunks(chunks []chunk, wf *File, wfID *uint64) error {
 		if _, err := (*wf).WriteAt(c.data, c.off); err != nil {
 			return err
 		}
-		_ = i
 	}
 	d.hook("fsync")
 	if err := (*wf).Sync(); err != nil {
@@ -829,8 +822,6 @@ func (d *Disk) writeLedger(sync bool) error {
 	}
 	return nil
 }
-
-func (d *Disk) syncLedger() error { return d.writeLedger(true) }
 
 // Read returns the next records not yet handed out: from memory while the
 // reader keeps up with the writer, else from the segment files.
