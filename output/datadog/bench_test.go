@@ -1,13 +1,19 @@
 package datadog
 
 import (
+	"bytes"
+	stdgzip "compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	kgzip "github.com/klauspost/compress/gzip"
 
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/output/datadog/ddtest"
@@ -86,4 +92,108 @@ func benchWrite(b *testing.B, comp string) {
 	}
 	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "entries/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// The record as a JSON string: measured at Encode (jsonLen) and written at
+// Write (appendJSONString) for every entry.
+func BenchmarkJSONLen(b *testing.B) {
+	line := []byte(benchLine)
+	b.SetBytes(int64(len(line)))
+	for b.Loop() {
+		if jsonLen(line) < len(line) {
+			b.Fatal("short")
+		}
+	}
+}
+
+func BenchmarkAppendJSONString(b *testing.B) {
+	var dst []byte
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchLine)))
+	for b.Loop() {
+		dst = appendJSONString(dst[:0], benchLine)
+	}
+}
+
+// benchBody is a request body of 1000 entries like the bench's data set
+// (varied trace ids, users, paths, latencies), as Write builds it.
+func benchBody(b *testing.B) []byte {
+	rng := rand.New(rand.NewPCG(1, 1))
+	levels := []string{"info", "info", "info", "info", "info", "info", "info", "debug", "debug", "warn"}
+	msgs := []string{"request completed for the authenticated user", "payment authorisation approved by the provider", "cache miss, loading from the database"}
+	svcs := []string{"payments", "cart", "inventory", "checkout"}
+	ents := make([]entry, 1000)
+	var recs [][]byte
+	for i := range ents {
+		line := fmt.Sprintf(`{"ts":"2026-11-25T10:00:%02d.%03dZ","level":%q,"msg":%q,"service":%q,"trace_id":"%016x%016x","user_id":"u-%07d","latency_ms":%d,"path":"/api/v1/orders/%d","status":200,"kubernetes":{"namespace":"shop","pod":"checkout-6d8f9c7b5-x7k2p","container":"app"}}`,
+			i/1000, i%1000, levels[rng.IntN(len(levels))], msgs[rng.IntN(len(msgs))], svcs[rng.IntN(len(svcs))],
+			rng.Uint64(), rng.Uint64(), rng.IntN(10_000_000), rng.IntN(300), rng.IntN(1_000_000))
+		recs = append(recs, []byte(line))
+		ents[i] = entry{msg: line, service: "checkout", source: "sidelog", hostname: "node-1", tags: "env:prod", status: "info", timestamp: 1764064800000 + int64(i)}
+	}
+	var s scratch
+	body, _ := s.makeBody(ents, false)
+	return bytes.Clone(body)
+}
+
+// BenchmarkGzipLevels: the compression of one request body. stdlib-default
+// is what the client's PrepareRequest does with Content-Encoding: gzip;
+// klauspost-1 is what this output uses.
+func BenchmarkGzipLevels(b *testing.B) {
+	body := benchBody(b)
+	type w interface {
+		io.WriteCloser
+		Reset(io.Writer)
+	}
+	for _, c := range []struct {
+		name string
+		new  func() w
+	}{
+		{"stdlib-default", func() w { z, _ := stdgzip.NewWriterLevel(nil, stdgzip.DefaultCompression); return z }},
+		{"stdlib-1", func() w { z, _ := stdgzip.NewWriterLevel(nil, stdgzip.BestSpeed); return z }},
+		{"klauspost-1", func() w { z, _ := kgzip.NewWriterLevel(nil, kgzip.BestSpeed); return z }},
+		{"klauspost-2", func() w { z, _ := kgzip.NewWriterLevel(nil, 2); return z }},
+		{"klauspost-default", func() w { z, _ := kgzip.NewWriterLevel(nil, kgzip.DefaultCompression); return z }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			z := c.new()
+			var out bytes.Buffer
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				out.Reset()
+				z.Reset(&out)
+				z.Write(body)
+				z.Close()
+			}
+			b.ReportMetric(float64(len(body))/float64(out.Len()), "ratio")
+		})
+	}
+}
+
+// BenchmarkBody: building the request body of 1000 entries (JSON + gzip)
+// without the network.
+func BenchmarkBody(b *testing.B) {
+	body := benchBody(b)
+	var arr []struct {
+		Message string `json:"message"`
+	}
+	if err := json.Unmarshal(body, &arr); err != nil {
+		b.Fatal(err)
+	}
+	ents := make([]entry, len(arr))
+	for i := range ents {
+		ents[i] = entry{msg: arr[i].Message, service: "checkout", source: "sidelog", hostname: "node-1", tags: "env:prod", status: "info", timestamp: 1764064800000 + int64(i)}
+	}
+	for _, comp := range []bool{true, false} {
+		b.Run(map[bool]string{true: "gzip", false: "none"}[comp], func(b *testing.B) {
+			var s scratch
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				s.makeBody(ents, comp)
+			}
+			b.ReportMetric(float64(len(ents))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+		})
+	}
 }

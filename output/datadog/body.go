@@ -127,7 +127,7 @@ func appendEntry(dst []byte, ent *entry) []byte {
 	return append(dst, '}')
 }
 
-// body writes the request body of ents into s.body, gzip-compressed when
+// makeBody writes the request body of ents into s.body, gzip-compressed when
 // compress is set (then s.body holds the compressed bytes). It returns the
 // body and its uncompressed size.
 func (s *scratch) makeBody(ents []entry, compress bool) (body []byte, size int) {
@@ -143,7 +143,8 @@ func (s *scratch) makeBody(ents []entry, compress bool) (body []byte, size int) 
 		s.body = b
 		return b, len(b)
 	}
-	z := bytes.NewBuffer(s.body[:0])
+	z := &s.z
+	*z = *bytes.NewBuffer(s.body[:0])
 	gw, _ := gzipWriters.Get().(*gzip.Writer)
 	if gw == nil {
 		gw, _ = gzip.NewWriterLevel(z, gzipLevel)
@@ -166,6 +167,7 @@ func (s *scratch) makeBody(ents []entry, compress bool) (body []byte, size int) 
 	size += len(c)
 	_, _ = gw.Write(c)
 	_ = gw.Close()
+	gw.Reset(nil) // do not keep s.z reachable from the pool
 	gzipWriters.Put(gw)
 	if cap(c) > 4*gzipChunk {
 		c = nil // after a huge entry: do not keep a large chunk pooled

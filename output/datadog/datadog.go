@@ -15,6 +15,7 @@
 package datadog
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -454,6 +455,7 @@ type scratch struct {
 	ents  []entry
 	body  []byte // the request body (compressed when gzip is on)
 	chunk []byte // uncompressed part of the body not yet compressed
+	z     bytes.Buffer
 }
 
 // Write sends the batch in requests of at most MaxEntries entries and
