@@ -1,6 +1,8 @@
 // Package datadog is the `datadog` output: records go to Datadog's log intake
 // (POST <site intake>/api/v2/logs) through the official client,
-// github.com/DataDog/datadog-api-client-go/v2 (LogsApi.SubmitLog). Only this
+// github.com/DataDog/datadog-api-client-go/v2: its APIClient.PrepareRequest
+// and CallAPI, called as LogsApi.SubmitLog calls them, with a body that this
+// package writes and gzips itself (see post and body.go). Only this
 // package imports the client (it is large to compile); plugins/all imports
 // this package unless the build tag `nodatadog` is set.
 //
