@@ -318,3 +318,69 @@ func TestProxyFromEnvironment(t *testing.T) {
 		t.Errorf("entries %+v", e)
 	}
 }
+
+// Two Writes run at once (the delivery loop's max_in_flight): both requests
+// are open at the same time at the server, and each gets its own body.
+func TestConcurrentWrites(t *testing.T) {
+	var mu sync.Mutex
+	arrived := 0
+	both := make(chan struct{})
+	var msgs []string
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var arr []struct{ Message string }
+		if err := json.NewDecoder(zr).Decode(&arr); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		arrived++
+		if arrived == 2 {
+			close(both)
+		}
+		for _, a := range arr {
+			msgs = append(msgs, a.Message)
+		}
+		mu.Unlock()
+		select {
+		case <-both:
+			w.WriteHeader(http.StatusAccepted)
+		case <-time.After(10 * time.Second):
+			http.Error(w, "the other request never came", http.StatusServiceUnavailable)
+		}
+	}))
+	defer sink.Close()
+	o := newOutput(t, &ddtest.Server{URL: sink.URL}, nil)
+	if o.InFlight() != 2 {
+		t.Fatalf("InFlight %d", o.InFlight())
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range 2 {
+		var evs []*event.Event
+		for j := range 500 {
+			evs = append(evs, jsonEvent(t, `{"w":`+string(rune('0'+i))+`,"j":"`+strings.Repeat("j", j%50)+`"}`, time.Now()))
+		}
+		recs := encode(t, o, evs...)
+		wg.Go(func() { errs[i] = o.Write(context.Background(), recs) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("write %d: %v", i, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	count := map[string]int{}
+	for _, m := range msgs {
+		count[m[:6]]++
+	}
+	if count[`{"w":0`] != 500 || count[`{"w":1`] != 500 {
+		t.Errorf("received %v", count)
+	}
+}

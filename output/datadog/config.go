@@ -55,10 +55,17 @@ type Config struct {
 	StatusKey string `yaml:"status_key"`
 	// RequestTimeout bounds one HTTP request, including reading the answer.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// MaxInFlight is the number of requests sent at once: the engine's
+	// delivery loop keeps that many batches in flight (InFlight), so that
+	// one batch is prepared while the previous one waits for its answer.
+	MaxInFlight int `yaml:"max_in_flight"`
 	// AuthErrorBackoff is the wait before retrying after a 401/403 (bad API
 	// key): long, so that a wrong key does not hammer the intake.
 	AuthErrorBackoff time.Duration `yaml:"auth_error_backoff"`
 }
+
+// DefaultMaxInFlight is the default of max_in_flight.
+const DefaultMaxInFlight = 2
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() *Config {
@@ -67,6 +74,7 @@ func DefaultConfig() *Config {
 		Compression:      "gzip",
 		StatusKey:        "level",
 		RequestTimeout:   30 * time.Second,
+		MaxInFlight:      DefaultMaxInFlight,
 		AuthErrorBackoff: 60 * time.Second,
 	}
 }
@@ -116,6 +124,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, keyErr("request_timeout", "must be positive"))
+	}
+	if c.MaxInFlight < 1 || c.MaxInFlight > 64 {
+		errs = append(errs, keyErr("max_in_flight", "must be between 1 and 64, not %d", c.MaxInFlight))
 	}
 	if c.AuthErrorBackoff <= 0 {
 		errs = append(errs, keyErr("auth_error_backoff", "must be positive"))

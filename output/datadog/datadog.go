@@ -205,7 +205,7 @@ func New(c *Config, env plugins.OutputEnv) (*Output, error) {
 
 	o.tr = http.DefaultTransport.(*http.Transport).Clone() // proxy from HTTPS_PROXY/HTTP_PROXY/NO_PROXY
 	o.tr.Proxy = http.ProxyFromEnvironment
-	o.tr.MaxIdleConnsPerHost = 4
+	o.tr.MaxIdleConnsPerHost = max(4, 2*c.MaxInFlight)
 	o.tr.IdleConnTimeout = 30 * time.Second // below the usual 60s of load balancers
 	cfg := datadog.NewConfiguration()
 	cfg.HTTPClient = &http.Client{Transport: o.tr, Timeout: c.RequestTimeout}
@@ -241,6 +241,10 @@ func DefaultHostname(engineHost string) string {
 	h, _ := os.Hostname()
 	return h
 }
+
+// InFlight is max_in_flight: the engine's delivery loop keeps that many
+// batches in flight for this output (Write is safe for concurrent use).
+func (o *Output) InFlight() int { return o.cfg.MaxInFlight }
 
 // DefaultBuffer makes the engine give this output a disk buffer by default.
 func (o *Output) DefaultBuffer() string { return "disk" }

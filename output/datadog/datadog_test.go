@@ -102,7 +102,7 @@ func TestExampleYAMLLoads(t *testing.T) {
 	c := cfg.Outputs[0].Plugin.(*Config)
 	if c.APIKey != testKey || c.Site != "datadoghq.com" || c.Source != "checkout" ||
 		!slices.Equal(c.Tags, []string{"env:prod", "team:{{ team }}"}) || c.StatusKey != "level" ||
-		c.Compression != "gzip" || c.AuthErrorBackoff != time.Minute {
+		c.Compression != "gzip" || c.AuthErrorBackoff != time.Minute || c.MaxInFlight != 2 {
 		t.Fatalf("decoded %+v", c)
 	}
 	if _, err := New(c, plugins.OutputEnv{Name: "dd"}); err != nil {
@@ -136,6 +136,8 @@ func TestValidate(t *testing.T) {
 		{"status key", func(c *Config) { c.StatusKey = "" }, "status_key"},
 		{"timeout", func(c *Config) { c.RequestTimeout = 0 }, "request_timeout"},
 		{"auth backoff", func(c *Config) { c.AuthErrorBackoff = -1 }, "auth_error_backoff"},
+		{"in flight 0", func(c *Config) { c.MaxInFlight = 0 }, "max_in_flight"},
+		{"in flight 65", func(c *Config) { c.MaxInFlight = 65 }, "max_in_flight"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

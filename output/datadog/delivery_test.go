@@ -81,6 +81,9 @@ func TestDeliveryWithFaults(t *testing.T) {
 					Batch:  delivery.BatchConfig{MaxEvents: 2500, MaxBytes: 8 << 20, Timeout: 5 * time.Millisecond},
 					Retry:  delivery.RetryConfig{Initial: time.Millisecond, Max: 4 * time.Millisecond},
 					Logger: slog.New(slog.DiscardHandler),
+					// As the engine sets it: concurrent Writes, batches
+					// acknowledged out of order.
+					MaxInFlight: o.InFlight(),
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 				defer cancel()
