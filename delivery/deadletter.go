@@ -35,6 +35,9 @@ type DeadLetterFiles struct {
 	dir      string
 	maxBytes int64
 	log      *slog.Logger
+	// SourceHeaders: records start with a source header (AppendSource),
+	// written as the line's "source".
+	SourceHeaders bool
 	// OnEvict, if set, is told how many records of output were lost when
 	// old files were removed to stay under MaxBytes.
 	OnEvict func(output string, records int)
@@ -85,12 +88,22 @@ func (d *DeadLetterFiles) Evicted(output string) int64 {
 
 // AppendLine appends the dead-letter line of one record to dst.
 func AppendLine(dst []byte, t time.Time, output, reason string, rec []byte) []byte {
+	return appendLine(dst, t, output, reason, nil, rec)
+}
+
+// appendLine is AppendLine with the record's source (a JSON object, see
+// AppendSource; nil: none).
+func appendLine(dst []byte, t time.Time, output, reason string, source, rec []byte) []byte {
 	dst = append(dst, `{"time":`...)
 	dst = t.UTC().AppendFormat(append(dst, '"'), time.RFC3339Nano)
 	dst = append(dst, `","output":`...)
 	dst = appendJSONString(dst, output)
 	dst = append(dst, `,"reason":`...)
 	dst = appendJSONString(dst, reason)
+	if len(source) > 0 && json.Valid(source) {
+		dst = append(dst, `,"source":`...)
+		dst = append(dst, source...)
+	}
 	if json.Valid(rec) {
 		var b bytes.Buffer
 		if json.Compact(&b, rec) == nil {
@@ -121,6 +134,11 @@ func (d *DeadLetterFiles) Write(output string, recs [][]byte, reasons []string) 
 		reason := ""
 		if i < len(reasons) {
 			reason = reasons[i]
+		}
+		if d.SourceHeaders {
+			src, rec := SplitSource(r)
+			buf = appendLine(buf, now, output, reason, src, rec)
+			continue
 		}
 		buf = AppendLine(buf, now, output, reason, r)
 	}
@@ -277,6 +295,7 @@ type Line struct {
 	Time         time.Time       `json:"time"`
 	Output       string          `json:"output"`
 	Reason       string          `json:"reason"`
+	Source       json.RawMessage `json:"source,omitempty"`
 	Record       json.RawMessage `json:"record,omitempty"`
 	RecordBase64 []byte          `json:"record_base64,omitempty"`
 }

@@ -81,6 +81,9 @@ type Runner struct {
 	Retry      RetryConfig
 	DeadLetter DeadLetter
 	Logger     *slog.Logger
+	// SourceHeaders: every record starts with a source header (see
+	// AppendSource), stripped before Write and kept for the dead letters.
+	SourceHeaders bool
 	// MaxInFlight is the number of batches sent concurrently (default 1).
 	// Batches are acknowledged to the buffer as they complete, out of order.
 	MaxInFlight int
@@ -188,7 +191,16 @@ func (r *Runner) deliver(ctx context.Context, recs [][]byte) error {
 	}
 	maxB = max(maxB, initial)
 	start := time.Now()
+	// full are the records as buffered (with their source headers, if
+	// any); pending what Write gets. They stay index-aligned.
+	full := recs
 	pending := recs
+	if r.SourceHeaders {
+		pending = make([][]byte, len(recs))
+		for i, rec := range recs {
+			_, pending[i] = SplitSource(rec)
+		}
+	}
 	for attempt := 0; len(pending) > 0; attempt++ {
 		err := r.Out.Write(ctx, pending)
 		if err == nil {
@@ -198,7 +210,7 @@ func (r *Runner) deliver(ctx context.Context, recs [][]byte) error {
 			return ctx.Err()
 		}
 		var wait time.Duration
-		var retry, dead [][]byte
+		var retry, retryFull, dead [][]byte
 		var reasons []string
 		var be *output.BatchError
 		if errors.As(err, &be) {
@@ -209,22 +221,23 @@ func (r *Runner) deliver(ctx context.Context, recs [][]byte) error {
 				}
 				c, after := output.Classify(ferr)
 				if c == output.Permanent {
-					dead = append(dead, rec)
+					dead = append(dead, full[i])
 					reasons = append(reasons, ferr.Error())
 					continue
 				}
 				retry = append(retry, rec)
+				retryFull = append(retryFull, full[i])
 				wait = max(wait, after)
 			}
 		} else {
 			c, after := output.Classify(err)
 			if c == output.Permanent {
-				dead = pending
+				dead = full
 				for range pending {
 					reasons = append(reasons, err.Error())
 				}
 			} else {
-				retry = pending
+				retry, retryFull = pending, full
 				wait = after
 			}
 		}
@@ -242,14 +255,14 @@ func (r *Runner) deliver(ctx context.Context, recs [][]byte) error {
 			for i := range rs {
 				rs[i] = "retry.max_elapsed exceeded: " + err.Error()
 			}
-			return r.deadLetter(ctx, retry, rs)
+			return r.deadLetter(ctx, retryFull, rs)
 		}
 		d := Backoff(initial, maxB, attempt, wait)
 		r.Logger.Warn("delivery failed, retrying", "output", r.Name, "records", len(retry), "in", d.String(), "error", err)
 		if !sleep(ctx, d) {
 			return ctx.Err()
 		}
-		pending = retry
+		pending, full = retry, retryFull
 	}
 	return nil
 }

@@ -459,3 +459,53 @@ func TestReplay(t *testing.T) {
 	}
 	t.Logf("replayed %d + %d records from %d files", sent, sent2, len(files))
 }
+
+// With source headers, Write sees the records without them and a dead
+// letter names the record's source.
+func TestSourceHeadersStrippedAndDeadLettered(t *testing.T) {
+	e := &event.Event{Input: "app", Path: "/var/log/a.log", Pos: event.Position{Offset: 42}}
+	good := append(AppendSource(nil, e), `{"ok":1}`...)
+	bad := append(AppendSource(nil, e), `{"bad":1}`...)
+	dir := t.TempDir()
+	dl := NewDeadLetterFiles(dir, 0, nil)
+	dl.SourceHeaders = true
+	var written [][]byte
+	out := writeFunc(func(batch [][]byte) error {
+		written = append(written, batch...)
+		fails := map[int]error{}
+		for i, r := range batch {
+			if string(r) == `{"bad":1}` {
+				fails[i] = output.PermanentError(errors.New("mapping conflict"))
+			}
+		}
+		if len(fails) > 0 {
+			return &output.BatchError{Failed: fails}
+		}
+		return nil
+	})
+	r := &Runner{Name: "es", Out: out, DeadLetter: dl, SourceHeaders: true}
+	if err := r.deliver(context.Background(), [][]byte{good, bad}); err != nil {
+		t.Fatal(err)
+	}
+	if len(written) != 2 || string(written[0]) != `{"ok":1}` || string(written[1]) != `{"bad":1}` {
+		t.Fatalf("Write saw %q", written)
+	}
+	files, _ := filepath.Glob(filepath.Join(DeadLetterDir(dir, "es"), "*.ndjson"))
+	if len(files) != 1 {
+		t.Fatalf("files %v", files)
+	}
+	b, _ := os.ReadFile(files[0])
+	var line Line
+	if err := json.Unmarshal(b, &line); err != nil {
+		t.Fatal(err)
+	}
+	if string(line.Source) != `{"input":"app","path":"/var/log/a.log","offset":42}` || string(line.Data()) != `{"bad":1}` || line.Reason != "mapping conflict" {
+		t.Fatalf("dead letter %s", b)
+	}
+}
+
+type writeFunc func(batch [][]byte) error
+
+func (f writeFunc) Encode(dst []byte, e *event.Event) ([]byte, error) { return dst, nil }
+func (f writeFunc) Close(context.Context) error                       { return nil }
+func (f writeFunc) Write(_ context.Context, batch [][]byte) error     { return f(batch) }

@@ -246,6 +246,7 @@ func (p *Pipeline) openBuffers() error {
 			o.runner.MaxInFlight = f.InFlight()
 		}
 		o.dl = dl
+		o.runner.SourceHeaders = dl != nil
 	}
 	return nil
 }
@@ -456,6 +457,9 @@ func (p *Pipeline) encode(o *outputStage, evs []*event.Event, sizeHint int) ([]b
 	arena := make([]byte, 0, max(sizeHint, 4096))
 	for _, e := range evs {
 		start := len(arena)
+		if o.dl != nil {
+			arena = delivery.AppendSource(arena, e)
+		}
 		var err error
 		arena, err = o.out.Encode(arena, e)
 		if err != nil {
@@ -464,7 +468,7 @@ func (p *Pipeline) encode(o *outputStage, evs []*event.Event, sizeHint int) ([]b
 			o.m.EncodeErrors.Inc()
 			arena = arena[:start]
 			if o.dl != nil {
-				rec := event.AppendJSON(nil, e)
+				rec := event.AppendJSON(delivery.AppendSource(nil, e), e)
 				if derr := o.dl.Write(o.name, [][]byte{rec}, []string{"encode: " + err.Error()}); derr != nil {
 					p.log.Error("cannot write a dead letter", "output", o.name, "error", derr.Error())
 				}

@@ -56,6 +56,9 @@ outputs:
 		t.Fatalf("dead-letter files: %v", files)
 	}
 	dl, _ := os.ReadFile(files[0])
+	if !strings.Contains(string(dl), `"source":{"input":"app","path":"`+filepath.Join(dir, "logs", "a.log")+`","offset":20}`) {
+		t.Fatalf("dead letter lacks the source (input, file, offset): %s", dl)
+	}
 	if !strings.Contains(string(dl), "mapper_parsing_exception") || !strings.Contains(string(dl), `"reason"`) {
 		t.Fatalf("dead letter lacks the reason: %s", dl)
 	}
