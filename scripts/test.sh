@@ -31,5 +31,5 @@ go vet ./...
 pkgs=$(go list -tags nodatadog ./... | grep -v '/output/datadog')
 echo "== go test -race (all packages but output/datadog)"
 go test -race -tags nodatadog -timeout 20m $pkgs
-echo "== go test output/datadog (no cgo)"
-CGO_ENABLED=0 go test -timeout 10m ./output/datadog/...
+echo "== go test output/datadog, and the packages that check every plugin, with datadog (no cgo)"
+CGO_ENABLED=0 go test -timeout 10m ./output/datadog/... ./docs/ ./cmd/sidelog-bench/
