@@ -23,8 +23,8 @@ const (
 	DefaultDiskMaxBytes   = 256 << 20
 	DefaultMemoryMaxBytes = 16 << 20
 	defaultSegmentSize    = 16 << 20
-	defaultMaxPending     = 4 << 20
-	defaultCacheBytes     = 8 << 20
+	defaultMaxPending     = 1 << 20
+	defaultCacheBytes     = 1 << 20
 	ledgerSyncEvery       = 100 * time.Millisecond
 )
 
@@ -56,7 +56,7 @@ func WithSegmentSize(n int64) Option { return func(o *options) { o.segmentSize =
 
 // WithMemoryCache sets how many bytes of written records are kept in memory
 // so that a reader that keeps up does not read them back from disk
-// (default 8 MiB).
+// (default 1 MiB).
 func WithMemoryCache(n int64) Option { return func(o *options) { o.cacheBytes = n } }
 
 // WithHook calls f at points of the write path ("write", "fsync", "roll",
@@ -457,7 +457,11 @@ func (d *Disk) append(r Record, payload []byte, fsz int64, now int64, z bool) {
 	d.evict()
 }
 
-const arenaSize = 256 << 10
+const (
+	arenaSize     = 256 << 10
+	chunkSize     = 256 << 10 // pending write buffers
+	maxFreeArenas = 4
+)
 
 // getArena returns a block for records read from disk; d.readMu is held.
 func (d *Disk) getArena() []byte {
@@ -479,7 +483,7 @@ func (d *Disk) newChunk(seg uint64, off int64) chunk {
 		d.freeBufs[n-1] = nil
 		d.freeBufs = d.freeBufs[:n-1]
 	} else {
-		c.data = make([]byte, 0, 256<<10)
+		c.data = make([]byte, 0, chunkSize)
 	}
 	return c
 }
@@ -591,7 +595,7 @@ func (d *Disk) flusher() {
 				}
 			}
 			for _, c := range chunks {
-				if cap(c.data) <= 4<<20 && len(d.freeBufs) < 16 {
+				if cap(c.data) == chunkSize && int64(len(d.freeBufs)*chunkSize) < d.o.maxPending+chunkSize {
 					d.freeBufs = append(d.freeBufs, c.data[:0])
 				}
 			}
@@ -1148,7 +1152,7 @@ func (d *Disk) Ack(b *Batch) error {
 	}
 	db.done = true
 	for _, a := range db.arenas {
-		if cap(a) == arenaSize && len(d.freeArenas) < 8 {
+		if cap(a) == arenaSize && len(d.freeArenas) < maxFreeArenas {
 			d.freeArenas = append(d.freeArenas, a)
 		}
 	}

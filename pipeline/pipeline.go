@@ -281,7 +281,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	var inWG sync.WaitGroup
 	inErrs := make([]error, len(p.inputs))
 	for i, in := range p.inputs {
-		ch := make(chan []*event.Event, 4)
+		ch := make(chan []*event.Event, 2)
 		inWG.Add(2)
 		go func() {
 			defer inWG.Done()
