@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // The checkpoint file holds, per file identity, the generation and the
@@ -91,12 +93,7 @@ func loadCheckpoints(path string) (doc checkpointDoc, found bool, err error) {
 // saveCheckpoints writes doc durably: temp file, fsync, rename, fsync dir.
 func saveCheckpoints(path string, doc *checkpointDoc, buf []byte) ([]byte, error) {
 	doc.Version = checkpointVersion
-	buf = buf[:0]
-	b, err := json.Marshal(doc)
-	if err != nil {
-		return buf, err
-	}
-	buf = append(buf, b...)
+	buf = appendCheckpoints(buf[:0], doc)
 	buf = append(buf, '\n')
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -128,4 +125,90 @@ func saveCheckpoints(path string, doc *checkpointDoc, buf []byte) ([]byte, error
 		}
 	}
 	return buf, nil
+}
+
+// appendCheckpoints appends doc as JSON, as json.Marshal would (its keys,
+// in its order) but without reflection: with a thousand files the
+// checkpoint is written every checkpoint_interval while they are appended.
+func appendCheckpoints(b []byte, doc *checkpointDoc) []byte {
+	b = append(b, `{"version":`...)
+	b = strconv.AppendInt(b, int64(doc.Version), 10)
+	b = append(b, `,"input":`...)
+	b = appendJSONString(b, doc.Input)
+	b = append(b, `,"files":`...)
+	if doc.Files == nil {
+		return append(b, "null}"...)
+	}
+	b = append(b, '[')
+	for i := range doc.Files {
+		c := &doc.Files[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"dev":`...)
+		b = strconv.AppendUint(b, c.Dev, 10)
+		b = append(b, `,"ino":`...)
+		b = strconv.AppendUint(b, c.Ino, 10)
+		b = append(b, `,"fp":`...)
+		b = strconv.AppendUint(b, c.FP, 10)
+		b = append(b, `,"mfp":`...)
+		b = strconv.AppendUint(b, c.MatchFP, 10)
+		b = append(b, `,"mlen":`...)
+		b = strconv.AppendInt(b, int64(c.MatchLen), 10)
+		b = append(b, `,"gen":`...)
+		b = strconv.AppendUint(b, uint64(c.Gen), 10)
+		b = append(b, `,"off":`...)
+		b = strconv.AppendInt(b, c.Offset, 10)
+		b = append(b, `,"path":`...)
+		b = appendJSONString(b, c.Path)
+		b = append(b, `,"seen":`...)
+		b = strconv.AppendInt(b, c.Seen, 10)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+// appendJSONString appends s as a JSON string: control characters, quote
+// and backslash escaped, invalid UTF-8 as U+FFFD (as encoding/json does; a
+// path that is not UTF-8 cannot round-trip through JSON either way).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }

@@ -22,7 +22,9 @@ type Config struct {
 	// input starts for the first time (no checkpoint yet).
 	ReadFrom string `yaml:"read_from"`
 	// PollInterval is how often the globs are rescanned and open files are
-	// checked, beside fsnotify.
+	// checked, beside fsnotify. While fsnotify watches every directory
+	// involved and has missed nothing, the rescans back off from
+	// PollInterval to MaxPollInterval.
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// MaxLine is max_line_bytes: a longer line is cut and flagged.
 	MaxLine units.Size `yaml:"max_line_bytes"`
@@ -52,6 +54,13 @@ type Config struct {
 	ForgetAfter time.Duration `yaml:"forget_after"`
 	// Watch enables fsnotify beside polling.
 	Watch bool `yaml:"watch"`
+	// MaxPollInterval is the longest pause between two rescans while
+	// fsnotify is healthy (every directory watched, no event missed, no
+	// error) and nothing changes: the safety poll. Rescans go back to
+	// PollInterval at once on any change, on an fsnotify error, and for
+	// missHold after a rescan found a change that fsnotify did not report.
+	// A value at or below PollInterval turns the back-off off.
+	MaxPollInterval time.Duration `yaml:"max_poll_interval"`
 	// DrainTimeout bounds how long a graceful stop waits for the
 	// acknowledgements of the events it emitted before it persists the
 	// checkpoint and returns.
@@ -71,6 +80,7 @@ func DefaultConfig() *Config {
 		CheckpointInterval: time.Second,
 		ForgetAfter:        time.Hour,
 		Watch:              true,
+		MaxPollInterval:    5 * time.Second,
 		DrainTimeout:       5 * time.Second,
 	}
 }
@@ -105,6 +115,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PollInterval < time.Millisecond {
 		bad("poll_interval", "must be at least 1ms, not %v", c.PollInterval)
+	}
+	if c.MaxPollInterval < 0 {
+		bad("max_poll_interval", "must not be negative")
 	}
 	if c.MaxLine < 16 || c.MaxLine > 1<<30 {
 		bad("max_line_bytes", "must be between 16 and 1GiB, not %v", c.MaxLine)

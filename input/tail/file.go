@@ -1,9 +1,11 @@
 package tail
 
 import (
+	"hash/maphash"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sidelog/sidelog/event"
@@ -22,9 +24,12 @@ type key struct{ dev, ino uint64 }
 type file struct {
 	key key
 
-	mu   sync.Mutex
-	fd   *os.File
-	path string // the matched path (the link, for a symbolic link)
+	mu sync.Mutex
+	fd *os.File
+	// sysfd is fd's descriptor, for single pread calls (see pread); valid
+	// while fd is not nil, used with mu held like fd.
+	sysfd int
+	path  string // the matched path (the link, for a symbolic link)
 	// target is the resolved path when path is a symbolic link.
 	target string
 
@@ -32,6 +37,12 @@ type file struct {
 	idSet bool
 	mFP   uint64 // hash of the first mLen bytes, for identity matching
 	mLen  int
+	// vh is a fast hash (maphash, this process only) of the same first
+	// mLen bytes, valid when vhLen == mLen: the reader compares the first
+	// bytes before each turn, and FNV-1a over 1 KiB a byte at a time cost
+	// more than the read itself for a one-line append.
+	vh    uint64
+	vhLen int
 
 	tr        *tracker // current generation
 	offset    int64    // bytes consumed (read position), partial included
@@ -51,6 +62,11 @@ type file struct {
 	truncated bool      // truncation seen: the reader starts a new generation
 
 	queued atomic.Bool // in the reader's queue (no lock)
+	// wev counts fsnotify write events for the file (no lock); wevSeen is
+	// its value at the last scan (scanner only). A file that grew with no
+	// event between two scans shows that fsnotify misses changes.
+	wev     atomic.Uint32
+	wevSeen uint32
 	// offsetA and sizeA mirror offset and size for lock-free reads (Stats).
 	offsetA atomic.Int64
 	sizeA   atomic.Int64
@@ -58,14 +74,82 @@ type file struct {
 
 // FNV-1a, inline so the fingerprint allocates nothing and is stable across
 // versions and hosts.
-func fingerprint(b []byte) uint64 {
-	h := uint64(14695981039346656037)
+func fingerprint(b []byte) uint64 { return fnvExtend(fnvBasis, b) }
+
+const fnvBasis = 14695981039346656037
+
+// fnvExtend continues FNV-1a hash h (of some bytes a) over b: the result is
+// fingerprint(a followed by b).
+func fnvExtend(h uint64, b []byte) uint64 {
 	for _, c := range b {
 		h ^= uint64(c)
 		h *= 1099511628211
 	}
 	return h
 }
+
+// setFD sets the open descriptor of f. Call with mu held.
+func (f *file) setFD(fd *os.File) error {
+	rc, err := fd.SyscallConn()
+	if err != nil {
+		return err
+	}
+	err = rc.Control(func(d uintptr) { f.sysfd = int(d) })
+	if err == nil {
+		f.fd = fd
+	}
+	return err
+}
+
+// pread reads into b at off with one system call: os.File.ReadAt goes on
+// until b is full, so every short read at the end of a file (the usual
+// case for a file being appended) would cost a second call that returns
+// nothing. n < len(b) means the end of the file. Call with mu held and fd
+// open.
+func (f *file) pread(b []byte, off int64) (int, error) {
+	for {
+		n, err := syscall.Pread(f.sysfd, b, off)
+		if err == syscall.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		if err != nil {
+			return n, &os.PathError{Op: "pread", Path: f.path, Err: err}
+		}
+		return n, nil
+	}
+}
+
+// extendPrefix learns the first bytes of a short file from data, the bytes
+// just read, which start at file offset base: when they continue the
+// matched prefix (base <= mLen), the fingerprint is extended without
+// reading the first bytes again. It reports false when data does not reach
+// past the prefix from there (the caller then reads the head). Call with mu
+// held.
+func (f *file) extendPrefix(data []byte, base int64, limit int) bool {
+	if base > int64(f.mLen) || !f.idSet {
+		return false
+	}
+	end := base + int64(len(data)) // file offset just past data
+	if end > int64(limit) {
+		end = int64(limit)
+	}
+	if end <= int64(f.mLen) {
+		return true // nothing new within the first limit bytes
+	}
+	h := f.mFP
+	if f.mLen == 0 {
+		h = fnvBasis
+	}
+	f.mFP = fnvExtend(h, data[int64(f.mLen)-base:end-base])
+	f.mLen = int(end)
+	f.vhLen = 0 // the fast hash is computed again from the bytes when verified
+	return true
+}
+
+var headSeed = maphash.MakeSeed()
 
 // checkPrefix compares the first bytes of the file (head, up to
 // fingerprint_bytes) with what is known. A mismatch means the file was
@@ -74,12 +158,25 @@ func fingerprint(b []byte) uint64 {
 // first time the file has content. Call with mu held.
 func (f *file) checkPrefix(head []byte) (same bool) {
 	if f.mLen > 0 {
-		if len(head) < f.mLen || fingerprint(head[:f.mLen]) != f.mFP {
+		if len(head) < f.mLen {
 			return false
+		}
+		if f.vhLen == f.mLen {
+			// equal bytes hash equally: a different hash is a mismatch; an
+			// equal one is a match but for a 2^-64 collision, as with FNV
+			if maphash.Bytes(headSeed, head[:f.mLen]) != f.vh {
+				return false
+			}
+		} else {
+			if fingerprint(head[:f.mLen]) != f.mFP {
+				return false
+			}
+			f.vh, f.vhLen = maphash.Bytes(headSeed, head[:f.mLen]), f.mLen
 		}
 	}
 	if len(head) > f.mLen {
 		f.mFP, f.mLen = fingerprint(head), len(head)
+		f.vh, f.vhLen = maphash.Bytes(headSeed, head), len(head)
 	}
 	if !f.idSet && len(head) > 0 {
 		f.id.Fingerprint = fingerprint(head)
@@ -97,6 +194,6 @@ func (f *file) readHead(buf []byte, size int64) []byte {
 	if n <= 0 {
 		return buf[:0]
 	}
-	m, _ := f.fd.ReadAt(buf[:n], 0)
+	m, _ := f.pread(buf[:n], 0)
 	return buf[:m]
 }

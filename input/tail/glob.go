@@ -31,49 +31,105 @@ func checkPattern(p string) error {
 }
 
 // glob calls visit for every path matching pattern (absolute, cleaned).
-func glob(pattern string, visit func(path string)) {
+func glob(pattern string, visit func(path string)) { globDirs(pattern, visit, nil) }
+
+// globDirs is glob that also calls dirs (when not nil) for every directory
+// where a new entry could make a new match and that the pattern's base
+// directory (watched on its own) does not cover: each directory whose
+// entries are listed for a pattern segment, and below such a listing each
+// directory where a literal segment is looked up (it may not exist yet).
+func globDirs(pattern string, visit, dirs func(path string)) {
 	pattern = filepath.Clean(pattern)
 	segs := strings.Split(pattern, "/")
+	w := globWalk{visit: visit, dirs: dirs}
 	if segs[0] == "" { // absolute
-		walkGlob("/", segs[1:], visit)
+		w.walk("/", segs[1:], false)
 		return
 	}
-	walkGlob(".", segs, visit)
+	w.walk(".", segs, false)
 }
 
-func walkGlob(dir string, segs []string, visit func(string)) {
+type globWalk struct{ visit, dirs func(string) }
+
+// walk matches segs below dir; listed reports that dir was found by listing
+// a directory (so it is below the base directory).
+func (w *globWalk) walk(dir string, segs []string, listed bool) {
 	if len(segs) == 0 {
-		visit(dir)
+		w.visit(dir)
 		return
 	}
 	s := segs[0]
 	switch {
 	case s == "**":
-		walkGlob(dir, segs[1:], visit)
+		w.walk(dir, segs[1:], listed)
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			return
 		}
+		if w.dirs != nil {
+			w.dirs(dir)
+		}
 		for _, e := range ents {
 			if e.IsDir() { // not a symlink to a directory: no loops
-				walkGlob(filepath.Join(dir, e.Name()), segs, visit)
+				w.walk(filepath.Join(dir, e.Name()), segs, true)
 			}
 		}
 	case !hasMeta(s):
-		walkGlob(filepath.Join(dir, s), segs[1:], visit)
-	default:
+		if listed && w.dirs != nil {
+			w.dirs(dir)
+		}
+		w.walk(filepath.Join(dir, s), segs[1:], listed)
+	case len(segs) == 1: // the file names: no types needed
 		f, err := os.Open(dir)
 		if err != nil {
 			return
 		}
-		names, _ := f.Readdirnames(-1)
+		names, err := f.Readdirnames(-1)
 		f.Close()
+		if err != nil && len(names) == 0 {
+			return
+		}
+		if w.dirs != nil {
+			w.dirs(dir)
+		}
 		for _, n := range names {
 			if ok, _ := filepath.Match(s, n); ok {
-				walkGlob(filepath.Join(dir, n), segs[1:], visit)
+				w.visit(filepath.Join(dir, n))
+			}
+		}
+	default:
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return
+		}
+		if w.dirs != nil {
+			w.dirs(dir)
+		}
+		for _, e := range ents {
+			// only a directory (or a link to one) has entries to match
+			// the remaining segments against
+			if !e.IsDir() && e.Type()&os.ModeSymlink == 0 {
+				continue
+			}
+			if ok, _ := filepath.Match(s, e.Name()); ok {
+				w.walk(filepath.Join(dir, e.Name()), segs[1:], true)
 			}
 		}
 	}
+}
+
+// matches reports whether path is matched by one of patterns and not
+// excluded.
+func matches(patterns, exclude []string, path string) bool {
+	if excluded(exclude, path) {
+		return false
+	}
+	for _, p := range patterns {
+		if matchPath(p, path) {
+			return true
+		}
+	}
+	return false
 }
 
 // baseDir is the longest leading part of pattern without glob characters:

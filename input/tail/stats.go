@@ -15,6 +15,8 @@ type counters struct {
 	closed           atomic.Uint64
 	checkpoints      atomic.Uint64
 	checkpointErrors atomic.Uint64
+	missedEvents     atomic.Uint64
+	scans            atomic.Uint64
 }
 
 // Stats is a snapshot of the input's metrics, for the metrics endpoint.
@@ -33,6 +35,11 @@ type Stats struct {
 	FilesClosed      uint64
 	Checkpoints      uint64 // checkpoint files written
 	CheckpointErrors uint64
+	// Scans counts rescans of the globs; MissedEvents the changes a
+	// rescan found that fsnotify had not reported (each one keeps the
+	// rescans at poll_interval for a while).
+	Scans        uint64
+	MissedEvents uint64
 
 	InFlightBatches int64 // emitted batches not yet fully acknowledged
 
@@ -63,6 +70,8 @@ func (t *Tailer) Stats() Stats {
 		FilesClosed:      t.stats.closed.Load(),
 		Checkpoints:      t.stats.checkpoints.Load(),
 		CheckpointErrors: t.stats.checkpointErrors.Load(),
+		Scans:            t.stats.scans.Load(),
+		MissedEvents:     t.stats.missedEvents.Load(),
 		InFlightBatches:  t.inflight.Load(),
 	}
 	t.mu.Lock()

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -64,9 +63,22 @@ type Tailer struct {
 	queue []*file
 	qsig  chan struct{}
 
-	trigger    chan struct{} // a scan is wanted (fsnotify)
-	scanN      uint64        // scanner goroutine only
-	initial    bool          // the first scan of this run (scanner only)
+	trigger chan struct{} // a scan is wanted (fsnotify)
+	scanN   uint64        // scanner goroutine only
+	initial bool          // the first scan of this run (scanner only)
+	// changed: the scan in progress found a change (a new file, a rename,
+	// a deletion, a truncation, a rotated file not yet finished); the
+	// next one comes after poll_interval. Scanner only.
+	changed bool
+	// fastUntil: rescans keep to poll_interval until then, because a scan
+	// found a change fsnotify had not reported. Scanner only.
+	fastUntil time.Time
+	pollReset atomic.Bool // an fsnotify error: back to poll_interval
+	// eventsLost: an fsnotify error (queue overflow) may have dropped
+	// write events, so the next scan compares the first bytes of every
+	// changed file itself (fullCheck, scanner only).
+	eventsLost atomic.Bool
+	fullCheck  bool
 	seenSet    map[string]struct{}
 	headBuf    []byte // scanner's fingerprint buffer
 	readerHead []byte // reader's fingerprint buffer
@@ -77,13 +89,20 @@ type Tailer struct {
 	ckptMu       sync.Mutex
 	ckptBuf      []byte
 
-	watchMu sync.Mutex
-	watched map[string]bool
-	watcher dirWatcher
+	watchMu   sync.Mutex
+	watched   map[string]bool
+	unwatched map[string]bool // required directories that could not be watched
+	watcher   dirWatcher
 
 	deadlines map[*file]time.Time // reader only
 
-	recycle recycler // read memory handed back by the engine
+	recycle      recycler       // read memory handed back by the engine
+	pending      []*event.Event // small batches gathered by send (reader only)
+	pendingSince time.Time      // when the first of them was gathered
+	// scratch is the reader's read buffer: a small read is copied out of
+	// it (so a 40-byte append costs a 40-byte allocation, not a
+	// read_buffer_bytes one), a large one takes it over. Reader only.
+	scratch []byte
 
 	stats counters
 }
@@ -112,6 +131,7 @@ func New(cfg *Config, env input.Env) (*Tailer, error) {
 		headBuf:      make([]byte, cfg.FingerprintBytes),
 		readerHead:   make([]byte, cfg.FingerprintBytes),
 		watched:      map[string]bool{},
+		unwatched:    map[string]bool{},
 		deadlines:    map[*file]time.Time{},
 	}
 	for i, p := range t.cfg.Paths {
@@ -274,7 +294,7 @@ func (t *Tailer) drain(toEOF bool) error {
 			return err
 		}
 	}
-	return nil
+	return t.flush()
 }
 
 func (f *file) statFD() (os.FileInfo, error) {
@@ -286,12 +306,48 @@ func (f *file) statFD() (os.FileInfo, error) {
 	return f.fd.Stat()
 }
 
-// send emits a batch (nothing for an empty one).
+// maxPending is how many events of small reads the reader gathers into
+// one batch before it emits them; maxPendingAge how long the first of them
+// may wait while the reader keeps finding files to read.
+const (
+	maxPending    = 1024
+	maxPendingAge = 50 * time.Millisecond
+)
+
+// send hands a batch to the pipeline, in order. The small batches of slow
+// files (one line each, say) are gathered and emitted together when the
+// reader has nothing else to read (flush) or maxPending events are
+// gathered: a thousand files appended once a second cost one pass through
+// the pipeline, not a thousand. A large batch is emitted as it is, after
+// those gathered before it. Reader only.
 func (t *Tailer) send(batch []*event.Event) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	return t.emit(batch)
+	if len(t.pending)+len(batch) > maxPending {
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	if len(batch) >= maxPending/4 && len(t.pending) == 0 {
+		return t.emit(batch)
+	}
+	if t.pending == nil {
+		t.pending = make([]*event.Event, 0, 64)
+		t.pendingSince = time.Now()
+	}
+	t.pending = append(t.pending, batch...)
+	return nil
+}
+
+// flush emits the gathered events. Reader only.
+func (t *Tailer) flush() error {
+	if len(t.pending) == 0 {
+		return nil
+	}
+	b := t.pending
+	t.pending = nil // the pipeline owns b now
+	return t.emit(b)
 }
 
 func (t *Tailer) batchDone() {
@@ -375,6 +431,9 @@ func (t *Tailer) readLoop(ctx context.Context) error {
 		}
 		f := t.dequeue()
 		if f == nil {
+			if err := t.flush(); err != nil {
+				return err
+			}
 			next, ok := t.nextDeadline()
 			if ok {
 				timer.Reset(time.Until(next))
@@ -408,8 +467,14 @@ func (t *Tailer) readLoop(ctx context.Context) error {
 		if more {
 			t.enqueue(f)
 		}
-		if err := t.flushDue(time.Now()); err != nil {
+		now := time.Now()
+		if err := t.flushDue(now); err != nil {
 			return err
+		}
+		if t.pending != nil && now.Sub(t.pendingSince) >= maxPendingAge {
+			if err := t.flush(); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -486,7 +551,7 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 	}
 	if !f.idSet {
 		if st, err := f.fd.Stat(); err == nil {
-			f.checkPrefix(f.readHead(make([]byte, t.cfg.FingerprintBytes), st.Size()))
+			f.checkPrefix(f.readHead(t.readerHead, st.Size()))
 		}
 	}
 	p := len(f.partial)
@@ -503,40 +568,68 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 			want = int(r)
 		}
 	}
-	buf := t.recycle.chunk(p + want)
+	if cap(t.scratch) < p+want {
+		if t.scratch != nil {
+			t.recycle.putChunk(t.scratch)
+		}
+		t.scratch = t.recycle.chunk(p + want)
+	}
+	buf := t.scratch[:p+want]
 	copy(buf, f.partial)
-	n, err := f.fd.ReadAt(buf[p:], f.offset)
-	if err != nil && err != io.EOF {
+	n, err := f.pread(buf[p:], f.offset)
+	if err != nil {
 		t.log.Warn("tail: read failed", "path", f.path, "error", err)
 	}
 	if n == 0 {
-		t.recycle.putChunk(buf)
 		return t.atEOF(f, now), false
+	}
+	data, pooled := buf[:p+n], true
+	if p+n <= t.smallRead() {
+		// a small read (a slow file): copy it out and keep the scratch,
+		// so that its events hold a buffer of their own size
+		data, pooled = bytes.Clone(data), false
+	} else {
+		t.scratch = nil // the events own it now
 	}
 	f.offset += int64(n)
 	f.offsetA.Store(f.offset)
 	if f.mLen < t.cfg.FingerprintBytes {
 		// learn the fingerprint of a short file (or of a new generation)
-		// from the bytes consumed, so that the next truncation shows
-		if !f.checkPrefix(f.readHead(t.readerHead, f.offset)) {
+		// from the bytes consumed, so that the next truncation shows:
+		// from the bytes just read when they continue the known prefix
+		// (verify compared that prefix before this turn), else read again
+		if !f.extendPrefix(buf[p:p+n], f.offset-int64(n), t.cfg.FingerprintBytes) &&
+			!f.checkPrefix(f.readHead(t.readerHead, f.offset)) {
 			f.truncated = true
 		}
 	}
 	t.stats.bytesRead.Add(uint64(n))
-	batch = t.split(f, buf[:p+n], now)
+	batch = t.split(f, data, now, pooled)
 	if f.asm != nil {
 		t.noteDeadline(f)
 	}
 	return batch, n == want && target < 0 || target >= 0 && f.offset < target
 }
 
+// smallRead is the largest read that is copied out of the reader's
+// scratch buffer rather than handed over with it.
+func (t *Tailer) smallRead() int { return int(t.cfg.ReadBufferBytes) / 8 }
+
 // split cuts data (the held partial line followed by what was just read)
 // into line events, holds the unterminated rest, and seals the batch.
-func (t *Tailer) split(f *file, data []byte, now time.Time) []*event.Event {
+// pooled: data is a read_buffer_bytes chunk, which the recycler takes
+// back with the event slab once every event came back; else data and the
+// slab are sized for this read and left to the garbage collector.
+func (t *Tailer) split(f *file, data []byte, now time.Time, pooled bool) []*event.Event {
 	base := f.offset - int64(len(data)) // file offset of data[0]
 	maxLine := int(t.cfg.MaxLine)
 	n := bytes.Count(data, []byte{'\n'}) + 1
-	slab := t.recycle.slab(n)
+	var slab []event.Event
+	if pooled {
+		slab = t.recycle.slab(n)
+	} else {
+		slab = make([]event.Event, n)
+	}
 	lines := make([]*event.Event, 0, n)
 	gen := f.tr.gen
 	s := 0
@@ -596,6 +689,9 @@ func (t *Tailer) split(f *file, data []byte, now time.Time) []*event.Event {
 	// reference the chunk and the slab: those that come back through
 	// Recycle, and none that an assembler absorbed into a joined event
 	// during seal (its bytes were copied; event.Join cleared its ack).
+	if !pooled {
+		return out
+	}
 	live := 0
 	for _, ev := range lines {
 		if ev.AckGroup() != nil {
@@ -713,7 +809,7 @@ func (t *Tailer) newGeneration(f *file, now time.Time) []*event.Event {
 		out = f.asm.Flush(out)
 	}
 	f.truncated = false
-	f.mFP, f.mLen = 0, 0 // learnt again from the new content
+	f.mFP, f.mLen, f.vhLen = 0, 0, 0 // learnt again from the new content
 	f.tr = newTracker(f.tr.gen+1, 0, &t.dirty)
 	t.dirty.Store(true)
 	f.offset, f.lineStart = 0, 0
@@ -727,35 +823,80 @@ func (t *Tailer) newGeneration(f *file, now time.Time) []*event.Event {
 
 // ---- discovery ----
 
+// missHold is how long rescans keep to poll_interval after one found a
+// change that fsnotify had not reported (a network or overlay volume):
+// long enough not to pay a missed change every max_poll_interval again.
+const missHold = 10 * time.Minute
+
+// missGrace is how old a change must be before a rescan that finds it
+// without an fsnotify event counts it as missed (events arrive late under
+// load; a late one is not a miss).
+const missGrace = 2 * time.Second
+
+// scanLoop rescans the globs: at once when fsnotify reports a creation, a
+// removal or a rename; else after poll_interval, doubled after each scan
+// that found nothing new up to max_poll_interval while fsnotify is healthy
+// (see nextPoll). It also writes the checkpoint.
 func (t *Tailer) scanLoop(ctx context.Context) {
-	tick := time.NewTicker(t.cfg.PollInterval)
-	defer tick.Stop()
+	interval := t.cfg.PollInterval
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
 	ckpt := time.NewTicker(t.cfg.CheckpointInterval)
 	defer ckpt.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-			t.scan(time.Now())
+		case <-timer.C:
 		case <-t.trigger:
-			t.scan(time.Now())
 		case <-ckpt.C:
 			if t.dirty.Load() {
 				t.persist()
 			}
+			continue
 		}
+		now := time.Now()
+		t.scan(now)
+		interval = t.nextPoll(interval, now)
+		timer.Reset(interval) // Go 1.23 timers: no stale tick after Reset
 	}
+}
+
+// nextPoll is the pause before the next rescan: poll_interval unless
+// fsnotify is healthy (running, every required directory watched, no error
+// and no missed change lately) and the last scan found nothing new; then
+// twice the last pause, at most max_poll_interval.
+func (t *Tailer) nextPoll(cur time.Duration, now time.Time) time.Duration {
+	fast := t.cfg.PollInterval
+	reset := t.pollReset.Swap(false)
+	if t.cfg.MaxPollInterval <= fast || reset || t.changed || now.Before(t.fastUntil) || !t.watchHealthy() {
+		return fast
+	}
+	return min(2*cur, t.cfg.MaxPollInterval)
+}
+
+// missed records that a scan found a change fsnotify had not reported.
+func (t *Tailer) missed(path, what string, now time.Time) {
+	if !now.Before(t.fastUntil) {
+		t.log.Info("tail: fsnotify missed a change (network or overlay volume?): rescanning every poll_interval",
+			"path", path, "change", what, "for", missHold)
+	}
+	t.fastUntil = now.Add(missHold)
+	t.stats.missedEvents.Add(1)
 }
 
 // scan matches the globs, opens new files, notices renamed, deleted and
 // truncated ones, releases deleted files held too long and queues files
-// with unread bytes.
+// with unread bytes. It watches the directories the globs list.
 func (t *Tailer) scan(now time.Time) {
 	t.scanN++
+	t.stats.scans.Add(1)
+	t.changed = false
+	t.fullCheck = t.eventsLost.Swap(false)
+	t.retryWatches()
 	clear(t.seenSet)
 	for _, pat := range t.cfg.Paths {
-		glob(pat, func(p string) {
+		globDirs(pat, func(p string) {
 			if _, dup := t.seenSet[p]; dup || excluded(t.cfg.Exclude, p) {
 				return
 			}
@@ -765,9 +906,20 @@ func (t *Tailer) scan(now time.Time) {
 				return
 			}
 			t.visit(p, st, now)
-		})
+		}, t.watchListed)
 	}
 	t.sweep(now)
+}
+
+// watchListed watches a directory a glob walk listed (or looked into).
+func (t *Tailer) watchListed(dir string) { t.watchDir(dir, false) }
+
+// watching reports that fsnotify runs (scanner only: set before the
+// first scan).
+func (t *Tailer) watching() bool {
+	t.watchMu.Lock()
+	defer t.watchMu.Unlock()
+	return t.watcher != nil
 }
 
 func statKey(st os.FileInfo) (key, uint64) {
@@ -808,11 +960,24 @@ func (t *Tailer) refresh(f *file, p string, st os.FileInfo, now time.Time) {
 	if !f.rotatedAt.IsZero() {
 		f.rotatedAt = time.Time{} // back under a matched path
 	}
-	t.checkSize(f, st.Size(), st.ModTime())
+	ev := f.wev.Load()
+	if size := st.Size(); size > f.size && size > f.offset && ev == f.wevSeen && !f.queued.Load() &&
+		now.Sub(st.ModTime()) > missGrace && !t.initial && t.watching() {
+		// grew since the last scan, long enough ago, without a write
+		// event, and the reader was not told
+		t.missed(f.path, "write", now)
+	}
+	notified := ev != f.wevSeen && !t.fullCheck
+	f.wevSeen = ev
+	t.checkSize(f, st.Size(), st.ModTime(), notified)
 }
 
-// checkSize notices growth and truncation. Call with f.mu held.
-func (t *Tailer) checkSize(f *file, size int64, mtime time.Time) {
+// checkSize notices growth and truncation. notified: fsnotify reported a
+// write to f since the last scan, so the reader compares the first bytes
+// after every change (each change is an event, each event a turn of the
+// reader, each turn starts with verify): the scanner need not read them.
+// Call with f.mu held.
+func (t *Tailer) checkSize(f *file, size int64, mtime time.Time, notified bool) {
 	if size < f.offset || size < int64(f.mLen) {
 		// size may come from a stat of the path taken before the reader
 		// read further: confirm on the descriptor, under f.mu
@@ -827,12 +992,17 @@ func (t *Tailer) checkSize(f *file, size int64, mtime time.Time) {
 	f.sizeA.Store(size)
 	if size < f.offset {
 		f.truncated = true
-	} else if changed {
-		// same inode, new size: a copytruncate followed by writes past our
-		// offset shows as a changed first bytes
+	} else if changed && size <= f.offset && !notified {
+		// same inode, changed, nothing to read: a truncation followed by
+		// writes up to our offset shows as changed first bytes. (With
+		// bytes to read, the reader compares the first bytes before it
+		// reads: verify.)
 		if !f.checkPrefix(f.readHead(t.headBuf, size)) {
 			f.truncated = true
 		}
+	}
+	if f.truncated {
+		t.changed = true
 	}
 	if f.truncated || size > f.offset {
 		t.enqueue(f)
@@ -865,7 +1035,11 @@ func (t *Tailer) open(p string, now time.Time) {
 		}
 		old.mu.Unlock()
 	}
-	f := &file{key: k, fd: fd, path: p, seen: now, seenScan: t.scanN, pathScan: t.scanN}
+	f := &file{key: k, path: p, seen: now, seenScan: t.scanN, pathScan: t.scanN}
+	if err := f.setFD(fd); err != nil {
+		fd.Close()
+		return
+	}
 	f.id.Dev, f.id.Ino = k.dev, k.ino
 	if t.newAsm != nil {
 		f.asm = t.newAsm()
@@ -912,6 +1086,11 @@ func (t *Tailer) open(p string, now time.Time) {
 		}
 	}
 	needRead := f.truncated || size > f.offset
+	t.changed = true
+	if !t.initial && now.Sub(changeTime(st, p)) > missGrace && t.watching() {
+		// an old file found by a rescan, not announced by an event
+		t.missed(p, "create", now)
+	}
 	t.log.Debug("tail: opened", "path", p, "offset", f.offset, "generation", f.tr.gen, "resumed", resumed)
 	t.watchFile(f)
 	t.mu.Lock()
@@ -926,6 +1105,21 @@ func (t *Tailer) open(p string, now time.Time) {
 	if needRead {
 		t.enqueue(f)
 	}
+}
+
+// changeTime is the later of the status change times of the file and, for
+// a symbolic link, of the link itself: no earlier than when the path
+// appeared.
+func changeTime(st os.FileInfo, p string) time.Time {
+	c := st.Sys().(*syscall.Stat_t).Ctim
+	ct := time.Unix(c.Sec, c.Nsec)
+	if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		lc := fi.Sys().(*syscall.Stat_t).Ctim
+		if lt := time.Unix(lc.Sec, lc.Nsec); lt.After(ct) {
+			ct = lt
+		}
+	}
+	return ct
 }
 
 // tailOffset is where read_from: tail starts: just past the last newline
@@ -965,6 +1159,9 @@ func (t *Tailer) sweep(now time.Time) {
 			f.mu.Unlock()
 			continue
 		}
+		if !f.deletedAt.IsZero() || !f.rotatedAt.IsZero() {
+			t.changed = true // not finished yet: rotate_wait, max_deleted_hold
+		}
 		if f.seenScan == t.scanN {
 			if f.pathScan != t.scanN && f.altPath != "" { // renamed, still matched
 				t.renamed(f, f.altPath)
@@ -978,6 +1175,7 @@ func (t *Tailer) sweep(now time.Time) {
 			continue
 		}
 		_, nlink := statKey(st)
+		t.changed = true
 		if nlink == 0 {
 			if f.deletedAt.IsZero() {
 				f.deletedAt = now
@@ -989,7 +1187,7 @@ func (t *Tailer) sweep(now time.Time) {
 			t.stats.rotations.Add(1)
 			t.log.Debug("tail: renamed away", "path", f.path)
 		}
-		t.checkSize(f, st.Size(), st.ModTime())
+		t.checkSize(f, st.Size(), st.ModTime(), false)
 		switch {
 		case !f.deletedAt.IsZero() && now.Sub(f.deletedAt) > t.cfg.MaxDeletedHold:
 			lost := f.size - f.lineStart
@@ -1027,6 +1225,7 @@ func (t *Tailer) renamed(f *file, p string) {
 	t.log.Debug("tail: renamed", "from", f.path, "to", p)
 	f.path = p
 	f.pathScan = t.scanN
+	t.changed = true
 	t.stats.rotations.Add(1)
 	t.watchFile(f)
 }
