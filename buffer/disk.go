@@ -21,7 +21,7 @@ import (
 // Defaults of a disk buffer.
 const (
 	DefaultDiskMaxBytes   = 256 << 20
-	DefaultMemoryMaxBytes = 16 << 20
+	DefaultMemoryMaxBytes = 4 << 20
 	defaultSegmentSize    = 16 << 20
 	defaultMaxPending     = 1 << 20
 	defaultCacheBytes     = 1 << 20
@@ -387,7 +387,7 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 				return ErrSealed
 			}
 			if d.pendBytes >= d.o.maxPending {
-				if err := d.wait(ctx, d.spaceCond); err != nil {
+				if err := d.waitRoom(ctx); err != nil {
 					return err
 				}
 				continue
@@ -396,7 +396,7 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 				if d.dropNew {
 					break
 				}
-				if err := d.wait(ctx, d.spaceCond); err != nil {
+				if err := d.waitRoom(ctx); err != nil {
 					return err
 				}
 				continue
@@ -413,6 +413,16 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 	d.workCond.Signal()
 	d.dataCond.Broadcast()
 	return nil
+}
+
+// waitRoom waits for room for a writer; d.mu is held. The records of the
+// call appended so far are handed to the flusher and the reader first:
+// otherwise a call holding more than the pending bound (or max_bytes) would
+// wait for room that only they can make.
+func (d *Disk) waitRoom(ctx context.Context) error {
+	d.workCond.Signal()
+	d.dataCond.Broadcast()
+	return d.wait(ctx, d.spaceCond)
 }
 
 // append frames one record into the pending chunks; d.mu is held.

@@ -23,6 +23,11 @@ type Memory struct {
 	dropped  int64
 	inflight map[uint64]*memBatch
 	oldest   time.Time
+	// blocked counts writers waiting for room: then a reader does not
+	// wait for a fuller batch (none can come before it takes one).
+	blocked int
+	// overflow: drop_newest dropped records since the last Read.
+	overflow bool
 }
 
 type memBatch struct {
@@ -30,10 +35,11 @@ type memBatch struct {
 	bytes int64
 }
 
-// NewMemory returns a memory buffer holding at most maxBytes (0: 16 MiB).
+// NewMemory returns a memory buffer holding at most maxBytes (0:
+// DefaultMemoryMaxBytes).
 func NewMemory(maxBytes int64, whenFull string) *Memory {
 	if maxBytes <= 0 {
-		maxBytes = 16 << 20
+		maxBytes = DefaultMemoryMaxBytes
 	}
 	m := &Memory{maxBytes: maxBytes, dropNew: whenFull == "drop_newest", inflight: map[uint64]*memBatch{}}
 	m.cond = sync.NewCond(&m.mu)
@@ -61,7 +67,11 @@ func (m *Memory) Write(ctx context.Context, recs []Record) error {
 			if m.dropNew {
 				break
 			}
-			if err := m.wait(ctx); err != nil {
+			m.blocked++
+			m.cond.Broadcast() // a reader waiting for a fuller batch
+			err := m.wait(ctx)
+			m.blocked--
+			if err != nil {
 				return err
 			}
 		}
@@ -70,6 +80,7 @@ func (m *Memory) Write(ctx context.Context, recs []Record) error {
 		}
 		if m.bytes > 0 && m.bytes+n > m.maxBytes && m.dropNew {
 			m.dropped++
+			m.overflow = true
 			r.Ack.Release()
 			continue
 		}
@@ -120,12 +131,19 @@ func (m *Memory) Read(ctx context.Context, l Limits) (*Batch, error) {
 	}
 	clear(m.queue[:n])
 	m.queue = m.queue[n:]
+	m.overflow = false
 	m.inflight[m.seq] = mb
 	m.seq++
 	return b, nil
 }
 
+// full reports whether a batch of l can be taken now: it is as large as l
+// allows, or the buffer itself is full (max_bytes below the batch's
+// max_bytes: waiting would stall the writers until the timeout).
 func (m *Memory) full(l Limits) bool {
+	if m.blocked > 0 || m.overflow {
+		return true
+	}
 	if l.MaxEvents > 0 && len(m.queue) >= l.MaxEvents {
 		return true
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -318,6 +319,62 @@ func runSuite(t *testing.T, im impl) {
 		}
 		waitFor(t, "acks", func() bool { return a.n.Load() == 50 })
 	})
+
+	// A batch limit above max_bytes must not make the reader wait for a
+	// batch that cannot come: the writers wait for room meanwhile, so every
+	// batch would cost the whole timeout (1 s by default).
+	for _, whenFull := range []string{"block", "drop_newest"} {
+		t.Run("full buffer ends the batch wait/"+whenFull, func(t *testing.T) {
+			const timeout = 20 * time.Second
+			b := im.open(t, Config{MaxBytes: 16 << 10, WhenFull: whenFull})
+			a := newAcks()
+			var recs []Record
+			rng := rand.New(rand.NewPCG(1, 2)) // random: zstd cannot shrink it much
+			for range 200 {
+				s := ""
+				for len(s) < 1024 {
+					s += fmt.Sprintf("%016x", rng.Uint64())
+				}
+				recs = append(recs, a.rec(s))
+			}
+			wrote := make(chan error, 1)
+			if whenFull == "drop_newest" {
+				// Written at once: the newest records are dropped.
+				wrote <- b.Write(ctx, recs)
+				if b.Stats().Dropped == 0 {
+					t.Fatal("drop_newest dropped nothing into 16 KiB")
+				}
+			} else {
+				go func() {
+					err := b.Write(ctx, recs)
+					b.Seal() // the last, partial batch need not wait for the timeout
+					wrote <- err
+				}()
+			}
+			l := Limits{MaxEvents: 1000, MaxBytes: 1 << 20, Timeout: timeout}
+			start := time.Now()
+			rctx, cancel := context.WithTimeout(ctx, timeout/2)
+			defer cancel()
+			got := 0
+			for {
+				bt, err := b.Read(rctx, l)
+				if err != nil {
+					t.Fatalf("read after %d records, %s: %v", got, time.Since(start), err)
+				}
+				got += len(bt.Records)
+				b.Ack(bt)
+				if whenFull == "drop_newest" || got == len(recs) {
+					break
+				}
+			}
+			if err := <-wrote; err != nil {
+				t.Fatal(err)
+			}
+			if el := time.Since(start); el > timeout/4 {
+				t.Fatalf("reading %d records took %s: the reader waited for a fuller batch", got, el)
+			}
+		})
+	}
 
 	t.Run("seal and drain", func(t *testing.T) {
 		b := im.open(t, Config{})
