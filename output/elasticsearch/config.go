@@ -102,7 +102,6 @@ func (c *Config) Validate() error {
 	if len(c.Endpoints) == 0 {
 		add("endpoints", "at least one endpoint is required (e.g. [\"https://127.0.0.1:9200\"])")
 	}
-	anyHTTPS := false
 	for i, ep := range c.Endpoints {
 		key := fmt.Sprintf("endpoints[%d]", i)
 		u, err := url.Parse(ep)
@@ -124,7 +123,6 @@ func (c *Config) Validate() error {
 		if u.RawQuery != "" || u.Fragment != "" {
 			add(key, "query strings and fragments are not accepted in %q", u.Scheme+"://"+u.Host+u.Path)
 		}
-		anyHTTPS = anyHTTPS || u.Scheme == "https"
 	}
 
 	switch c.Mode {
@@ -188,9 +186,6 @@ func (c *Config) Validate() error {
 	}
 
 	if c.TLS != nil {
-		if !anyHTTPS && len(c.Endpoints) > 0 {
-			add("tls", "is set but no endpoint uses https")
-		}
 		if _, err := c.TLS.build(); err != nil {
 			errs = append(errs, err)
 		}

@@ -63,6 +63,17 @@ func TestDefaultsValid(t *testing.T) {
 	}
 }
 
+// The contract's example: a tls block beside an http endpoint is accepted
+// (the output logs a warning that requests are not encrypted).
+func TestTLSBesideHTTPAccepted(t *testing.T) {
+	c := NewConfig()
+	c.Endpoints = []string{"http://127.0.0.1:9200"}
+	c.TLS = &TLSConfig{CAFile: "testdata/ca.pem"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestValidateRefuses(t *testing.T) {
 	const secret = "hunter2-SECRET"
 	cases := []struct {
@@ -87,7 +98,6 @@ func TestValidateRefuses(t *testing.T) {
 		{"api_key and bearer", func(c *Config) { c.APIKey, c.BearerToken = secret, secret }, "api_key", "only one of"},
 		{"password without user", func(c *Config) { c.Password = secret }, "username", "required with password"},
 		{"user without password", func(c *Config) { c.Username = "elastic" }, "password", "required with username"},
-		{"tls on http", func(c *Config) { c.TLS = &TLSConfig{InsecureSkipVerify: true} }, "tls", "no endpoint uses https"},
 		{"missing CA", func(c *Config) {
 			c.Endpoints = []string{"https://x:9200"}
 			c.TLS = &TLSConfig{CAFile: "testdata/nope.pem"}

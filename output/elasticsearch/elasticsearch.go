@@ -110,6 +110,9 @@ func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
 	o.actionSuffix = append(suffix, "}}\n"...)
 	o.keys = append(append([]string{}, tpl.Keys()...), "@timestamp")
 
+	if cfg.TLS != nil && !strings.HasPrefix(strings.Join(cfg.Endpoints, " "), "https://") && !strings.Contains(strings.Join(cfg.Endpoints, " "), " https://") {
+		logger.Warn("elasticsearch: tls is set but no endpoint uses https: requests are not encrypted", "output", env.Name)
+	}
 	if cfg.Mode == "bulk" && looksLikeDataStream(cfg.indexTemplate()) {
 		logger.Warn("elasticsearch: mode bulk with an index named like a data stream (type-dataset-namespace); a cluster's data-stream template (logs-*-*) will refuse op_type index: use mode: data_stream", "output", env.Name, "index", cfg.indexTemplate())
 	}
