@@ -48,16 +48,25 @@ type Output struct {
 	buf []byte
 }
 
-// New opens (creates) the file for appending.
+// New checks the path; the file is opened (created 0600, with its
+// directory) at the first write, so that `sidelog validate` creates nothing.
 func New(c *Config) (*Output, error) {
-	if err := os.MkdirAll(filepath.Dir(c.Path), 0o755); err != nil {
-		return nil, &plugins.KeyError{Key: "path", Err: err}
+	if st, err := os.Stat(c.Path); err == nil && st.IsDir() {
+		return nil, &plugins.KeyError{Key: "path", Err: fmt.Errorf("%s is a directory", c.Path)}
 	}
-	f, err := os.OpenFile(c.Path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	return &Output{cfg: *c}, nil
+}
+
+func (o *Output) open() error {
+	if err := os.MkdirAll(filepath.Dir(o.cfg.Path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(o.cfg.Path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, &plugins.KeyError{Key: "path", Err: err}
+		return err
 	}
-	return &Output{cfg: *c, f: f}, nil
+	o.f = f
+	return nil
 }
 
 // Keys: the file output reads no field directly.
@@ -75,6 +84,11 @@ func (o *Output) Write(_ context.Context, batch [][]byte) error {
 	for _, r := range batch {
 		o.buf = append(o.buf, r...)
 	}
+	if o.f == nil {
+		if err := o.open(); err != nil {
+			return fmt.Errorf("open %s: %w", o.cfg.Path, err)
+		}
+	}
 	if _, err := o.f.Write(o.buf); err != nil {
 		return fmt.Errorf("write %s: %w", o.cfg.Path, err)
 	}
@@ -90,4 +104,9 @@ func (o *Output) Write(_ context.Context, batch [][]byte) error {
 }
 
 // Close closes the file.
-func (o *Output) Close(context.Context) error { return o.f.Close() }
+func (o *Output) Close(context.Context) error {
+	if o.f == nil {
+		return nil
+	}
+	return o.f.Close()
+}

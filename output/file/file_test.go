@@ -43,6 +43,13 @@ func TestCreatesPrivateFileAndDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close(context.Background())
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("New created the file (validate must create nothing): %v", err)
+	}
+	r, _ := o.Encode(nil, &event.Event{Fields: map[string]any{}})
+	if err := o.Write(context.Background(), [][]byte{r}); err != nil {
+		t.Fatal(err)
+	}
 	st, err := os.Stat(path)
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("mode %v, %v", st.Mode().Perm(), err)
