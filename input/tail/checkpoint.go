@@ -100,17 +100,26 @@ func saveCheckpoints(path string, doc *checkpointDoc, buf []byte) ([]byte, error
 		return buf, err
 	}
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// The temp file reuses the inode and blocks of the checkpoint that
+	// the last write replaced (kept as spare): rewriting a file in place
+	// costs the file system less than allocating an inode and blocks and
+	// freeing the old ones every checkpoint_interval.
+	spare := path + ".tmp-spare"
+	_ = os.Rename(spare, tmp) // none yet: the temp file is created
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE, 0o600)
 	if err != nil {
 		return buf, err
 	}
-	if _, err = f.Write(buf); err == nil {
-		err = f.Sync()
+	if _, err = f.WriteAt(buf, 0); err == nil {
+		if err = f.Truncate(int64(len(buf))); err == nil {
+			err = f.Sync()
+		}
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
+		_ = os.Link(path, spare) // keeps the inode the rename replaces
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {

@@ -48,8 +48,12 @@ type file struct {
 	offset    int64    // bytes consumed (read position), partial included
 	lineStart int64    // where the line in progress (partial or skipped) starts
 	partial   []byte   // held bytes of an unterminated line (a copy)
-	skipping  bool     // inside a line already cut at max_line_bytes
-	asm       parser.Assembler
+	// win holds the last winN (up to winBytes) bytes consumed, just before
+	// offset: each read reads them again and compares (truncation).
+	win      [winBytes]byte
+	winN     int
+	skipping bool // inside a line already cut at max_line_bytes
+	asm      parser.Assembler
 
 	size      int64     // last size seen by stat
 	mtime     time.Time // last modification time seen by stat

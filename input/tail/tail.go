@@ -72,13 +72,8 @@ type Tailer struct {
 	changed bool
 	// fastUntil: rescans keep to poll_interval until then, because a scan
 	// found a change fsnotify had not reported. Scanner only.
-	fastUntil time.Time
-	pollReset atomic.Bool // an fsnotify error: back to poll_interval
-	// eventsLost: an fsnotify error (queue overflow) may have dropped
-	// write events, so the next scan compares the first bytes of every
-	// changed file itself (fullCheck, scanner only).
-	eventsLost atomic.Bool
-	fullCheck  bool
+	fastUntil  time.Time
+	pollReset  atomic.Bool // an fsnotify error: back to poll_interval
 	seenSet    map[string]struct{}
 	headBuf    []byte // scanner's fingerprint buffer
 	readerHead []byte // reader's fingerprint buffer
@@ -523,12 +518,15 @@ func (t *Tailer) noteDeadline(f *file) {
 }
 
 // verify compares the file's first bytes with its fingerprint before a turn
-// of reads: a file truncated and written again past our offset between two
-// scans (copytruncate) would otherwise be read from the old offset.
+// of reads, when the reader has not read the file yet in this run (just
+// opened, resumed from the checkpoint): a file truncated and written again
+// past our offset (copytruncate) would otherwise be read from the old
+// offset. Once the reader has read from it, each read checks the bytes just
+// before its offset instead, in the same system call (see readChunk).
 func (t *Tailer) verify(f *file) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.fd == nil || f.offset == 0 || f.mLen == 0 || f.truncated {
+	if f.fd == nil || f.offset == 0 || f.mLen == 0 || f.truncated || f.winN > 0 {
 		return
 	}
 	if !f.checkPrefix(f.readHead(t.readerHead, int64(f.mLen))) {
@@ -568,26 +566,47 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 			want = int(r)
 		}
 	}
-	if cap(t.scratch) < p+want {
+	// The scratch holds, from s: the held partial line, then the bytes
+	// read. The read starts w bytes early, over the last bytes consumed
+	// (the window, kept in f.win; they end the partial line, or go in
+	// front of it in the winBytes reserved): if they are no longer the
+	// same, or the file is shorter, it was truncated (and maybe written
+	// again past our offset) since the last read.
+	w := f.winN
+	s := winBytes + p
+	if cap(t.scratch) < s+want {
 		if t.scratch != nil {
 			t.recycle.putChunk(t.scratch)
 		}
-		t.scratch = t.recycle.chunk(p + want)
+		t.scratch = t.recycle.chunk(s + want)
 	}
-	buf := t.scratch[:p+want]
-	copy(buf, f.partial)
-	n, err := f.pread(buf[p:], f.offset)
+	chunk := t.scratch
+	buf := chunk[:s+want]
+	copy(buf[winBytes:], f.partial)
+	n, err := f.pread(buf[s-w:], f.offset-int64(w))
 	if err != nil {
 		t.log.Warn("tail: read failed", "path", f.path, "error", err)
+	}
+	if w > 0 {
+		if err == nil && (n < w || !bytes.Equal(buf[s-w:s], f.win[:w])) {
+			f.truncated = true // the next call starts a new generation
+			return nil, true
+		}
+		if n -= w; n < 0 {
+			n = 0
+		}
 	}
 	if n == 0 {
 		return t.atEOF(f, now), false
 	}
-	data, pooled := buf[:p+n], true
-	if p+n <= t.smallRead() {
+	// the window for the next read: the last bytes now consumed
+	end := s + n
+	f.winN = copy(f.win[:], buf[max(min(s-w, winBytes), end-winBytes):end])
+	data := buf[winBytes:end]
+	if len(data) <= t.smallRead() {
 		// a small read (a slow file): copy it out and keep the scratch,
 		// so that its events hold a buffer of their own size
-		data, pooled = bytes.Clone(data), false
+		data, chunk = bytes.Clone(data), nil
 	} else {
 		t.scratch = nil // the events own it now
 	}
@@ -597,19 +616,23 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 		// learn the fingerprint of a short file (or of a new generation)
 		// from the bytes consumed, so that the next truncation shows:
 		// from the bytes just read when they continue the known prefix
-		// (verify compared that prefix before this turn), else read again
-		if !f.extendPrefix(buf[p:p+n], f.offset-int64(n), t.cfg.FingerprintBytes) &&
+		// (checked before this read), else read again
+		if !f.extendPrefix(buf[s:end], f.offset-int64(n), t.cfg.FingerprintBytes) &&
 			!f.checkPrefix(f.readHead(t.readerHead, f.offset)) {
 			f.truncated = true
 		}
 	}
 	t.stats.bytesRead.Add(uint64(n))
-	batch = t.split(f, data, now, pooled)
+	batch = t.split(f, data, chunk, now)
 	if f.asm != nil {
 		t.noteDeadline(f)
 	}
 	return batch, n == want && target < 0 || target >= 0 && f.offset < target
 }
+
+// winBytes is how many bytes before its offset each read of a file reads
+// again and compares with what it consumed there.
+const winBytes = 32
 
 // smallRead is the largest read that is copied out of the reader's
 // scratch buffer rather than handed over with it.
@@ -617,10 +640,11 @@ func (t *Tailer) smallRead() int { return int(t.cfg.ReadBufferBytes) / 8 }
 
 // split cuts data (the held partial line followed by what was just read)
 // into line events, holds the unterminated rest, and seals the batch.
-// pooled: data is a read_buffer_bytes chunk, which the recycler takes
-// back with the event slab once every event came back; else data and the
+// With chunk (the read buffer data lies in), the recycler takes chunk back
+// with the event slab once every event came back; without, data and the
 // slab are sized for this read and left to the garbage collector.
-func (t *Tailer) split(f *file, data []byte, now time.Time, pooled bool) []*event.Event {
+func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Event {
+	pooled := chunk != nil
 	base := f.offset - int64(len(data)) // file offset of data[0]
 	maxLine := int(t.cfg.MaxLine)
 	n := bytes.Count(data, []byte{'\n'}) + 1
@@ -698,7 +722,7 @@ func (t *Tailer) split(f *file, data []byte, now time.Time, pooled bool) []*even
 			live++
 		}
 	}
-	t.recycle.track(data[:cap(data)], slab, ack, live)
+	t.recycle.track(chunk[:cap(chunk)], slab, ack, live)
 	return out
 }
 
@@ -813,6 +837,7 @@ func (t *Tailer) newGeneration(f *file, now time.Time) []*event.Event {
 	f.tr = newTracker(f.tr.gen+1, 0, &t.dirty)
 	t.dirty.Store(true)
 	f.offset, f.lineStart = 0, 0
+	f.winN = 0
 	f.offsetA.Store(0)
 	f.partial = f.partial[:0]
 	f.skipping = false
@@ -892,7 +917,6 @@ func (t *Tailer) scan(now time.Time) {
 	t.scanN++
 	t.stats.scans.Add(1)
 	t.changed = false
-	t.fullCheck = t.eventsLost.Swap(false)
 	t.retryWatches()
 	clear(t.seenSet)
 	for _, pat := range t.cfg.Paths {
@@ -967,17 +991,12 @@ func (t *Tailer) refresh(f *file, p string, st os.FileInfo, now time.Time) {
 		// event, and the reader was not told
 		t.missed(f.path, "write", now)
 	}
-	notified := ev != f.wevSeen && !t.fullCheck
 	f.wevSeen = ev
-	t.checkSize(f, st.Size(), st.ModTime(), notified)
+	t.checkSize(f, st.Size(), st.ModTime())
 }
 
-// checkSize notices growth and truncation. notified: fsnotify reported a
-// write to f since the last scan, so the reader compares the first bytes
-// after every change (each change is an event, each event a turn of the
-// reader, each turn starts with verify): the scanner need not read them.
-// Call with f.mu held.
-func (t *Tailer) checkSize(f *file, size int64, mtime time.Time, notified bool) {
+// checkSize notices growth and truncation. Call with f.mu held.
+func (t *Tailer) checkSize(f *file, size int64, mtime time.Time) {
 	if size < f.offset || size < int64(f.mLen) {
 		// size may come from a stat of the path taken before the reader
 		// read further: confirm on the descriptor, under f.mu
@@ -992,11 +1011,9 @@ func (t *Tailer) checkSize(f *file, size int64, mtime time.Time, notified bool) 
 	f.sizeA.Store(size)
 	if size < f.offset {
 		f.truncated = true
-	} else if changed && size <= f.offset && !notified {
-		// same inode, changed, nothing to read: a truncation followed by
-		// writes up to our offset shows as changed first bytes. (With
-		// bytes to read, the reader compares the first bytes before it
-		// reads: verify.)
+	} else if changed {
+		// same inode, new size: a copytruncate followed by writes past our
+		// offset shows as a changed first bytes
 		if !f.checkPrefix(f.readHead(t.headBuf, size)) {
 			f.truncated = true
 		}
@@ -1011,7 +1028,7 @@ func (t *Tailer) checkSize(f *file, size int64, mtime time.Time, notified bool) 
 
 // open opens a newly matched path and decides where to start reading.
 func (t *Tailer) open(p string, now time.Time) {
-	fd, err := os.Open(p)
+	fd, err := openNoAtime(p)
 	if err != nil {
 		return
 	}
@@ -1107,6 +1124,19 @@ func (t *Tailer) open(p string, now time.Time) {
 	}
 }
 
+// openNoAtime opens p for reading without access time updates where the
+// kernel allows it (the owner of the file, or CAP_FOWNER: an agent running
+// as root): with relatime, the first read after each write updates the
+// inode, a journalled metadata write per append of a slow file. Else p is
+// opened as usual.
+func openNoAtime(p string) (*os.File, error) {
+	fd, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOATIME, 0)
+	if errors.Is(err, syscall.EPERM) {
+		return os.Open(p)
+	}
+	return fd, err
+}
+
 // changeTime is the later of the status change times of the file and, for
 // a symbolic link, of the link itself: no earlier than when the path
 // appeared.
@@ -1187,7 +1217,7 @@ func (t *Tailer) sweep(now time.Time) {
 			t.stats.rotations.Add(1)
 			t.log.Debug("tail: renamed away", "path", f.path)
 		}
-		t.checkSize(f, st.Size(), st.ModTime(), false)
+		t.checkSize(f, st.Size(), st.ModTime())
 		switch {
 		case !f.deletedAt.IsZero() && now.Sub(f.deletedAt) > t.cfg.MaxDeletedHold:
 			lost := f.size - f.lineStart

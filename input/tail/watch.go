@@ -56,7 +56,6 @@ func (n *notifyWatcher) run(ctx context.Context) {
 			}
 			t.log.Warn("tail: fsnotify error, rescanning", "error", err)
 			t.pollReset.Store(true) // events may be lost (queue overflow)
-			t.eventsLost.Store(true)
 			t.wantScan()
 		}
 	}
