@@ -51,6 +51,14 @@ func globDirs(pattern string, visit, dirs func(path string)) {
 
 type globWalk struct{ visit, dirs func(string) }
 
+// watch reports a directory about to be listed or looked into: before the
+// listing, so that an entry created after it shows as an event.
+func (w *globWalk) watch(dir string) {
+	if w.dirs != nil {
+		w.dirs(dir)
+	}
+}
+
 // walk matches segs below dir; listed reports that dir was found by listing
 // a directory (so it is below the base directory).
 func (w *globWalk) walk(dir string, segs []string, listed bool) {
@@ -62,12 +70,10 @@ func (w *globWalk) walk(dir string, segs []string, listed bool) {
 	switch {
 	case s == "**":
 		w.walk(dir, segs[1:], listed)
+		w.watch(dir)
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			return
-		}
-		if w.dirs != nil {
-			w.dirs(dir)
 		}
 		for _, e := range ents {
 			if e.IsDir() { // not a symlink to a directory: no loops
@@ -75,35 +81,28 @@ func (w *globWalk) walk(dir string, segs []string, listed bool) {
 			}
 		}
 	case !hasMeta(s):
-		if listed && w.dirs != nil {
-			w.dirs(dir)
+		if listed {
+			w.watch(dir)
 		}
 		w.walk(filepath.Join(dir, s), segs[1:], listed)
 	case len(segs) == 1: // the file names: no types needed
+		w.watch(dir)
 		f, err := os.Open(dir)
 		if err != nil {
 			return
 		}
-		names, err := f.Readdirnames(-1)
+		names, _ := f.Readdirnames(-1)
 		f.Close()
-		if err != nil && len(names) == 0 {
-			return
-		}
-		if w.dirs != nil {
-			w.dirs(dir)
-		}
 		for _, n := range names {
 			if ok, _ := filepath.Match(s, n); ok {
 				w.visit(filepath.Join(dir, n))
 			}
 		}
 	default:
+		w.watch(dir)
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			return
-		}
-		if w.dirs != nil {
-			w.dirs(dir)
 		}
 		for _, e := range ents {
 			// only a directory (or a link to one) has entries to match

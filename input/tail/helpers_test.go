@@ -139,6 +139,12 @@ type running struct {
 
 func start(t *testing.T, cfg *Config, dataDir string, emit input.Emit) *running {
 	t.Helper()
+	return startWith(t, cfg, dataDir, emit, nil)
+}
+
+// startWith is start with a hook that adjusts the tailer before it runs.
+func startWith(t *testing.T, cfg *Config, dataDir string, emit input.Emit, adjust func(*Tailer)) *running {
+	t.Helper()
 	var log *slog.Logger
 	if os.Getenv("TAIL_DEBUG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -146,6 +152,9 @@ func start(t *testing.T, cfg *Config, dataDir string, emit input.Emit) *running 
 	tl, err := New(cfg, input.Env{Name: "test", DataDir: dataDir, Logger: log})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if adjust != nil {
+		adjust(tl)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{t: tl, cancel: cancel, done: make(chan error, 1)}

@@ -73,6 +73,7 @@ type Tailer struct {
 	// fastUntil: rescans keep to poll_interval until then, because a scan
 	// found a change fsnotify had not reported. Scanner only.
 	fastUntil  time.Time
+	missGrace  time.Duration
 	pollReset  atomic.Bool // an fsnotify error: back to poll_interval
 	seenSet    map[string]struct{}
 	headBuf    []byte // scanner's fingerprint buffer
@@ -128,6 +129,7 @@ func New(cfg *Config, env input.Env) (*Tailer, error) {
 		watched:      map[string]bool{},
 		unwatched:    map[string]bool{},
 		deadlines:    map[*file]time.Time{},
+		missGrace:    defaultMissGrace,
 	}
 	for i, p := range t.cfg.Paths {
 		t.cfg.Paths[i] = filepath.Clean(p)
@@ -174,7 +176,7 @@ func (t *Tailer) Run(ctx context.Context, emit input.Emit) error {
 		// watching starts before the first scan: nothing created after the
 		// scan can go unnoticed
 		var err error
-		if w, err = newDirWatcher(t); err != nil {
+		if w, err = newWatcher(t); err != nil {
 			t.log.Warn("tail: fsnotify unavailable, polling only", "error", err)
 		} else {
 			t.watchMu.Lock()
@@ -853,10 +855,11 @@ func (t *Tailer) newGeneration(f *file, now time.Time) []*event.Event {
 // long enough not to pay a missed change every max_poll_interval again.
 const missHold = 10 * time.Minute
 
-// missGrace is how old a change must be before a rescan that finds it
-// without an fsnotify event counts it as missed (events arrive late under
-// load; a late one is not a miss).
-const missGrace = 2 * time.Second
+// defaultMissGrace is how old a change must be before a rescan that finds
+// it without an fsnotify event counts it as missed (events arrive late
+// under load; a late one is not a miss). Tailer.missGrace (tests shorten
+// it).
+const defaultMissGrace = 2 * time.Second
 
 // scanLoop rescans the globs: at once when fsnotify reports a creation, a
 // removal or a rename; else after poll_interval, doubled after each scan
@@ -986,7 +989,7 @@ func (t *Tailer) refresh(f *file, p string, st os.FileInfo, now time.Time) {
 	}
 	ev := f.wev.Load()
 	if size := st.Size(); size > f.size && size > f.offset && ev == f.wevSeen && !f.queued.Load() &&
-		now.Sub(st.ModTime()) > missGrace && !t.initial && t.watching() {
+		now.Sub(st.ModTime()) > t.missGrace && !t.initial && t.watching() {
 		// grew since the last scan, long enough ago, without a write
 		// event, and the reader was not told
 		t.missed(f.path, "write", now)
@@ -1104,7 +1107,7 @@ func (t *Tailer) open(p string, now time.Time) {
 	}
 	needRead := f.truncated || size > f.offset
 	t.changed = true
-	if !t.initial && now.Sub(changeTime(st, p)) > missGrace && t.watching() {
+	if !t.initial && now.Sub(changeTime(st, p)) > t.missGrace && t.watching() {
 		// an old file found by a rescan, not announced by an event
 		t.missed(p, "create", now)
 	}

@@ -27,6 +27,9 @@ type notifyWatcher struct {
 	w *fsnotify.Watcher
 }
 
+// newWatcher makes the tailer's watcher (tests replace it).
+var newWatcher = newDirWatcher
+
 func newDirWatcher(t *Tailer) (dirWatcher, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
