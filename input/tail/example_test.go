@@ -46,8 +46,17 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if len(c.Paths) != 2 || c.Exclude[1] != "/var/log/app/debug/**" || c.ReadFrom != "head" ||
 		c.PollInterval != 250*time.Millisecond || c.MaxLineBytes() != 1<<20 || c.MaxDeletedHold != 10*time.Minute ||
-		c.ReadBufferBytes != 256<<10 || c.RotateWait != 5*time.Second || !c.Watch {
+		c.ReadBufferBytes != 256<<10 || c.RotateWait != 5*time.Second || !c.Watch || c.MaxPollInterval != 5*time.Second {
 		t.Fatalf("decoded %+v", c)
+	}
+	// max_poll_interval is read from the file, not only defaulted
+	other := strings.Replace(string(data), "max_poll_interval: 5s", "max_poll_interval: 7s", 1)
+	if cfg, err := config.Parse("other.yaml", []byte(other), reg); err != nil || cfg.Inputs[0].Plugin.(*Config).MaxPollInterval != 7*time.Second {
+		t.Fatalf("max_poll_interval: 7s: %v", err)
+	}
+	neg := strings.Replace(string(data), "max_poll_interval: 5s", "max_poll_interval: -1s", 1)
+	if _, err := config.Parse("neg.yaml", []byte(neg), reg); err == nil || !strings.Contains(err.Error(), "max_poll_interval") {
+		t.Fatalf("negative max_poll_interval: %v", err)
 	}
 	// a wrong value is refused with its key
 	bad := strings.Replace(string(data), "read_from: head", "read_from: middle", 1)

@@ -559,7 +559,7 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 	if p > size/2 {
 		size += p
 	}
-	want := size - p
+	want := size - p - winBytes // the buffer stays read_buffer_bytes
 	if target >= 0 {
 		if f.offset >= target {
 			return nil, false
