@@ -84,6 +84,8 @@ type Tailer struct {
 	inflightZero chan struct{}
 	ckptMu       sync.Mutex
 	ckptBuf      []byte
+	ckptAll      []*file      // persist's scratch (ckptMu)
+	ckptFiles    []checkpoint // persist's scratch (ckptMu)
 
 	watchMu   sync.Mutex
 	watched   map[string]bool
@@ -306,9 +308,12 @@ func (f *file) statFD() (os.FileInfo, error) {
 // maxPending is how many events of small reads the reader gathers into
 // one batch before it emits them; maxPendingAge how long the first of them
 // may wait while the reader keeps finding files to read.
+// linger is how long the reader, with events gathered and no file ready,
+// waits for more before it emits them.
 const (
 	maxPending    = 1024
 	maxPendingAge = 50 * time.Millisecond
+	linger        = 10 * time.Millisecond
 )
 
 // send hands a batch to the pipeline, in order. The small batches of slow
@@ -428,8 +433,23 @@ func (t *Tailer) readLoop(ctx context.Context) error {
 		}
 		f := t.dequeue()
 		if f == nil {
-			if err := t.flush(); err != nil {
-				return err
+			if t.pending != nil {
+				// gathered events: wait briefly for more ready files (a
+				// burst of appends to many files arrives as events over a
+				// few milliseconds), then emit them together
+				if wait := t.pendingSince.Add(linger).Sub(time.Now()); wait > 0 {
+					timer.Reset(wait)
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-t.qsig:
+						continue
+					case <-timer.C:
+					}
+				}
+				if err := t.flush(); err != nil {
+					return err
+				}
 			}
 			next, ok := t.nextDeadline()
 			if ok {
@@ -1274,12 +1294,12 @@ func (t *Tailer) persist() {
 	defer t.ckptMu.Unlock()
 	t.dirty.Store(false)
 	t.mu.Lock()
-	all := make([]*file, 0, len(t.files))
+	all := t.ckptAll[:0] // reused under ckptMu: no garbage per write
 	for _, f := range t.files {
 		all = append(all, f)
 	}
 	t.mu.Unlock()
-	doc := checkpointDoc{Input: t.name, Files: make([]checkpoint, 0, len(all))}
+	doc := checkpointDoc{Input: t.name, Files: t.ckptFiles[:0]}
 	for _, f := range all {
 		f.mu.Lock()
 		tr := f.tr
@@ -1292,6 +1312,8 @@ func (t *Tailer) persist() {
 		c.Offset, _ = tr.state()
 		doc.Files = append(doc.Files, c)
 	}
+	clear(all)
+	t.ckptAll, t.ckptFiles = all[:0], doc.Files[:0]
 	var err error
 	t.ckptBuf, err = saveCheckpoints(t.ckptPath, &doc, t.ckptBuf)
 	if err != nil {
