@@ -433,7 +433,9 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 			}
 			o.tap.PublishBatch(routed[i])
 			recs, arena := p.encode(o, routed[i], arenaSize[i])
-			arenaSize[i] = max(arenaSize[i], arena)
+			// The next arena is sized from this batch's bytes per record
+			// (a large batch must not make every small one allocate big).
+			arenaSize[i] = arena / max(len(routed[i]), 1)
 			o.m.RecordsIn.Add(len(recs))
 			o.m.BytesIn.Add(arena)
 			if err := o.buf.Write(ctx, recs); err != nil {
@@ -451,10 +453,16 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 }
 
 // encode turns events into buffer records. The records' bytes share one
-// arena per call, which the buffer then owns.
+// arena per call, which the buffer then owns; sizeHint is the bytes per
+// record of the previous batch (0: unknown).
 func (p *Pipeline) encode(o *outputStage, evs []*event.Event, sizeHint int) ([]buffer.Record, int) {
 	recs := make([]buffer.Record, 0, len(evs))
-	arena := make([]byte, 0, max(sizeHint, 4096))
+	// sizeHint is the bytes per record of this output's last batch.
+	perRecord := sizeHint
+	if perRecord == 0 {
+		perRecord = 320
+	}
+	arena := make([]byte, 0, max(perRecord*len(evs)*17/16, 512)) // a little slack: records vary
 	for _, e := range evs {
 		start := len(arena)
 		if o.dl != nil {
