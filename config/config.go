@@ -249,22 +249,22 @@ func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
 	d.decodeMapping(root, "", []reflect.Value{reflect.ValueOf(cfg).Elem()}, skip)
 	cfg.Defaults()
 
+	inputs := kind{"input", func(t string) (func() any, bool) {
+		p, ok := reg.Input(t)
+		return p.Config, ok
+	}, reg.InputNames}
+	filters := kind{"filter", func(t string) (func() any, bool) {
+		p, ok := reg.Filter(t)
+		return p.Config, ok
+	}, reg.FilterNames}
+	outputs := kind{"output", func(t string) (func() any, bool) {
+		p, ok := reg.Output(t)
+		return p.Config, ok
+	}, reg.OutputNames}
 	if n := find(root, "inputs"); n != nil {
 		cfg.Inputs = decodeList(d, n, "inputs", func(item *yaml.Node, path string) Input {
 			in := Input{node: item}
-			typ := typeOf(d, item, path)
-			targets := []reflect.Value{reflect.ValueOf(&in).Elem()}
-			if typ != "" {
-				if p, ok := reg.Input(typ); ok {
-					in.Plugin = p.Config()
-					targets = append(targets, reflect.ValueOf(in.Plugin).Elem())
-				} else {
-					d.fail(find(item, "type"), path+".type", "unknown input type %q (known: %s)", typ, strings.Join(reg.InputNames(), ", "))
-					in.Name = scalar(item, "name")
-					return in
-				}
-			}
-			d.decodeMapping(item, path, targets, nil)
+			in.Plugin = decodeEntry(d, item, path, inputs, &in, &in.Name)
 			return in
 		})
 	} else {
@@ -273,37 +273,14 @@ func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
 	if n := find(root, "filters"); n != nil {
 		cfg.Filters = decodeList(d, n, "filters", func(item *yaml.Node, path string) Filter {
 			f := Filter{node: item}
-			typ := typeOf(d, item, path)
-			targets := []reflect.Value{reflect.ValueOf(&f).Elem()}
-			if typ != "" {
-				if p, ok := reg.Filter(typ); ok {
-					f.Plugin = p.Config()
-					targets = append(targets, reflect.ValueOf(f.Plugin).Elem())
-				} else {
-					d.fail(find(item, "type"), path+".type", "unknown filter type %q (known: %s)", typ, strings.Join(reg.FilterNames(), ", "))
-					return f
-				}
-			}
-			d.decodeMapping(item, path, targets, nil)
+			f.Plugin = decodeEntry(d, item, path, filters, &f, nil)
 			return f
 		})
 	}
 	if n := find(root, "outputs"); n != nil {
 		cfg.Outputs = decodeList(d, n, "outputs", func(item *yaml.Node, path string) Output {
 			o := Output{node: item}
-			typ := typeOf(d, item, path)
-			targets := []reflect.Value{reflect.ValueOf(&o).Elem()}
-			if typ != "" {
-				if p, ok := reg.Output(typ); ok {
-					o.Plugin = p.Config()
-					targets = append(targets, reflect.ValueOf(o.Plugin).Elem())
-				} else {
-					d.fail(find(item, "type"), path+".type", "unknown output type %q (known: %s)", typ, strings.Join(reg.OutputNames(), ", "))
-					o.Name = scalar(item, "name")
-					return o
-				}
-			}
-			d.decodeMapping(item, path, targets, nil)
+			o.Plugin = decodeEntry(d, item, path, outputs, &o, &o.Name)
 			return o
 		})
 	} else {
@@ -319,6 +296,38 @@ func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
 }
 
 var yamlLine = regexp.MustCompile(`line (\d+):`)
+
+// kind is one plugin section: its name in messages and how to find a
+// plugin's config factory in the registry.
+type kind struct {
+	name   string
+	config func(typ string) (func() any, bool)
+	names  func() []string
+}
+
+// decodeEntry decodes one entry of a plugin section: the engine's keys into
+// entry, the rest into the plugin's config (returned). With an unknown type
+// only the entry's name is read (into name, if not nil), so that later
+// checks can still refer to it.
+func decodeEntry(d *decoder, item *yaml.Node, path string, k kind, entry any, name *string) any {
+	typ := typeOf(d, item, path)
+	targets := []reflect.Value{reflect.ValueOf(entry).Elem()}
+	var plugin any
+	if typ != "" {
+		mk, ok := k.config(typ)
+		if !ok {
+			d.fail(find(item, "type"), path+".type", "unknown %s type %q (known: %s)", k.name, typ, strings.Join(k.names(), ", "))
+			if name != nil {
+				*name = scalar(item, "name")
+			}
+			return nil
+		}
+		plugin = mk()
+		targets = append(targets, reflect.ValueOf(plugin).Elem())
+	}
+	d.decodeMapping(item, path, targets, nil)
+	return plugin
+}
 
 func decodeList[T any](d *decoder, n *yaml.Node, key string, one func(*yaml.Node, string) T) []T {
 	n = resolve(n)
