@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sidelog/sidelog/event"
 )
 
 // DefaultDeadLetterMaxBytes bounds each output's dead-letter directory.
@@ -97,9 +99,9 @@ func appendLine(dst []byte, t time.Time, output, reason string, source, rec []by
 	dst = append(dst, `{"time":`...)
 	dst = t.UTC().AppendFormat(append(dst, '"'), time.RFC3339Nano)
 	dst = append(dst, `","output":`...)
-	dst = appendJSONString(dst, output)
+	dst = event.AppendString(dst, output)
 	dst = append(dst, `,"reason":`...)
-	dst = appendJSONString(dst, reason)
+	dst = event.AppendString(dst, reason)
 	if len(source) > 0 && json.Valid(source) {
 		dst = append(dst, `,"source":`...)
 		dst = append(dst, source...)
@@ -115,11 +117,6 @@ func appendLine(dst []byte, t time.Time, output, reason string, source, rec []by
 	dst = append(dst, `,"record_base64":"`...)
 	dst = base64.StdEncoding.AppendEncode(dst, rec)
 	return append(dst, '"', '}', '\n')
-}
-
-func appendJSONString(dst []byte, s string) []byte {
-	b, _ := json.Marshal(s) // strings always marshal
-	return append(dst, b...)
 }
 
 // Write appends records with their reasons to output's current file and

@@ -8,7 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/sidelog/sidelog/event"
 )
 
 // The checkpoint file holds, per file identity, the generation and the
@@ -143,7 +144,7 @@ func appendCheckpoints(b []byte, doc *checkpointDoc) []byte {
 	b = append(b, `{"version":`...)
 	b = strconv.AppendInt(b, int64(doc.Version), 10)
 	b = append(b, `,"input":`...)
-	b = appendJSONString(b, doc.Input)
+	b = event.AppendString(b, doc.Input)
 	b = append(b, `,"files":`...)
 	if doc.Files == nil {
 		return append(b, "null}"...)
@@ -169,55 +170,10 @@ func appendCheckpoints(b []byte, doc *checkpointDoc) []byte {
 		b = append(b, `,"off":`...)
 		b = strconv.AppendInt(b, c.Offset, 10)
 		b = append(b, `,"path":`...)
-		b = appendJSONString(b, c.Path)
+		b = event.AppendString(b, c.Path)
 		b = append(b, `,"seen":`...)
 		b = strconv.AppendInt(b, c.Seen, 10)
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
-}
-
-// appendJSONString appends s as a JSON string: control characters, quote
-// and backslash escaped, invalid UTF-8 as U+FFFD (as encoding/json does; a
-// path that is not UTF-8 cannot round-trip through JSON either way).
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
