@@ -40,3 +40,5 @@ echo "== go test -race (all packages but output/datadog)"
 go test -race -tags nodatadog -timeout 20m $pkgs
 echo "== go test output/datadog, and the packages that check every plugin, with datadog (no cgo)"
 CGO_ENABLED=0 go test -timeout 10m ./output/datadog/... ./docs/ ./cmd/sidelog-bench/
+echo "== go test deploy/helm/test (the Helm chart, its own module)"
+(cd deploy/helm/test && go test ./...)
