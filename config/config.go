@@ -42,6 +42,7 @@ type Config struct {
 	File string `yaml:"-"`
 
 	secrets []secret
+	root    *yaml.Node
 }
 
 // API is the HTTP API block.
@@ -49,6 +50,18 @@ type API struct {
 	Address string `yaml:"address"`
 	Tap     bool   `yaml:"tap"`
 	Pprof   bool   `yaml:"pprof"`
+	Admin   Admin  `yaml:"admin"`
+}
+
+// Admin is api.admin: the listener that alone serves /tap, /debug/pprof/
+// and POST /-/reload. Off unless address or socket is set.
+type Admin struct {
+	// Address is a loopback host:port (another host needs TokenFile).
+	Address string `yaml:"address"`
+	// Socket is a unix socket path (created 0600).
+	Socket string `yaml:"socket"`
+	// TokenFile holds a bearer token every admin request must send.
+	TokenFile string `yaml:"token_file"`
 }
 
 // DeadLetterConfig bounds the dead-letter files.
@@ -241,6 +254,7 @@ func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
 		return nil, errs.err()
 	}
 	root := doc.Content[0]
+	cfg.root = root
 	d := &decoder{errs: errs, original: map[*yaml.Node]string{}}
 	substitute(root, "", d)
 
@@ -372,7 +386,15 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		errs.add(0, "log_level", fmt.Sprintf("must be debug, info, warn or error, not %q", c.LogLevel))
+		errs.add(lineOf(c.root, "log_level"), "log_level", fmt.Sprintf("must be debug, info, warn or error, not %q", c.LogLevel))
+	}
+	if c.API.Address != "" {
+		if _, err := checkAddress(c.API.Address); err != nil {
+			errs.add(lineOf(c.root, "api.address"), "api.address", err.Error())
+		}
+	}
+	if err := checkAdmin(c.API.Admin); err != nil {
+		errs.add(lineOf(c.root, "api.admin"), "api.admin", err.Error())
 	}
 	names := map[string]bool{}
 	for i := range c.Inputs {
