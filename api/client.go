@@ -36,10 +36,10 @@ type AdminClient struct {
 // TapOptions say what `sidelog tap` watches.
 type TapOptions struct {
 	AdminClient
-	Input   string // watch an input's records (after its parser) ...
-	Output  string // ... or the records routed to an output
-	When    string // optional condition (expr-lang), compiled by the agent
-	Limit   int    // stop after this many records (0: until ctx is done)
+	Input  string // watch an input's records (after its parser) ...
+	Output string // ... or the records routed to an output
+	When   string // optional condition (expr-lang), compiled by the agent
+	Limit  int    // stop after this many records (0: until ctx is done)
 }
 
 // Tap connects to a running agent and copies the records passing the chosen

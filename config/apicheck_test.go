@@ -36,4 +36,3 @@ func TestCheckAdminAndAddress(t *testing.T) {
 		}
 	}
 }
-

@@ -22,7 +22,7 @@ func init() { extraCommands["reload"] = api.ReloadCommand }
 // runFlags are `sidelog run`'s flags that runAgent needs.
 type runFlags struct {
 	exitOnEOF bool
-	watch     bool            // --watch-config
+	watch     bool           // --watch-config
 	level     *slog.LevelVar // the agent's log level, set again on reload
 }
 
