@@ -330,7 +330,7 @@ func decodeEntry(d *decoder, item *yaml.Node, path string, k kind, entry any, na
 	if typ != "" {
 		mk, ok := k.config(typ)
 		if !ok {
-			d.fail(find(item, "type"), path+".type", "unknown %s type %q (known: %s)", k.name, typ, strings.Join(k.names(), ", "))
+			d.fail(find(item, "type"), path+".type", "unknown %s type %q%s (known: %s)", k.name, typ, suggest(typ, k.names()), strings.Join(k.names(), ", "))
 			if name != nil {
 				*name = scalar(item, "name")
 			}
@@ -404,6 +404,9 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 			errs.add(in.node.Line, path+".name", "an input needs a name")
 		} else if names[in.Name] {
 			errs.add(lineOf(in.node, "name"), path+".name", fmt.Sprintf("duplicate input name %q", in.Name))
+		} else if !validName.MatchString(in.Name) {
+			// It names the checkpoint file: "a/b" and "a_b" would share one.
+			errs.add(lineOf(in.node, "name"), path+".name", fmt.Sprintf("%q: use letters, digits, '-' and '_' (it names the checkpoint file)", in.Name))
 		}
 		names[in.Name] = true
 		if in.Plugin != nil {

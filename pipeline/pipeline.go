@@ -73,6 +73,8 @@ type inputStage struct {
 	in     input.Input
 	parser parser.Parser
 	newAsm func() parser.Assembler
+	// maxLine is the input's max_line_bytes (for Process).
+	maxLine int
 	// unrouted counts records that matched no output's route.
 	unrouted atomic.Int64
 	m        *metrics.InputMetrics
@@ -205,7 +207,7 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 			continue
 		}
 		rec, _ := in.(input.Recycler)
-		p.inputs = append(p.inputs, &inputStage{recycle: rec, name: ic.Name, in: in, parser: prs, newAsm: newAsm, m: opts.Metrics.Input(ic.Name), tap: opts.Tap.Point("input", ic.Name)})
+		p.inputs = append(p.inputs, &inputStage{recycle: rec, name: ic.Name, in: in, parser: prs, newAsm: newAsm, maxLine: maxLine, m: opts.Metrics.Input(ic.Name), tap: opts.Tap.Point("input", ic.Name)})
 	}
 	if err := errors.Join(errs...); err != nil {
 		for _, o := range p.outputs {
