@@ -82,7 +82,7 @@ func Options() []expr.Option {
 // error. Errors are *CompileError.
 func Compile(src string, kind Kind) (*Program, error) {
 	v := newVisitor()
-	opts := append(Options(), expr.Patch(v))
+	opts := append(Options(), expr.Patch(v), expr.Patch(&builtinFields{v: v}))
 	if kind == Bool {
 		opts = append(opts, expr.AsBool())
 	}
