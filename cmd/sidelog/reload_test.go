@@ -157,7 +157,7 @@ type agentProc struct {
 	lines chan string
 }
 
-func startAgent(t *testing.T, args ...string) *agentProc {
+func startAgentProc(t *testing.T, args ...string) *agentProc {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -225,7 +225,7 @@ outputs:
 `
 	}
 	writeFile(t, cfgPath, config("info", `{address: "`+a1+`"}`))
-	p := startAgent(t, "-c", cfgPath)
+	p := startAgentProc(t, "-c", cfgPath)
 	p.waitLog(t, "sidelog started")
 	if httpCode("http://"+a1+"/healthz") != 200 {
 		t.Fatal("no API on the first address")
@@ -273,7 +273,7 @@ outputs:
 	}
 	writeFile(t, cfgPath, config(out1))
 	appendLine(t, filepath.Join(dir, "logs", "app.log"), `{"n":1}`)
-	p := startAgent(t, "-c", cfgPath)
+	p := startAgentProc(t, "-c", cfgPath)
 	p.waitLog(t, "admin API listening")
 	waitFor(t, "line 1 in out1", fileHas(out1, `{"n":1}`))
 
@@ -324,7 +324,7 @@ outputs:
 	}
 	logf := filepath.Join(dir, "logs", "app.log")
 	appendLine(t, logf, `{"n":1}`)
-	p := startAgent(t, "-c", filepath.Join(mount, "sidelog.yaml"), "--watch-config")
+	p := startAgentProc(t, "-c", filepath.Join(mount, "sidelog.yaml"), "--watch-config")
 	waitFor(t, "line 1 in out1", fileHas(out1, `{"n":1}`))
 
 	version("..2026_12_02_10_05_00.2", config(out2))
