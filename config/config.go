@@ -88,6 +88,9 @@ type Input struct {
 
 // Filter is one `filters:` entry.
 type Filter struct {
+	// Name, optional, labels the filter's metrics (filter="NAME") instead
+	// of its position, which changes when a filter is inserted before it.
+	Name string `yaml:"name"`
 	Type string `yaml:"type"`
 	When string `yaml:"when"`
 	// WhenProgram is the compiled `when` (nil when absent).
@@ -437,9 +440,18 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 			c.pluginError(errs, in.node, path, err)
 		}
 	}
+	filterNames := map[string]bool{}
 	for i := range c.Filters {
 		f := &c.Filters[i]
 		path := fmt.Sprintf("filters[%d]", i)
+		if f.Name != "" {
+			if filterNames[f.Name] {
+				errs.add(lineOf(f.node, "name"), path+".name", fmt.Sprintf("duplicate filter name %q", f.Name))
+			} else if !validName.MatchString(f.Name) {
+				errs.add(lineOf(f.node, "name"), path+".name", fmt.Sprintf("%q: use letters, digits, '-' and '_'", f.Name))
+			}
+			filterNames[f.Name] = true
+		}
 		if f.When != "" {
 			p, err := expression.Compile(f.When, expression.Bool)
 			c.pluginError(errs, f.node, path, keyed("when", err))

@@ -136,6 +136,9 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 		fc := &cfg.Filters[i]
 		plug, _ := reg.Filter(fc.Type)
 		id := fmt.Sprintf("filters[%d].%s", i, fc.Type)
+		if fc.Name != "" {
+			id = fc.Name // a stable metrics label: inserting a filter does not rename it
+		}
 		f, err := plug.New(fc.Plugin, plugins.FilterEnv{ID: id, Logger: opts.Logger.With("filter", id)})
 		if err != nil {
 			errs = append(errs, cfg.EntryError("filters", i, err))
