@@ -5,7 +5,6 @@
 # a read-only root filesystem.
 #
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t sidelog:dev .
-#   docker build --build-arg TAGS=nodatadog -t sidelog:dev-nodatadog .   # without the Datadog output
 
 ARG GO_VERSION=1.26
 
@@ -16,8 +15,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-ARG TAGS=""
-RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false -tags "${TAGS}" \
+RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false \
       -ldflags "-s -w -X main.version=${VERSION}" \
       -o /out/sidelog ./cmd/sidelog \
  && mkdir -p /out/data
