@@ -12,13 +12,16 @@ import (
 
 // packageBudget is the most packages the agent's import graph
 // (`go list -deps ./cmd/sidelog`, the standard library included) may hold.
-// Measured 362 on 2026-12-02 (docs/benchmarks.md, "Build").
+// Measured on 2026-12-02 (docs/benchmarks.md, "Build"): 362 after the
+// Elasticsearch and Datadog outputs left their generated APIs, 494 once the
+// kubernetes filter added client-go (rest, tools/cache, tools/clientcmd,
+// core/v1: 132 packages).
 //
 // Raise it only in the commit that adds the dependency, with the measured
 // cold-build cost (wall time and peak memory of `go build ./cmd/sidelog`
 // with empty GOCACHE and GOMODCACHE) in the commit message and in
 // docs/benchmarks.md.
-const packageBudget = 375
+const packageBudget = 510
 
 // TestPackageBudget keeps a generated API of a whole cloud or cluster from
 // entering the build by accident: the root go-elasticsearch client
