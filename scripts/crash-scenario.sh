@@ -14,6 +14,6 @@ tests=${2:-'TestRotateCrash'}
 for i in $(seq 1 "$runs"); do
   seed=$((1000 + i * 7919))
   echo "== run $i, seed $seed"
-  SIDELOG_CRASH_SEED=$seed go test -count=1 -timeout 30m -run "$tests" -v ./e2e/ 2>&1 |
+  SIDELOG_CRASH_FULL=1 SIDELOG_CRASH_SEED=$seed go test -count=1 -timeout 30m -run "$tests" -v ./e2e/ 2>&1 |
     grep -E 'FIGURES|^(--- |FAIL|ok)|lost|duplicates' || true
 done
