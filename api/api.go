@@ -4,6 +4,7 @@
 //	/healthz          200 while the process lives
 //	/readyz           200 once the config is loaded and the buffers are open
 //	/status           JSON: every input and output, each output's state
+//	/dead-letter/replay  POST ?output=NAME: send the dead letters again (loopback)
 //	/tap              NDJSON stream of the records passing a point (api.tap)
 //	/debug/pprof/...  Go profiling (api.pprof)
 //
@@ -53,6 +54,10 @@ type Options struct {
 	TapBuffer int
 	// Logger receives the server's own errors (nil: discarded).
 	Logger *slog.Logger
+	// Replay sends an output's dead-lettered records again (POST
+	// /dead-letter/replay?output=NAME, loopback clients only; what
+	// `sidelog dead-letter replay` asks a running agent). nil: 404.
+	Replay func(ctx context.Context, output string) (int, error)
 }
 
 // Server is the HTTP API. Start it once; Shutdown it once (more calls are
@@ -118,6 +123,28 @@ func (s *Server) routes() http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Write(append(body, '\n'))
 	})
+	mux.Handle("POST /dead-letter/replay", loopbackOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("output")
+		if s.opts.Replay == nil {
+			text(w, http.StatusNotFound, "dead-letter replay is not available in this agent")
+			return
+		}
+		if name == "" {
+			text(w, http.StatusBadRequest, "output: required (?output=NAME)")
+			return
+		}
+		n, err := s.opts.Replay(r.Context(), name)
+		w.Header().Set("Content-Type", "application/json")
+		body := map[string]any{"output": name, "replayed": n}
+		code := http.StatusOK
+		if err != nil {
+			body["error"] = err.Error()
+			code = http.StatusConflict
+		}
+		b, _ := json.Marshal(body)
+		w.WriteHeader(code)
+		w.Write(append(b, '\n'))
+	})))
 	if s.opts.Tap {
 		mux.Handle("GET /tap", loopbackOnly(http.HandlerFunc(s.serveTap)))
 	} else {

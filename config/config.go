@@ -54,6 +54,9 @@ type API struct {
 // DeadLetterConfig bounds the dead-letter files.
 type DeadLetterConfig struct {
 	MaxBytes units.Size `yaml:"max_bytes"`
+	// WhenFull is block (the output pauses, shown blocked; nothing lost) or
+	// drop_oldest (the oldest files are removed, every record counted).
+	WhenFull string `yaml:"when_full"`
 }
 
 // Input is one `inputs:` entry: the engine's keys, the parser's keys, and the
@@ -106,6 +109,9 @@ func (c *Config) Defaults() {
 	}
 	if c.DeadLetter.MaxBytes == 0 {
 		c.DeadLetter.MaxBytes = 256 << 20
+	}
+	if c.DeadLetter.WhenFull == "" {
+		c.DeadLetter.WhenFull = delivery.WhenFullBlock
 	}
 	for i := range c.Outputs {
 		o := &c.Outputs[i]
@@ -288,6 +294,15 @@ func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
 	}
 	cfg.Defaults()
 	cfg.check(reg, errs)
+	switch cfg.DeadLetter.WhenFull {
+	case delivery.WhenFullBlock, delivery.WhenFullDropOldest:
+	default:
+		line := root.Line
+		if n := find(root, "dead_letter"); n != nil {
+			line = lineOf(resolve(n), "when_full")
+		}
+		errs.add(line, "dead_letter.when_full", fmt.Sprintf("must be block or drop_oldest, not %q", cfg.DeadLetter.WhenFull))
+	}
 	cfg.secrets = errs.secrets
 	if err := errs.err(); err != nil {
 		return nil, err

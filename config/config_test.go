@@ -247,3 +247,24 @@ outputs:
 		t.Fatalf("the reference should be named instead:\n%s", got)
 	}
 }
+
+// dead_letter.when_full: block by default; a bad value names its line.
+func TestDeadLetterWhenFull(t *testing.T) {
+	src := "inputs:\n  - {name: app, type: tail, paths: [\"/x/*.log\"]}\noutputs:\n  - {name: out, type: stdout}\n"
+	cfg, err := Parse("s.yaml", []byte(src), testRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DeadLetter.WhenFull != "block" {
+		t.Fatalf("default when_full %q, want block", cfg.DeadLetter.WhenFull)
+	}
+	cfg, err = Parse("s.yaml", []byte("dead_letter:\n  when_full: drop_oldest\n"+src), testRegistry())
+	if err != nil || cfg.DeadLetter.WhenFull != "drop_oldest" {
+		t.Fatalf("drop_oldest: %v %+v", err, cfg)
+	}
+	_, err = Parse("s.yaml", []byte("dead_letter:\n  max_bytes: 1MiB\n  when_full: evict\n"+src), testRegistry())
+	want := `s.yaml:3: dead_letter.when_full: must be block or drop_oldest, not "evict"`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+}

@@ -47,6 +47,8 @@ type Options struct {
 	DeadLetter func(o *config.Output) delivery.DeadLetter
 	// Metrics receives the pipeline's counters; nil: none are exported.
 	Metrics *metrics.Metrics
+	// Blocks receives the outputs' blocked states (nil: one per pipeline).
+	Blocks *delivery.BlockState
 	// Tap is the hub `sidelog tap` subscribes to: records are published at
 	// "input:<name>" after parsing and at "output:<name>" once routed.
 	Tap *tap.Hub
@@ -245,7 +247,7 @@ func (p *Pipeline) openBuffers() error {
 		p.opts.Metrics.RegisterBuffer(o.name, o.buf.Stats)
 		o.runner = &delivery.Runner{
 			Name: o.name, Out: o.m.Wrap(o.out), Buf: o.buf, Batch: oc.Batch, Retry: oc.Retry,
-			DeadLetter: dl, Logger: p.log.With("output", o.name),
+			DeadLetter: dl, Logger: p.log.With("output", o.name), Blocks: p.opts.Blocks,
 		}
 		if f, ok := o.out.(interface{ InFlight() int }); ok {
 			o.runner.MaxInFlight = f.InFlight()
