@@ -34,14 +34,18 @@ type Config struct {
 	API             API              `yaml:"api"`
 	ShutdownTimeout time.Duration    `yaml:"shutdown_timeout"`
 	DeadLetter      DeadLetterConfig `yaml:"dead_letter"`
-	Inputs          []Input          `yaml:"inputs"`
-	Filters         []Filter         `yaml:"filters"`
-	Outputs         []Output         `yaml:"outputs"`
+	// Parsers are the named parsers (`parser: <name>` on an input, or a
+	// pod's sidelog.io/parser annotation with the kubernetes filter's api).
+	Parsers []parser.Named `yaml:"parsers"`
+	Inputs  []Input        `yaml:"inputs"`
+	Filters []Filter       `yaml:"filters"`
+	Outputs []Output       `yaml:"outputs"`
 
 	// File is the path the config was read from.
 	File string `yaml:"-"`
 
 	secrets []secret
+	root    *yaml.Node
 }
 
 // API is the HTTP API block.
@@ -293,6 +297,7 @@ func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
 		errs.add(root.Line, "outputs", "at least one output is required")
 	}
 	cfg.Defaults()
+	cfg.root = root
 	cfg.check(reg, errs)
 	switch cfg.DeadLetter.WhenFull {
 	case delivery.WhenFullBlock, delivery.WhenFullDropOldest:
@@ -389,6 +394,7 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 	default:
 		errs.add(0, "log_level", fmt.Sprintf("must be debug, info, warn or error, not %q", c.LogLevel))
 	}
+	c.checkParsers(reg, errs)
 	names := map[string]bool{}
 	for i := range c.Inputs {
 		in := &c.Inputs[i]
@@ -402,6 +408,7 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 		if in.Plugin != nil {
 			c.pluginError(errs, in.node, path, validate(in.Plugin))
 		}
+		in.Parser = build.Resolve(in.Parser, c.Parsers)
 		for _, err := range build.Validate(reg, in.Parser) {
 			c.pluginError(errs, in.node, path, err)
 		}
@@ -455,6 +462,34 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 		}
 		if o.Plugin != nil {
 			c.pluginError(errs, o.node, path, validate(o.Plugin))
+		}
+	}
+}
+
+// checkParsers validates the `parsers:` entries: each named once, each a
+// field parser.
+func (c *Config) checkParsers(reg *plugins.Registry, errs *Errors) {
+	var node *yaml.Node
+	if c.root != nil {
+		node = resolve(find(c.root, "parsers"))
+	}
+	seen := map[string]bool{}
+	for i, n := range c.Parsers {
+		item := node
+		if item == nil {
+			item = &yaml.Node{}
+		}
+		if node != nil && node.Kind == yaml.SequenceNode && i < len(node.Content) {
+			item = resolve(node.Content[i])
+		}
+		path := fmt.Sprintf("parsers[%d]", i)
+		if n.Name != "" && seen[n.Name] {
+			errs.add(lineOf(item, "name"), path+".name", fmt.Sprintf("duplicate parser name %q", n.Name))
+		}
+		seen[n.Name] = true
+		for _, err := range build.ValidateNamed(reg, n) {
+			key, msg, _ := strings.Cut(err.Error(), ": ")
+			errs.add(lineOf(item, key), path+"."+key, msg)
 		}
 	}
 }

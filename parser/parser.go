@@ -59,3 +59,16 @@ type MultilineConfig struct {
 type KeySelector interface {
 	SelectKeys(keys []string, all bool)
 }
+
+// Named is one entry of the config's top-level `parsers:`: a parser with a
+// name, chosen by an input's `parser: <name>` (or `inner_parser: <name>`
+// under cri/docker) or, at run time, by a pod's sidelog.io/parser
+// annotation. Its type is one of the field parsers (json, logfmt, regex,
+// none): container framing and multiline belong to the input, per file.
+type Named struct {
+	Name       string `yaml:"name"`
+	Type       string `yaml:"type"`
+	Regex      string `yaml:"regex"`
+	TimeKey    string `yaml:"time_key"`
+	TimeFormat string `yaml:"time_format"`
+}

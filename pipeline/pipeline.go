@@ -72,6 +72,11 @@ type Pipeline struct {
 	// waiting for their last acknowledgements save their position and
 	// return (input.Env.ShutdownDeadline).
 	shutdownDL chan struct{}
+	// steer is the first filter that steers lines before parsing (the
+	// kubernetes filter with api), steerStage its stage; nil: none.
+	steer          filter.Steerer
+	steerStage     *filterStage
+	unknownParsers sync.Map
 }
 
 type inputStage struct {
@@ -84,6 +89,9 @@ type inputStage struct {
 	m        *metrics.InputMetrics
 	tap      *tap.Point
 	recycle  input.Recycler // nil unless the input reuses event memory
+	// named are the config's named parsers built for this input, for
+	// lines a steering filter gives to one of them.
+	named map[string]parser.Parser
 }
 
 type filterStage struct {
@@ -158,6 +166,9 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 			opts.Metrics.RegisterFilterCounters(id, fc.Counters)
 		}
 		p.filters = append(p.filters, &filterStage{id: id, when: when, f: f, m: opts.Metrics.Filter(id)})
+		if st, ok := f.(filter.Steerer); ok && p.steer == nil {
+			p.steer, p.steerStage = st, p.filters[len(p.filters)-1]
+		}
 	}
 	for i := range cfg.Outputs {
 		oc := &cfg.Outputs[i]
@@ -212,7 +223,22 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 			continue
 		}
 		rec, _ := in.(input.Recycler)
-		p.inputs = append(p.inputs, &inputStage{recycle: rec, name: ic.Name, in: in, parser: prs, newAsm: newAsm, m: opts.Metrics.Input(ic.Name), tap: opts.Tap.Point("input", ic.Name)})
+		stage := &inputStage{recycle: rec, name: ic.Name, in: in, parser: prs, newAsm: newAsm, m: opts.Metrics.Input(ic.Name), tap: opts.Tap.Point("input", ic.Name)}
+		if p.steer != nil && len(cfg.Parsers) > 0 {
+			stage.named = map[string]parser.Parser{}
+			for _, np := range cfg.Parsers {
+				vp, err := build.Variant(reg, ic.Parser, np, maxLine)
+				if err != nil {
+					errs = append(errs, cfg.EntryError("inputs", i, fmt.Errorf("parsers %s: %w", np.Name, err)))
+					continue
+				}
+				if ks, ok := vp.(interface{ SelectKeys([]string, bool) }); ok {
+					ks.SelectKeys(keyList, allKeys)
+				}
+				stage.named[np.Name] = vp
+			}
+		}
+		p.inputs = append(p.inputs, stage)
 	}
 	if err := errors.Join(errs...); err != nil {
 		for _, o := range p.outputs {
@@ -274,6 +300,18 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// Emit fails only when the pipeline aborts (deadline passed).
 	workCtx, abortWork := context.WithCancel(context.Background())
 	defer abortWork()
+
+	// Filters that keep state up to date (informers) run as long as the
+	// pipeline, shutdown included.
+	filterCtx, stopFilters := context.WithCancel(context.Background())
+	var filterWG sync.WaitGroup
+	defer func() { stopFilters(); filterWG.Wait() }()
+	for _, f := range p.filters {
+		if r, ok := f.f.(filter.Runner); ok {
+			filterWG.Add(1)
+			go func() { defer filterWG.Done(); r.Run(filterCtx) }()
+		}
+	}
 
 	var outWG sync.WaitGroup
 	runErrs := make([]error, len(p.outputs))
@@ -384,11 +422,21 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 		for i := range routed {
 			routed[i] = routed[i][:0]
 		}
-		var bytes, parseErrs, truncated, unrouted, routeErrs int
+		var bytes, parseErrs, truncated, unrouted, routeErrs, excluded int
 		tapIn := in.tap.Active()
+		st := steering{p: p, in: in}
 		for _, e := range batch {
 			bytes += len(e.Raw)
-			in.parser.Parse(e)
+			prs := in.parser
+			if p.steer != nil {
+				var exclude bool
+				if exclude, prs = st.steer(e.Path); exclude {
+					excluded++
+					e.Done()
+					continue
+				}
+			}
+			prs.Parse(e)
 			if tapIn {
 				in.tap.Publish(e)
 			}
@@ -428,6 +476,11 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 		}
 		in.m.Records.Add(len(batch))
 		in.m.Bytes.Add(bytes)
+		if excluded > 0 {
+			// Counted as the steering filter's drops.
+			p.steerStage.m.Records.Add(excluded)
+			p.steerStage.m.Dropped.Add(excluded)
+		}
 		if parseErrs+truncated+unrouted+routeErrs > 0 {
 			in.m.ParseErrors.Add(parseErrs)
 			in.m.Truncated.Add(truncated)

@@ -19,7 +19,7 @@ fi
 # Real servers (scripts/servers) for the tests that need them: started once
 # for the whole run while gofmt and vet work, stopped by pid on exit or Ctrl-C.
 . scripts/servers/suite.sh
-servers_start opensearch kafka
+servers_start opensearch kafka elasticsearch7
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

@@ -54,7 +54,32 @@ func TestOpenSearchBulkTenThousand(t *testing.T) {
 	if version["distribution"] != "opensearch" {
 		t.Fatalf("GET / = %v, want an OpenSearch node", root)
 	}
+	bulkAndCount(t, base)
+}
 
+// The Elasticsearch 7.17 node from scripts/servers says it is Elasticsearch
+// (X-Elastic-Product, which clients check) and indexes and counts 10,000
+// documents.
+func TestElasticsearch7BulkTenThousand(t *testing.T) {
+	base := testservers.Elasticsearch7(t)
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Elastic-Product"); got != "Elasticsearch" {
+		t.Fatalf("X-Elastic-Product = %q", got)
+	}
+	root := do(t, http.MethodGet, base+"/", "", nil, http.StatusOK)
+	version, _ := root["version"].(map[string]any)
+	if n, _ := version["number"].(string); len(n) < 5 || n[:5] != "7.17." {
+		t.Fatalf("GET / = %v, want Elasticsearch 7.17", root)
+	}
+	bulkAndCount(t, base)
+}
+
+func bulkAndCount(t *testing.T, base string) {
+	t.Helper()
 	index := testservers.UniqueName(t, "smoke")
 	const total, perRequest = 10000, 2500
 	for start := 0; start < total; start += perRequest {
