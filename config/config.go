@@ -53,6 +53,18 @@ type API struct {
 	Address string `yaml:"address"`
 	Tap     bool   `yaml:"tap"`
 	Pprof   bool   `yaml:"pprof"`
+	Admin   Admin  `yaml:"admin"`
+}
+
+// Admin is api.admin: the listener that alone serves /tap, /debug/pprof/
+// and POST /-/reload. Off unless address or socket is set.
+type Admin struct {
+	// Address is a loopback host:port (another host needs TokenFile).
+	Address string `yaml:"address"`
+	// Socket is a unix socket path (created 0600).
+	Socket string `yaml:"socket"`
+	// TokenFile holds a bearer token every admin request must send.
+	TokenFile string `yaml:"token_file"`
 }
 
 // DeadLetterConfig bounds the dead-letter files.
@@ -76,6 +88,9 @@ type Input struct {
 
 // Filter is one `filters:` entry.
 type Filter struct {
+	// Name, optional, labels the filter's metrics (filter="NAME") instead
+	// of its position, which changes when a filter is inserted before it.
+	Name string `yaml:"name"`
 	Type string `yaml:"type"`
 	When string `yaml:"when"`
 	// WhenProgram is the compiled `when` (nil when absent).
@@ -251,6 +266,7 @@ func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
 		return nil, errs.err()
 	}
 	root := doc.Content[0]
+	cfg.root = root
 	d := &decoder{errs: errs, original: map[*yaml.Node]string{}}
 	substitute(root, "", d)
 
@@ -336,7 +352,7 @@ func decodeEntry(d *decoder, item *yaml.Node, path string, k kind, entry any, na
 	if typ != "" {
 		mk, ok := k.config(typ)
 		if !ok {
-			d.fail(find(item, "type"), path+".type", "unknown %s type %q (known: %s)", k.name, typ, strings.Join(k.names(), ", "))
+			d.fail(find(item, "type"), path+".type", "unknown %s type %q%s (known: %s)", k.name, typ, suggest(typ, k.names()), strings.Join(k.names(), ", "))
 			if name != nil {
 				*name = scalar(item, "name")
 			}
@@ -392,7 +408,15 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		errs.add(0, "log_level", fmt.Sprintf("must be debug, info, warn or error, not %q", c.LogLevel))
+		errs.add(lineOf(c.root, "log_level"), "log_level", fmt.Sprintf("must be debug, info, warn or error, not %q", c.LogLevel))
+	}
+	if c.API.Address != "" {
+		if _, err := checkAddress(c.API.Address); err != nil {
+			errs.add(lineOf(c.root, "api.address"), "api.address", err.Error())
+		}
+	}
+	if err := checkAdmin(c.API.Admin); err != nil {
+		errs.add(lineOf(c.root, "api.admin"), "api.admin", err.Error())
 	}
 	c.checkParsers(reg, errs)
 	names := map[string]bool{}
@@ -403,6 +427,9 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 			errs.add(in.node.Line, path+".name", "an input needs a name")
 		} else if names[in.Name] {
 			errs.add(lineOf(in.node, "name"), path+".name", fmt.Sprintf("duplicate input name %q", in.Name))
+		} else if !validName.MatchString(in.Name) {
+			// It names the checkpoint file: "a/b" and "a_b" would share one.
+			errs.add(lineOf(in.node, "name"), path+".name", fmt.Sprintf("%q: use letters, digits, '-' and '_' (it names the checkpoint file)", in.Name))
 		}
 		names[in.Name] = true
 		if in.Plugin != nil {
@@ -413,9 +440,18 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 			c.pluginError(errs, in.node, path, err)
 		}
 	}
+	filterNames := map[string]bool{}
 	for i := range c.Filters {
 		f := &c.Filters[i]
 		path := fmt.Sprintf("filters[%d]", i)
+		if f.Name != "" {
+			if filterNames[f.Name] {
+				errs.add(lineOf(f.node, "name"), path+".name", fmt.Sprintf("duplicate filter name %q", f.Name))
+			} else if !validName.MatchString(f.Name) {
+				errs.add(lineOf(f.node, "name"), path+".name", fmt.Sprintf("%q: use letters, digits, '-' and '_'", f.Name))
+			}
+			filterNames[f.Name] = true
+		}
 		if f.When != "" {
 			p, err := expression.Compile(f.When, expression.Bool)
 			c.pluginError(errs, f.node, path, keyed("when", err))

@@ -205,7 +205,9 @@ func podCheck(t *testing.T, where string, tmpl corev1.PodTemplateSpec, c corev1.
 	if m, ok := mounts["/etc/sidelog"]; !ok || !m.ReadOnly {
 		fail("the config must be mounted read-only at /etc/sidelog")
 	}
-	if strings.Join(c.Args, " ") != "run -c /etc/sidelog/sidelog.yaml" {
+	// --watch-config: a ConfigMap change is applied without a signal
+	// (kubectl debug ... kill -HUP 1 cannot signal a runAsNonRoot agent).
+	if strings.Join(c.Args, " ") != "run -c /etc/sidelog/sidelog.yaml --watch-config" {
 		fail("args = %v", c.Args)
 	}
 	// Secrets come from Secrets, never literal values.

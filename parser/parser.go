@@ -32,14 +32,18 @@ type Assembler interface {
 
 // Config is the parsing part of an input's configuration.
 type Config struct {
-	Parser      string            `yaml:"parser"`
-	Regex       string            `yaml:"regex"`
-	InnerParser string            `yaml:"inner_parser"`
-	InnerRegex  string            `yaml:"inner_regex"`
-	Multiline   *MultilineConfig  `yaml:"multiline"`
-	TimeKey     string            `yaml:"time_key"`
-	TimeFormat  string            `yaml:"time_format"`
-	Fields      map[string]string `yaml:"fields"`
+	Parser      string           `yaml:"parser"`
+	Regex       string           `yaml:"regex"`
+	InnerParser string           `yaml:"inner_parser"`
+	InnerRegex  string           `yaml:"inner_regex"`
+	Multiline   *MultilineConfig `yaml:"multiline"`
+	TimeKey     string           `yaml:"time_key"`
+	TimeFormat  string           `yaml:"time_format"`
+	// Timezone is the zone of times whose format has no offset (a Go
+	// layout without one, iso8601 without one): an IANA name such as
+	// Europe/Paris, or Local. Default UTC.
+	Timezone string            `yaml:"timezone"`
+	Fields   map[string]string `yaml:"fields"`
 }
 
 // MultilineConfig groups lines into one event.

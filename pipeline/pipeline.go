@@ -84,6 +84,8 @@ type inputStage struct {
 	in     input.Input
 	parser parser.Parser
 	newAsm func() parser.Assembler
+	// maxLine is the input's max_line_bytes (for Process).
+	maxLine int
 	// unrouted counts records that matched no output's route.
 	unrouted atomic.Int64
 	m        *metrics.InputMetrics
@@ -138,6 +140,9 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 		fc := &cfg.Filters[i]
 		plug, _ := reg.Filter(fc.Type)
 		id := fmt.Sprintf("filters[%d].%s", i, fc.Type)
+		if fc.Name != "" {
+			id = fc.Name // a stable metrics label: inserting a filter does not rename it
+		}
 		f, err := plug.New(fc.Plugin, plugins.FilterEnv{ID: id, Logger: opts.Logger.With("filter", id)})
 		if err != nil {
 			errs = append(errs, cfg.EntryError("filters", i, err))
@@ -223,7 +228,7 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 			continue
 		}
 		rec, _ := in.(input.Recycler)
-		stage := &inputStage{recycle: rec, name: ic.Name, in: in, parser: prs, newAsm: newAsm, m: opts.Metrics.Input(ic.Name), tap: opts.Tap.Point("input", ic.Name)}
+		stage := &inputStage{recycle: rec, name: ic.Name, in: in, parser: prs, newAsm: newAsm, maxLine: maxLine, m: opts.Metrics.Input(ic.Name), tap: opts.Tap.Point("input", ic.Name)}
 		if p.steer != nil && len(cfg.Parsers) > 0 {
 			stage.named = map[string]parser.Parser{}
 			for _, np := range cfg.Parsers {

@@ -64,7 +64,7 @@ func (a *agent) status() any {
 	return doc
 }
 
-func newAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger) (*agent, error) {
+func newAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger, reload func(context.Context) error) (*agent, error) {
 	a := &agent{log: log, reg: prometheus.NewRegistry(), hub: tap.NewHub()}
 	var err error
 	if a.metrics, err = metrics.New(a.reg, version); err != nil {
@@ -80,23 +80,25 @@ func newAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEO
 		Name: "sidelog_parser_invalid_utf8_total",
 		Help: "Lines holding invalid UTF-8 (kept as bytes, written as U+FFFD).",
 	}, func() float64 { return float64(parserStats().InvalidUTF8) }))
-	a.api = api.New(api.Options{
-		Address:  cfg.API.Address,
-		Tap:      cfg.API.Tap,
-		Pprof:    cfg.API.Pprof,
-		Gatherer: a.reg,
-		Ready:    a.ready.Load,
-		Status:   func() any { return a.metrics.Snapshot() },
-		Hub:      a.hub,
-		Logger:   log,
-		Replay:   a.replay,
-	})
+	o := apiOptions(cfg)
+	o.Gatherer = a.reg
+	o.Ready = a.ready.Load
+	o.Status = func() any { return a.metrics.Snapshot() }
+	o.Hub = a.hub
+	o.Logger = log
+	o.Reload = reload
+	o.Replay = a.replay
+	a.api = api.New(o)
 	if err := a.api.Start(ctx); err != nil {
 		return nil, fmt.Errorf("api.address %s: %w", cfg.API.Address, err)
 	}
 	if cfg.API.Address != "" {
 		log.Info("API listening", "address", a.api.Addr())
 	}
+	if addr := a.api.AdminAddr(); addr != "" {
+		log.Info("admin API listening (tap, pprof, POST /-/reload)", "address", addr, "token", cfg.API.Admin.TokenFile != "")
+	}
+	warnAdminOff(cfg, log)
 	return a, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sidelog/sidelog/event"
+	ilines "github.com/sidelog/sidelog/input/lines"
 )
 
 // maxPending is how many events of small reads the reader gathers into
@@ -356,16 +357,14 @@ func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Even
 			continue
 		}
 		f.lineStart = base + int64(s)
-		if len(line) > 0 && line[len(line)-1] == '\r' {
-			line = line[: len(line)-1 : len(line)-1]
-		}
-		if len(line) == 0 {
+		line, keep := ilines.Trim(line) // the same rule as sidelog test
+		if !keep {
 			continue
 		}
 		ev := &slab[len(lines)]
 		off := base + int64(s)
 		if len(line) > maxLine {
-			line = line[:maxLine:maxLine]
+			line = ilines.Cut(line, maxLine) // never inside a UTF-8 character
 			ev.Flags = event.Truncated
 			off = start + int64(maxLine)
 		}
@@ -382,7 +381,7 @@ func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Even
 		f.partial = f.partial[:0]
 	case len(rest) >= maxLine:
 		ev := &slab[len(lines)]
-		ev.Raw = rest[:maxLine:maxLine]
+		ev.Raw = ilines.Cut(rest, maxLine)
 		ev.Flags = event.Truncated
 		ev.Input, ev.Path, ev.Time = t.name, f.path, now
 		ev.Pos = event.Position{FileID: f.id, Generation: gen, Offset: f.lineStart + int64(maxLine)}
