@@ -385,7 +385,8 @@ func (c *apiCache) get(info *Info) *podMeta {
 	if m := c.lookup(info); m != nil {
 		return m
 	}
-	if c.cfg.MissWait <= 0 {
+	wait := *c.cfg.MissWait
+	if wait <= 0 {
 		return nil
 	}
 	key := info.PodUID
@@ -404,11 +405,11 @@ func (c *apiCache) get(info *Info) *podMeta {
 	c.tried[key] = now
 	c.mu.Unlock()
 	c.waits.Add(1)
-	deadline := now.Add(c.cfg.MissWait)
+	deadline := now.Add(wait)
 	select {
 	case <-c.synced:
 	default:
-		until := c.created.Add(c.cfg.MissWait)
+		until := c.created.Add(wait)
 		if until.After(deadline) {
 			until = deadline
 		}

@@ -109,7 +109,7 @@ func TestAPIMetadata(t *testing.T) {
 	srv.SetNamespace("shop", map[string]string{"env": "prod", "db-password": "x"})
 	mine := srv.AddPod(testPod("shop", "checkout", "node-a", "payments", 1))
 	other := srv.AddPod(testPod("shop", "search", "node-b", "search", 2))
-	k := startFilter(t, srv, APIConfig{MissWait: 2 * time.Second}, []string{"*"}, []string{"app.kubernetes.io/*", "vault.*"})
+	k := startFilter(t, srv, APIConfig{MissWait: dur(2 * time.Second)}, []string{"*"}, []string{"app.kubernetes.io/*", "vault.*"})
 
 	got := apply(k, podPath(mine, "app"))
 	want := map[string]any{
@@ -172,7 +172,7 @@ func TestAPIPodCreatedAfterStart(t *testing.T) {
 	}
 	defer srv.Close()
 	srv.SetNamespace("shop", nil)
-	k := startFilter(t, srv, APIConfig{MissWait: 2 * time.Second}, []string{"*"}, nil)
+	k := startFilter(t, srv, APIConfig{MissWait: dur(2 * time.Second)}, []string{"*"}, nil)
 	eventually(t, "first list", func() bool { return isClosed(k.api.synced) })
 	p := srv.AddPod(testPod("shop", "late", "node-a", "payments", 3))
 	got := apply(k, podPath(p, "app")) // no wait before: the first line
@@ -202,7 +202,7 @@ func TestAPIDeletedPodGrace(t *testing.T) {
 	}
 	defer srv.Close()
 	p := srv.AddPod(testPod("shop", "gone", "node-a", "payments", 4))
-	k := startFilter(t, srv, APIConfig{MissWait: 2 * time.Second, DeletedGrace: time.Hour}, []string{"*"}, nil)
+	k := startFilter(t, srv, APIConfig{MissWait: dur(2 * time.Second), DeletedGrace: time.Hour}, []string{"*"}, nil)
 	eventually(t, "pod listed", func() bool { return k.api.podCount() == 1 })
 	srv.DeletePod("shop", p.Name)
 	eventually(t, "delete seen", func() bool {
@@ -227,7 +227,7 @@ func TestAPINamespaceRelabelled(t *testing.T) {
 	defer srv.Close()
 	srv.SetNamespace("shop", map[string]string{"tier": "gold"})
 	p := srv.AddPod(testPod("shop", "checkout", "node-a", "payments", 5))
-	k := startFilter(t, srv, APIConfig{MissWait: 2 * time.Second}, []string{"*"}, nil)
+	k := startFilter(t, srv, APIConfig{MissWait: dur(2 * time.Second)}, []string{"*"}, nil)
 	if got := apply(k, podPath(p, "app")); label(got, "namespace_labels", "tier") != "gold" {
 		t.Fatalf("before: %v", got)
 	}
@@ -247,7 +247,7 @@ func TestAPIDownAtStart(t *testing.T) {
 	p := srv.AddPod(testPod("shop", "checkout", "node-a", "payments", 6))
 	q := srv.AddPod(testPod("shop", "cart", "node-a", "payments", 7))
 	wait := 300 * time.Millisecond
-	k := startFilter(t, srv, APIConfig{MissWait: wait}, []string{"*"}, nil)
+	k := startFilter(t, srv, APIConfig{MissWait: dur(wait)}, []string{"*"}, nil)
 	t0 := time.Now()
 	got := apply(k, podPath(p, "app"))
 	apply(k, podPath(q, "app"))
@@ -277,7 +277,7 @@ func TestAPIGoneForcesRelist(t *testing.T) {
 	defer srv.Close()
 	srv.BookmarkEvery = time.Hour // no bookmark moves the client past the compaction
 	p := srv.AddPod(testPod("shop", "checkout", "node-a", "payments", 8))
-	k := startFilter(t, srv, APIConfig{MissWait: 2 * time.Second}, []string{"*"}, nil)
+	k := startFilter(t, srv, APIConfig{MissWait: dur(2 * time.Second)}, []string{"*"}, nil)
 	eventually(t, "listed", func() bool { return k.api.podCount() == 1 })
 	// An event on the open watch (client-go lists again after a watch that
 	// ended within a second without events, which is not what is tested).
@@ -310,7 +310,7 @@ func TestAPIDroppedWatchResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	k := startFilter(t, srv, APIConfig{MissWait: 2 * time.Second}, []string{"*"}, nil)
+	k := startFilter(t, srv, APIConfig{MissWait: dur(2 * time.Second)}, []string{"*"}, nil)
 	eventually(t, "listed", func() bool { return isClosed(k.api.synced) })
 	// An event on each open watch (client-go lists again after a watch that
 	// ended within a second without events).
@@ -367,7 +367,7 @@ func BenchmarkCache110Pods(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		k, err := NewWith(Config{API: &APIConfig{Kubeconfig: kc, NodeName: "node-a", MissWait: time.Second}, Labels: []string{"*"}, Annotations: []string{"app.kubernetes.io/*"}}, slog.New(slog.DiscardHandler))
+		k, err := NewWith(Config{API: &APIConfig{Kubeconfig: kc, NodeName: "node-a", MissWait: dur(time.Second)}, Labels: []string{"*"}, Annotations: []string{"app.kubernetes.io/*"}}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -386,4 +386,18 @@ func BenchmarkCache110Pods(b *testing.B) {
 		<-done
 	}
 	b.ReportMetric(float64(total)/float64(b.N), "heap-B/node")
+}
+
+func dur(d time.Duration) *time.Duration { return &d }
+
+// An api block without miss_wait waits 2s for a new pod; 0 never waits.
+func TestMissWaitDefault(t *testing.T) {
+	k, err := NewWith(Config{API: &APIConfig{NodeName: "n"}}, slog.New(slog.DiscardHandler))
+	if err != nil || *k.api.cfg.MissWait != DefaultMissWait {
+		t.Fatalf("default miss_wait: %v %v", err, k.api.cfg.MissWait)
+	}
+	k, _ = NewWith(Config{API: &APIConfig{NodeName: "n", MissWait: dur(0)}}, slog.New(slog.DiscardHandler))
+	if *k.api.cfg.MissWait != 0 {
+		t.Fatal("miss_wait: 0 was replaced")
+	}
 }

@@ -56,11 +56,14 @@ type APIConfig struct {
 	NodeName string `yaml:"node_name"`
 	// MissWait bounds how long the first lines of a pod the cache does not
 	// know yet wait for its metadata (default 2s; 0: never wait).
-	MissWait time.Duration `yaml:"miss_wait"`
+	MissWait *time.Duration `yaml:"miss_wait"`
 	// DeletedGrace is how long a deleted pod's metadata is kept for its
 	// files still being read (default 5m).
 	DeletedGrace time.Duration `yaml:"deleted_grace"`
 }
+
+// DefaultMissWait is api.miss_wait when it is not set.
+const DefaultMissWait = 2 * time.Second
 
 // MaxMissWait is the largest api.miss_wait accepted.
 const MaxMissWait = 10 * time.Second
@@ -79,7 +82,7 @@ func (c *Config) Validate() error {
 		if c.API.NodeName == "" {
 			bad("api.node_name", "required: the node whose pods are watched (NODE_NAME from spec.nodeName)")
 		}
-		if c.API.MissWait < 0 || c.API.MissWait > MaxMissWait {
+		if w := c.API.MissWait; w != nil && (*w < 0 || *w > MaxMissWait) {
 			bad("api.miss_wait", "must be between 0 and %s", MaxMissWait)
 		}
 		if c.API.DeletedGrace < 0 {
@@ -171,6 +174,10 @@ func NewWith(c Config, log *slog.Logger) (*Kubernetes, error) {
 	k := New()
 	if c.API != nil {
 		api := *c.API
+		if api.MissWait == nil {
+			d := DefaultMissWait
+			api.MissWait = &d
+		}
 		if api.DeletedGrace == 0 {
 			api.DeletedGrace = 5 * time.Minute
 		}
