@@ -209,7 +209,8 @@ func (d *Disk) readDisk(segs []segment, stop uint64, l Limits, b *Batch, size *i
 			arena = make([]byte, 0, max(arenaSize, n))
 		}
 	}
-	lastData := -1 // the last segment with frames written
+	keepOpen := false // the batch is full and the next record is in segs[idx]
+	lastData := -1    // the last segment with frames written
 	for i, s := range segs {
 		if s.written > segHeaderSize {
 			lastData = i
@@ -324,6 +325,7 @@ outer:
 			k := len(b.Records)
 			if k > 0 && ((l.MaxEvents > 0 && k >= l.MaxEvents) || (l.MaxBytes > 0 && *size+len(rec) > l.MaxBytes)) {
 				off += int64(p)
+				keepOpen = true
 				break outer
 			}
 			if !fr.zstd {
@@ -346,6 +348,15 @@ outer:
 		off += int64(p)
 	}
 	db.arenas = append(db.arenas, arena)
+	if !keepOpen && d.rfile != nil {
+		// The reader leaves the files (for the cache, or at their end):
+		// an open segment would keep its disk space after its removal,
+		// outside max_bytes. Only a batch that ended inside a segment
+		// keeps it open, and that segment holds the next unread record,
+		// so it cannot be removed meanwhile.
+		d.rfile.Close()
+		d.rfile = nil
+	}
 	d.mu.Lock()
 	if segs := segs; idx >= 0 && idx < len(segs) {
 		d.rseg = segs[idx].id
