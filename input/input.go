@@ -21,7 +21,8 @@ type Input interface {
 	// Run reads until ctx is cancelled, then stops discovering new files,
 	// reads the open files to their current end, emits what it read and
 	// returns. With exit_on_eof it returns by itself once every file is
-	// read to its end and every event it emitted is acknowledged.
+	// read to its end and every event it emitted is acknowledged. Every
+	// wait for acknowledgements also ends when Env.Abort is closed.
 	Run(ctx context.Context, emit Emit) error
 }
 
@@ -39,6 +40,13 @@ type Env struct {
 	ExitOnEOF bool
 	// Logger is the agent's logger, already tagged with the input.
 	Logger *slog.Logger
+	// Abort is closed when the pipeline gives up on a graceful stop
+	// (shutdown_timeout passed): from then on emit fails and no event
+	// still held by the pipeline will be acknowledged, so an input that
+	// waits for its acknowledgements stops waiting, saves what was
+	// acknowledged and returns at once. Nil (never closed) outside the
+	// engine.
+	Abort <-chan struct{}
 }
 
 // Recycler is implemented by inputs that reuse event memory. The engine
