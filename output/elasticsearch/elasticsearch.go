@@ -20,12 +20,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
 
-	es8 "github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/elastic-transport-go/v8/elastictransport"
 
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/output"
@@ -54,7 +55,7 @@ type Output struct {
 	actionSuffix []byte
 	keys         []string
 
-	client    *es8.Client
+	client    *elastictransport.Client
 	transport *http.Transport
 	gzip      bool
 	maxBytes  int
@@ -138,28 +139,50 @@ func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	esCfg := es8.Config{
-		Addresses:     cfg.Endpoints,
-		Username:      cfg.Username,
-		Password:      cfg.Password,
-		APIKey:        cfg.APIKey,
-		ServiceToken:  cfg.BearerToken,
-		Transport:     o.transport,
-		RetryOnStatus: []int{502, 503, 504},
+	// The transport of the official client (elastic-transport-go), not the
+	// root go-elasticsearch package: that one pulls in the generated typed
+	// API (858 packages) and refuses any 2xx answer without
+	// X-Elastic-Product after the bulk request was applied, which turns an
+	// OpenSearch or pre-7.14 server into an endless resend loop.
+	urls := make([]*url.URL, 0, len(cfg.Endpoints))
+	for _, e := range cfg.Endpoints {
+		u, err := url.Parse(strings.TrimRight(e, "/"))
+		if err != nil {
+			return nil, fmt.Errorf("elasticsearch: endpoint: %s", o.redact(err.Error()))
+		}
+		urls = append(urls, u)
+	}
+	opts := []elastictransport.Option{
+		elastictransport.WithUserAgent(userAgent),
+		elastictransport.WithURLs(urls...),
+		elastictransport.WithTransport(o.transport),
+	}
+	switch {
+	case cfg.APIKey != "":
+		opts = append(opts, elastictransport.WithAPIKey(cfg.APIKey))
+	case cfg.BearerToken != "":
+		opts = append(opts, elastictransport.WithServiceToken(cfg.BearerToken))
+	case cfg.Username != "" || cfg.Password != "":
+		opts = append(opts, elastictransport.WithBasicAuth(cfg.Username, cfg.Password))
+	}
+	if len(cfg.Endpoints) > 1 {
 		// With several endpoints, a connection error or a 502/503/504 moves
 		// the request to the next node at once (failover); the delivery
 		// loop's backoff handles the rest.
-		MaxRetries:    len(cfg.Endpoints) - 1,
-		DisableRetry:  len(cfg.Endpoints) == 1,
-		AutoDrainBody: true,
+		opts = append(opts, elastictransport.WithRetry(len(cfg.Endpoints)-1, 502, 503, 504))
+	} else {
+		opts = append(opts, elastictransport.WithDisableRetry())
 	}
-	client, err := es8.NewClient(esCfg)
+	client, err := elastictransport.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("elasticsearch: %s", o.redact(err.Error()))
 	}
 	o.client = client
 	return o, nil
 }
+
+// userAgent names the agent to the cluster (its logs, slow log, audit).
+const userAgent = "sidelog"
 
 var dataStreamName = regexp.MustCompile(`^(logs|metrics|traces|synthetics|profiling)-[^-]+-[^-]+$`)
 

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	es8 "github.com/elastic/go-elasticsearch/v8"
-
 	"github.com/sidelog/sidelog/output"
 	"github.com/sidelog/sidelog/plugins"
 )
@@ -34,24 +32,18 @@ func TestIntegration(t *testing.T) {
 			c.TLS = &TLSConfig{CAFile: os.Getenv("ES_CA_FILE"), InsecureSkipVerify: os.Getenv("ES_INSECURE") == "1"}
 		}
 	}
-	client, err := es8.NewClient(es8.Config{
-		Addresses: []string{url}, Username: os.Getenv("ES_USERNAME"), Password: os.Getenv("ES_PASSWORD"), APIKey: os.Getenv("ES_API_KEY"),
-		Transport: func() http.RoundTripper {
-			c := NewConfig()
-			base(c)
-			o, err := New(c, plugins.OutputEnv{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return o.transport
-		}(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := func() *Output {
+		c := NewConfig()
+		base(c)
+		o, err := New(c, plugins.OutputEnv{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}()
 	do := func(method, path string) string {
 		req, _ := http.NewRequest(method, path, nil)
-		res, err := client.Perform(req)
+		res, err := admin.client.Perform(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -548,23 +548,57 @@ func TestEstestStrictParsing(t *testing.T) {
 	}
 }
 
-// TestUnknownProduct: go-elasticsearch refuses a server without the
-// product header; the error is retryable (a proxy may be in the way) and
-// names the problem.
-func TestUnknownProduct(t *testing.T) {
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		_, _ = io.WriteString(w, `{"errors":false,"items":[{"index":{"status":201}}]}`)
-	})}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// noProductHeader drops X-Elastic-Product from every answer, as OpenSearch
+// and Elasticsearch before 7.14 do.
+type noProductHeader struct{ http.ResponseWriter }
+
+func (w noProductHeader) WriteHeader(code int) {
+	w.Header().Del("X-Elastic-Product")
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w noProductHeader) Write(b []byte) (int, error) {
+	w.Header().Del("X-Elastic-Product")
+	return w.ResponseWriter.Write(b)
+}
+
+// TestServerWithoutProductHeader: a server that does not send
+// X-Elastic-Product (OpenSearch, Elasticsearch < 7.14) gets each bulk
+// request once and stores every document once. (The root go-elasticsearch
+// client refused such a 2xx answer after the documents were applied, so
+// the delivery loop resent them forever.)
+func TestServerWithoutProductHeader(t *testing.T) {
+	srv := estest.NewUnstarted()
+	inner := srv.Server.Config.Handler
+	srv.Server.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inner.ServeHTTP(noProductHeader{w}, r)
+	})
+	srv.Start()
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
-	o := testOutput(t, func(c *Config) { c.Endpoints = []string{"http://" + l.Addr().String()} }, plugins.OutputEnv{})
-	err = o.Write(t.Context(), docs(t, o, 0, 1))
-	if err == nil || !strings.Contains(err.Error(), "not Elasticsearch") {
-		t.Fatalf("got %v", err)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Elastic-Product") != "" {
+		t.Fatalf("the stand-in answers %d with X-Elastic-Product %q", resp.StatusCode, resp.Header.Get("X-Elastic-Product"))
+	}
+
+	o := testOutput(t, func(c *Config) { c.Endpoints = []string{srv.URL} }, plugins.OutputEnv{})
+	want := 0
+	for i, n := range []int{1, 10, 25} {
+		if err := o.Write(t.Context(), docs(t, o, want, n)); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		want += n
+	}
+	if got := srv.BulkRequests(); got != 3 {
+		t.Errorf("%d bulk requests, want 3 (one per Write)", got)
+	}
+	if got := srv.ItemsSeen(); got != want {
+		t.Errorf("%d documents received, want %d (each once)", got, want)
+	}
+	if got := srv.Total(); got != want {
+		t.Errorf("%d documents stored, want %d", got, want)
 	}
 }

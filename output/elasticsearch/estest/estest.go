@@ -5,8 +5,8 @@
 //
 // What it implements:
 //   - GET / (and HEAD /) with a plausible cluster info body; every response
-//     carries `X-Elastic-Product: Elasticsearch` (go-elasticsearch refuses a
-//     server without it);
+//     carries `X-Elastic-Product: Elasticsearch`, as Elasticsearch >= 7.14
+//     does;
 //   - POST|PUT /_bulk and /{index}/_bulk: gzip bodies (Content-Encoding),
 //     strict NDJSON (an action line, then a source line for index/create; the
 //     body must end with a newline; the action must be one JSON object with
