@@ -22,7 +22,8 @@ type Input interface {
 	// reads the open files to their current end, emits what it read and
 	// returns. With exit_on_eof it returns by itself once every file is
 	// read to its end and every event it emitted is acknowledged. Every
-	// wait for acknowledgements also ends when Env.Abort is closed.
+	// wait for acknowledgements also ends when Env.ShutdownDeadline is
+	// closed: the pipeline aborts then, and emit fails.
 	Run(ctx context.Context, emit Emit) error
 }
 
@@ -40,13 +41,13 @@ type Env struct {
 	ExitOnEOF bool
 	// Logger is the agent's logger, already tagged with the input.
 	Logger *slog.Logger
-	// Abort is closed when the pipeline gives up on a graceful stop
-	// (shutdown_timeout passed): from then on emit fails and no event
-	// still held by the pipeline will be acknowledged, so an input that
-	// waits for its acknowledgements stops waiting, saves what was
-	// acknowledged and returns at once. Nil (never closed) outside the
-	// engine.
-	Abort <-chan struct{}
+	// ShutdownDeadline is closed by the pipeline when its shutdown
+	// deadline (shutdown_timeout) passes. After its ctx is cancelled, an
+	// input waits for the acknowledgements of what it emitted (the
+	// buffers drain meanwhile) until they all came back or this is
+	// closed, then saves its position and returns. Nil outside a
+	// pipeline: the input bounds the wait itself.
+	ShutdownDeadline <-chan struct{}
 }
 
 // Recycler is implemented by inputs that reuse event memory. The engine

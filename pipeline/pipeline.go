@@ -67,7 +67,7 @@ type Pipeline struct {
 	filters []*filterStage
 	outputs []*outputStage
 	// work is cancelled when a shutdown passes shutdown_timeout: emit fails,
-	// workers stop, and inputs (Env.Abort) stop waiting for acknowledgements.
+	// workers stop, and inputs (Env.ShutdownDeadline) stop waiting for acknowledgements.
 	abortCtx  context.Context
 	abortWork context.CancelFunc
 }
@@ -211,7 +211,7 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 		in, err := plug.New(ic.Plugin, input.Env{
 			Name: ic.Name, DataDir: cfg.DataDir, NewAssembler: newAsm,
 			ExitOnEOF: opts.ExitOnEOF, Logger: opts.Logger.With("input", ic.Name),
-			Abort: p.abortCtx.Done(),
+			ShutdownDeadline: p.abortCtx.Done(),
 		})
 		if err != nil {
 			errs = append(errs, cfg.EntryError("inputs", i, err))
@@ -272,7 +272,7 @@ func (p *Pipeline) openBuffers() error {
 //
 // Past shutdown_timeout it aborts: every wait of the engine (emit, the
 // workers' buffer writes, the inputs' waits for acknowledgements through
-// Env.Abort, the delivery loops) ends at once, so Run returns within
+// Env.ShutdownDeadline, the delivery loops) ends at once, so Run returns within
 // shutdown_timeout plus a small constant whatever an output does (at most
 // abortGrace more for a plugin that ignores the abort).
 func (p *Pipeline) Run(ctx context.Context) error {

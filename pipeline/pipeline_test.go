@@ -157,7 +157,7 @@ func newHarness() *harness {
 	h.reg.AddInput("gen", plugins.Input{
 		Config: func() any { return &genConfig{Batch: 10} },
 		New: func(cfg any, env input.Env) (input.Input, error) {
-			return &genInput{cfg: cfg.(*genConfig), h: h, emitted: &h.emitted, abort: env.Abort}, nil
+			return &genInput{cfg: cfg.(*genConfig), h: h, emitted: &h.emitted, abort: env.ShutdownDeadline}, nil
 		},
 	})
 	h.reg.AddParser("json", plugins.Parser{New: func(parser.Config, plugins.ParserEnv) (parser.Parser, func() parser.Assembler, error) {
