@@ -4,24 +4,34 @@
 //	/healthz          200 while the process lives
 //	/readyz           200 once the config is loaded and the buffers are open
 //	/status           JSON: every input and output, each output's state
+//	/dead-letter/replay  POST ?output=NAME: send the dead letters again (loopback clients only)
+//
+// and, only on the admin listener (api.admin: a loopback port or a unix
+// socket, off by default, optionally behind a bearer token):
+//
 //	/tap              NDJSON stream of the records passing a point (api.tap)
 //	/debug/pprof/...  Go profiling (api.pprof)
+//	POST /-/reload    reload the config (as SIGHUP does)
 //
-// The tap and pprof endpoints are off unless enabled, and even then answer
-// only loopback clients: reach them with `kubectl exec` or `kubectl
-// port-forward`. No endpoint shows a config value.
+// The metrics address never serves the tap or pprof: behind a service mesh
+// every inbound connection comes from a loopback address, so a loopback
+// check there protects nothing. /dead-letter/replay still relies on such a
+// check (it should move to the admin listener). No endpoint shows a config
+// value.
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,8 +47,14 @@ type Options struct {
 	// Address is api.address ("127.0.0.1:2020", "0.0.0.0:2020", ":0" in
 	// tests). Empty: the API is off and Start does nothing.
 	Address string
-	// Tap and Pprof are api.tap and api.pprof.
+	// Tap and Pprof are api.tap and api.pprof: served on the admin
+	// listener only.
 	Tap, Pprof bool
+	// Admin is api.admin (off when empty).
+	Admin Admin
+	// Reload reloads the config for POST /-/reload on the admin listener;
+	// its error is the reason a reload was refused. nil: not available.
+	Reload func(context.Context) error
 	// Gatherer is the registry /metrics exposes (nil: an empty one).
 	Gatherer prometheus.Gatherer
 	// Ready reports readiness: the config is loaded and every buffer is
@@ -53,38 +69,64 @@ type Options struct {
 	TapBuffer int
 	// Logger receives the server's own errors (nil: discarded).
 	Logger *slog.Logger
+	// Replay sends an output's dead-lettered records again (POST
+	// /dead-letter/replay?output=NAME, loopback clients only; what
+	// `sidelog dead-letter replay` asks a running agent). nil: 404.
+	Replay func(ctx context.Context, output string) (int, error)
 }
 
 // Server is the HTTP API. Start it once; Shutdown it once (more calls are
-// harmless).
+// harmless). Reconfigure applies a reloaded api block without a restart.
 type Server struct {
 	opts    Options
 	handler http.Handler
-	srv     *http.Server
-	ln      net.Listener
+	admin   http.Handler
+
+	mu   sync.Mutex
+	cur  atomic.Pointer[Server] // the handlers of the current options
+	main *listener
+	adm  *listener
+	old  sync.WaitGroup // listeners being shut down after a Reconfigure
 
 	base     context.Context
 	stopBase context.CancelFunc
-	done     chan struct{}
 	once     sync.Once
+}
+
+// listener is one bound address and its HTTP server.
+type listener struct {
+	ln   net.Listener
+	srv  *http.Server
+	done chan struct{}
 }
 
 // New builds the server; it does not listen yet.
 func New(opts Options) *Server {
+	base, stop := context.WithCancel(context.Background())
+	s := &Server{base: base, stopBase: stop}
+	s.setOptions(opts)
+	return s
+}
+
+func (s *Server) setOptions(opts Options) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Gatherer == nil {
 		opts.Gatherer = prometheus.NewRegistry()
 	}
-	base, stop := context.WithCancel(context.Background())
-	s := &Server{opts: opts, base: base, stopBase: stop, done: make(chan struct{})}
-	s.handler = s.routes()
-	return s
+	v := &Server{opts: opts}
+	v.handler = v.routes()
+	v.admin = v.adminRoutes()
+	s.opts, s.handler, s.admin = opts, v.handler, v.admin
+	s.cur.Store(v)
 }
 
 // Handler returns the API's handler (for tests and for embedding).
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// AdminHandler returns the admin listener's handler (token check included).
+func (s *Server) AdminHandler() http.Handler { return s.admin }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -118,22 +160,34 @@ func (s *Server) routes() http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Write(append(body, '\n'))
 	})
-	if s.opts.Tap {
-		mux.Handle("GET /tap", loopbackOnly(http.HandlerFunc(s.serveTap)))
-	} else {
-		mux.HandleFunc("GET /tap", func(w http.ResponseWriter, r *http.Request) {
-			text(w, http.StatusNotFound, "the tap endpoint is disabled: set api.tap: true in the config")
-		})
+	mux.Handle("POST /dead-letter/replay", loopbackOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("output")
+		if s.opts.Replay == nil {
+			text(w, http.StatusNotFound, "dead-letter replay is not available in this agent")
+			return
+		}
+		if name == "" {
+			text(w, http.StatusBadRequest, "output: required (?output=NAME)")
+			return
+		}
+		n, err := s.opts.Replay(r.Context(), name)
+		w.Header().Set("Content-Type", "application/json")
+		body := map[string]any{"output": name, "replayed": n}
+		code := http.StatusOK
+		if err != nil {
+			body["error"] = err.Error()
+			code = http.StatusConflict
+		}
+		b, _ := json.Marshal(body)
+		w.WriteHeader(code)
+		w.Write(append(b, '\n'))
+	})))
+	adminOnly := func(w http.ResponseWriter, r *http.Request) {
+		text(w, http.StatusNotFound, "not served here: /tap, /debug/pprof/ and /-/reload are served only on the admin listener (api.admin: address 127.0.0.1:PORT or socket PATH; see docs/operations.md)")
 	}
-	if s.opts.Pprof {
-		pp := http.NewServeMux()
-		pp.HandleFunc("/debug/pprof/", pprof.Index)
-		pp.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		pp.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		pp.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		pp.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		mux.Handle("/debug/pprof/", loopbackOnly(pp))
-	}
+	mux.HandleFunc("/tap", adminOnly)
+	mux.HandleFunc("/debug/pprof/", adminOnly)
+	mux.HandleFunc("/-/reload", adminOnly)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/metrics", "/healthz", "/readyz", "/status", "/tap":
@@ -166,45 +220,136 @@ func loopbackOnly(h http.Handler) http.Handler {
 	})
 }
 
-// Start binds Address and serves in the background. It returns the bind
-// error, if any; with an empty Address it does nothing. ctx bounds only the
-// bind: the server keeps serving (probes, metrics) during the agent's
-// graceful shutdown, until Shutdown.
+// Start binds Address and the admin listener and serves in the
+// background. It returns the bind error, if any (nothing is left listening
+// then); with an empty Address and no admin listener it does nothing. ctx
+// bounds only the bind: the server keeps serving (probes, metrics) during
+// the agent's graceful shutdown, until Shutdown.
 func (s *Server) Start(ctx context.Context) error {
-	if s.opts.Address == "" {
-		close(s.done)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	main, adm, err := s.bind(ctx, s.opts, nil)
+	if err != nil {
+		return err
+	}
+	s.main, s.adm = s.serve(main, false), s.serve(adm, true)
+	return nil
+}
+
+// bind opens the listeners that opts needs and that old (possibly nil)
+// does not already provide; on error it closes what it opened.
+func (s *Server) bind(ctx context.Context, opts Options, old *Options) (main, adm net.Listener, err error) {
+	if opts.Address != "" && (old == nil || old.Address != opts.Address) {
+		var lc net.ListenConfig
+		if main, err = lc.Listen(ctx, "tcp", opts.Address); err != nil {
+			return nil, nil, fmt.Errorf("api: listen on %s: %w", opts.Address, err)
+		}
+	}
+	sameAdmin := old != nil && old.Admin.Address == opts.Admin.Address && old.Admin.Socket == opts.Admin.Socket
+	if opts.Admin.Enabled() && !sameAdmin {
+		if adm, err = listenAdmin(ctx, opts.Admin); err != nil {
+			if main != nil {
+				main.Close()
+			}
+			return nil, nil, err
+		}
+	} else if opts.Admin.TokenFile != "" {
+		if _, err = readToken(opts.Admin.TokenFile); err != nil {
+			if main != nil {
+				main.Close()
+			}
+			return nil, nil, fmt.Errorf("api.admin.token_file: %w", err)
+		}
+	}
+	return main, adm, nil
+}
+
+// serve serves ln (nil: nothing) with the current handlers.
+func (s *Server) serve(ln net.Listener, admin bool) *listener {
+	if ln == nil {
 		return nil
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.opts.Address)
-	if err != nil {
-		close(s.done)
-		return fmt.Errorf("api: listen on %s: %w", s.opts.Address, err)
-	}
-	s.ln = ln
-	s.srv = &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return s.base },
-		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelDebug),
-	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if admin {
+			s.cur.Load().admin.ServeHTTP(w, r)
+		} else {
+			s.cur.Load().handler.ServeHTTP(w, r)
+		}
+	})
+	l := &listener{ln: ln, srv: s.newHTTPServer(h), done: make(chan struct{})}
 	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.opts.Logger.Error("api server stopped", "error", err.Error())
+		defer close(l.done)
+		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.opts.Logger.Error("api server stopped", "error", err.Error(), "address", ln.Addr().String())
 		}
 	}()
+	return l
+}
+
+// Reconfigure applies a reloaded api block: the new addresses are bound
+// first (an error leaves everything as it was), then the handlers switch
+// (api.tap, api.pprof, the token file) and the replaced listeners are shut
+// down in the background, so that a POST /-/reload that triggered it gets
+// its answer. Only Address, Tap, Pprof and Admin are taken from opts.
+func (s *Server) Reconfigure(ctx context.Context, opts Options) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.opts
+	next := old
+	next.Address, next.Tap, next.Pprof, next.Admin = opts.Address, opts.Tap, opts.Pprof, opts.Admin
+	main, adm, err := s.bind(ctx, next, &old)
+	if err != nil {
+		return err
+	}
+	s.setOptions(next)
+	if next.Address != old.Address {
+		s.retire(s.main)
+		s.main = s.serve(main, false)
+	}
+	if next.Admin.Address != old.Admin.Address || next.Admin.Socket != old.Admin.Socket {
+		s.retire(s.adm)
+		s.adm = s.serve(adm, true)
+	}
 	return nil
+}
+
+// retire shuts l down in the background (in-flight requests get 5s).
+func (s *Server) retire(l *listener) {
+	if l == nil {
+		return
+	}
+	s.old.Add(1)
+	go func() {
+		defer s.old.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if l.srv.Shutdown(ctx) != nil {
+			l.srv.Close()
+		}
+		<-l.done
+	}()
 }
 
 // Addr is the address the server listens on ("" when off or not started):
 // the real port when Address ends in ":0".
 func (s *Server) Addr() string {
-	if s.ln == nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.main == nil {
 		return ""
 	}
-	return s.ln.Addr().String()
+	return s.main.ln.Addr().String()
+}
+
+// AdminAddr is the admin listener's address ("" when off): the real port
+// when Admin.Address ends in ":0", the socket path for a socket.
+func (s *Server) AdminAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.adm == nil {
+		return ""
+	}
+	return s.adm.ln.Addr().String()
 }
 
 // Shutdown stops listening, ends tap streams, and waits for requests in
@@ -213,21 +358,30 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	s.once.Do(func() {
 		s.stopBase() // ends long-lived streams (tap)
-		if s.srv != nil {
-			err = s.srv.Shutdown(ctx)
-			if err != nil {
-				s.srv.Close()
+		s.mu.Lock()
+		ls := []*listener{s.main, s.adm}
+		s.mu.Unlock()
+		for _, l := range ls {
+			if l == nil {
+				continue
+			}
+			if e := l.srv.Shutdown(ctx); e != nil {
+				l.srv.Close()
+				err = cmp.Or(err, e)
+			}
+			select {
+			case <-l.done:
+			case <-ctx.Done():
+				err = cmp.Or(err, ctx.Err())
 			}
 		}
+		s.old.Wait()
 	})
-	select {
-	case <-s.done:
-	case <-ctx.Done():
-		if err == nil {
-			err = ctx.Err()
-		}
-	}
 	return err
+}
+
+func slogLogger(l *slog.Logger) *log.Logger {
+	return slog.NewLogLogger(l.Handler(), slog.LevelDebug)
 }
 
 type slogAdapter struct{ l *slog.Logger }

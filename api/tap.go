@@ -14,6 +14,9 @@ import (
 // client read too slowly.
 const tapNoticeKey = `{"sidelog_tap":`
 
+// InputTapWarning is the notice that starts every input tap stream.
+const InputTapWarning = "input records are shown as parsed, BEFORE every filter: redact has not run on them"
+
 // serveTap streams, as NDJSON, the records passing one point:
 //
 //	GET /tap?output=NAME[&when=EXPR][&limit=N]
@@ -73,6 +76,14 @@ func (s *Server) serveTap(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	if err := rc.Flush(); err != nil {
 		return
+	}
+	if in != "" {
+		// Said on every input stream, and by `sidelog tap` on stderr:
+		// these records have not been through redact.
+		fmt.Fprintf(w, "%s{\"warning\":%q}}\n", tapNoticeKey, InputTapWarning)
+		if err := rc.Flush(); err != nil {
+			return
+		}
 	}
 	s.opts.Logger.Info("tap attached", "point", point, "when", q.Get("when"))
 	defer s.opts.Logger.Info("tap detached", "point", point)

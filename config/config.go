@@ -34,14 +34,18 @@ type Config struct {
 	API             API              `yaml:"api"`
 	ShutdownTimeout time.Duration    `yaml:"shutdown_timeout"`
 	DeadLetter      DeadLetterConfig `yaml:"dead_letter"`
-	Inputs          []Input          `yaml:"inputs"`
-	Filters         []Filter         `yaml:"filters"`
-	Outputs         []Output         `yaml:"outputs"`
+	// Parsers are the named parsers (`parser: <name>` on an input, or a
+	// pod's sidelog.io/parser annotation with the kubernetes filter's api).
+	Parsers []parser.Named `yaml:"parsers"`
+	Inputs  []Input        `yaml:"inputs"`
+	Filters []Filter       `yaml:"filters"`
+	Outputs []Output       `yaml:"outputs"`
 
 	// File is the path the config was read from.
 	File string `yaml:"-"`
 
 	secrets []secret
+	root    *yaml.Node
 }
 
 // API is the HTTP API block.
@@ -49,11 +53,26 @@ type API struct {
 	Address string `yaml:"address"`
 	Tap     bool   `yaml:"tap"`
 	Pprof   bool   `yaml:"pprof"`
+	Admin   Admin  `yaml:"admin"`
+}
+
+// Admin is api.admin: the listener that alone serves /tap, /debug/pprof/
+// and POST /-/reload. Off unless address or socket is set.
+type Admin struct {
+	// Address is a loopback host:port (another host needs TokenFile).
+	Address string `yaml:"address"`
+	// Socket is a unix socket path (created 0600).
+	Socket string `yaml:"socket"`
+	// TokenFile holds a bearer token every admin request must send.
+	TokenFile string `yaml:"token_file"`
 }
 
 // DeadLetterConfig bounds the dead-letter files.
 type DeadLetterConfig struct {
 	MaxBytes units.Size `yaml:"max_bytes"`
+	// WhenFull is block (the output pauses, shown blocked; nothing lost) or
+	// drop_oldest (the oldest files are removed, every record counted).
+	WhenFull string `yaml:"when_full"`
 }
 
 // Input is one `inputs:` entry: the engine's keys, the parser's keys, and the
@@ -69,6 +88,9 @@ type Input struct {
 
 // Filter is one `filters:` entry.
 type Filter struct {
+	// Name, optional, labels the filter's metrics (filter="NAME") instead
+	// of its position, which changes when a filter is inserted before it.
+	Name string `yaml:"name"`
 	Type string `yaml:"type"`
 	When string `yaml:"when"`
 	// WhenProgram is the compiled `when` (nil when absent).
@@ -106,6 +128,9 @@ func (c *Config) Defaults() {
 	}
 	if c.DeadLetter.MaxBytes == 0 {
 		c.DeadLetter.MaxBytes = 256 << 20
+	}
+	if c.DeadLetter.WhenFull == "" {
+		c.DeadLetter.WhenFull = delivery.WhenFullBlock
 	}
 	for i := range c.Outputs {
 		o := &c.Outputs[i]
@@ -241,6 +266,7 @@ func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
 		return nil, errs.err()
 	}
 	root := doc.Content[0]
+	cfg.root = root
 	d := &decoder{errs: errs, original: map[*yaml.Node]string{}}
 	substitute(root, "", d)
 
@@ -287,7 +313,17 @@ func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
 		errs.add(root.Line, "outputs", "at least one output is required")
 	}
 	cfg.Defaults()
+	cfg.root = root
 	cfg.check(reg, errs)
+	switch cfg.DeadLetter.WhenFull {
+	case delivery.WhenFullBlock, delivery.WhenFullDropOldest:
+	default:
+		line := root.Line
+		if n := find(root, "dead_letter"); n != nil {
+			line = lineOf(resolve(n), "when_full")
+		}
+		errs.add(line, "dead_letter.when_full", fmt.Sprintf("must be block or drop_oldest, not %q", cfg.DeadLetter.WhenFull))
+	}
 	cfg.secrets = errs.secrets
 	if err := errs.err(); err != nil {
 		return nil, err
@@ -316,7 +352,7 @@ func decodeEntry(d *decoder, item *yaml.Node, path string, k kind, entry any, na
 	if typ != "" {
 		mk, ok := k.config(typ)
 		if !ok {
-			d.fail(find(item, "type"), path+".type", "unknown %s type %q (known: %s)", k.name, typ, strings.Join(k.names(), ", "))
+			d.fail(find(item, "type"), path+".type", "unknown %s type %q%s (known: %s)", k.name, typ, suggest(typ, k.names()), strings.Join(k.names(), ", "))
 			if name != nil {
 				*name = scalar(item, "name")
 			}
@@ -372,8 +408,17 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		errs.add(0, "log_level", fmt.Sprintf("must be debug, info, warn or error, not %q", c.LogLevel))
+		errs.add(lineOf(c.root, "log_level"), "log_level", fmt.Sprintf("must be debug, info, warn or error, not %q", c.LogLevel))
 	}
+	if c.API.Address != "" {
+		if _, err := checkAddress(c.API.Address); err != nil {
+			errs.add(lineOf(c.root, "api.address"), "api.address", err.Error())
+		}
+	}
+	if err := checkAdmin(c.API.Admin); err != nil {
+		errs.add(lineOf(c.root, "api.admin"), "api.admin", err.Error())
+	}
+	c.checkParsers(reg, errs)
 	names := map[string]bool{}
 	for i := range c.Inputs {
 		in := &c.Inputs[i]
@@ -382,18 +427,31 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 			errs.add(in.node.Line, path+".name", "an input needs a name")
 		} else if names[in.Name] {
 			errs.add(lineOf(in.node, "name"), path+".name", fmt.Sprintf("duplicate input name %q", in.Name))
+		} else if !validName.MatchString(in.Name) {
+			// It names the checkpoint file: "a/b" and "a_b" would share one.
+			errs.add(lineOf(in.node, "name"), path+".name", fmt.Sprintf("%q: use letters, digits, '-' and '_' (it names the checkpoint file)", in.Name))
 		}
 		names[in.Name] = true
 		if in.Plugin != nil {
 			c.pluginError(errs, in.node, path, validate(in.Plugin))
 		}
+		in.Parser = build.Resolve(in.Parser, c.Parsers)
 		for _, err := range build.Validate(reg, in.Parser) {
 			c.pluginError(errs, in.node, path, err)
 		}
 	}
+	filterNames := map[string]bool{}
 	for i := range c.Filters {
 		f := &c.Filters[i]
 		path := fmt.Sprintf("filters[%d]", i)
+		if f.Name != "" {
+			if filterNames[f.Name] {
+				errs.add(lineOf(f.node, "name"), path+".name", fmt.Sprintf("duplicate filter name %q", f.Name))
+			} else if !validName.MatchString(f.Name) {
+				errs.add(lineOf(f.node, "name"), path+".name", fmt.Sprintf("%q: use letters, digits, '-' and '_'", f.Name))
+			}
+			filterNames[f.Name] = true
+		}
 		if f.When != "" {
 			p, err := expression.Compile(f.When, expression.Bool)
 			c.pluginError(errs, f.node, path, keyed("when", err))
@@ -440,6 +498,34 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 		}
 		if o.Plugin != nil {
 			c.pluginError(errs, o.node, path, validate(o.Plugin))
+		}
+	}
+}
+
+// checkParsers validates the `parsers:` entries: each named once, each a
+// field parser.
+func (c *Config) checkParsers(reg *plugins.Registry, errs *Errors) {
+	var node *yaml.Node
+	if c.root != nil {
+		node = resolve(find(c.root, "parsers"))
+	}
+	seen := map[string]bool{}
+	for i, n := range c.Parsers {
+		item := node
+		if item == nil {
+			item = &yaml.Node{}
+		}
+		if node != nil && node.Kind == yaml.SequenceNode && i < len(node.Content) {
+			item = resolve(node.Content[i])
+		}
+		path := fmt.Sprintf("parsers[%d]", i)
+		if n.Name != "" && seen[n.Name] {
+			errs.add(lineOf(item, "name"), path+".name", fmt.Sprintf("duplicate parser name %q", n.Name))
+		}
+		seen[n.Name] = true
+		for _, err := range build.ValidateNamed(reg, n) {
+			key, msg, _ := strings.Cut(err.Error(), ": ")
+			errs.add(lineOf(item, key), path+"."+key, msg)
 		}
 	}
 }

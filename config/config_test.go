@@ -247,3 +247,77 @@ outputs:
 		t.Fatalf("the reference should be named instead:\n%s", got)
 	}
 }
+
+// Issue 20 (config strictness): duplicate keys in map-typed keys, input
+// names that would share a checkpoint file, api.address, a misspelt type.
+func TestStrictness(t *testing.T) {
+	_, err := Parse("sidelog.yaml", []byte(`
+api: {address: "127.0.0.1"}
+inputs:
+  - name: a/b
+    type: tail
+    paths: ["/x"]
+    fields: {service: a, service: b}
+  - name: c
+    type: tial
+outputs:
+  - {name: out, type: stdout}
+`), testRegistry())
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		`sidelog.yaml:2: api.address: "127.0.0.1" is not host:port`,
+		`sidelog.yaml:4: inputs[0].name: "a/b": use letters, digits, '-' and '_' (it names the checkpoint file)`,
+		`sidelog.yaml:7: inputs[0].fields.service: duplicate key`,
+		`sidelog.yaml:9: inputs[1].type: unknown input type "tial" (did you mean "tail"?)`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in\n%v", want, err)
+		}
+	}
+}
+
+// ${VAR:-default}: the default when VAR is unset or empty.
+func TestSubstituteDefault(t *testing.T) {
+	t.Setenv("SIDELOG_EMPTY", "")
+	t.Setenv("SIDELOG_SET", "/from/env")
+	os.Unsetenv("SIDELOG_UNSET_X")
+	cfg, err := Parse("sidelog.yaml", []byte(`
+data_dir: ${SIDELOG_UNSET_X:-/var/lib/def}
+inputs:
+  - name: app
+    type: tail
+    paths: ["${SIDELOG_EMPTY:-/e}", "${SIDELOG_SET:-/no}", "${SIDELOG_UNSET_X:-}x"]
+outputs:
+  - {name: out, type: stdout}
+`), testRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.Inputs[0].Plugin.(*tailCfg).Paths
+	if cfg.DataDir != "/var/lib/def" || strings.Join(got, ",") != "/e,/from/env,x" {
+		t.Fatalf("data_dir %q, paths %q", cfg.DataDir, got)
+	}
+}
+
+// dead_letter.when_full: block by default; a bad value names its line.
+func TestDeadLetterWhenFull(t *testing.T) {
+	src := "inputs:\n  - {name: app, type: tail, paths: [\"/x/*.log\"]}\noutputs:\n  - {name: out, type: stdout}\n"
+	cfg, err := Parse("s.yaml", []byte(src), testRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DeadLetter.WhenFull != "block" {
+		t.Fatalf("default when_full %q, want block", cfg.DeadLetter.WhenFull)
+	}
+	cfg, err = Parse("s.yaml", []byte("dead_letter:\n  when_full: drop_oldest\n"+src), testRegistry())
+	if err != nil || cfg.DeadLetter.WhenFull != "drop_oldest" {
+		t.Fatalf("drop_oldest: %v %+v", err, cfg)
+	}
+	_, err = Parse("s.yaml", []byte("dead_letter:\n  max_bytes: 1MiB\n  when_full: evict\n"+src), testRegistry())
+	want := `s.yaml:3: dead_letter.when_full: must be block or drop_oldest, not "evict"`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+}

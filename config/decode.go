@@ -293,8 +293,16 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 			return
 		}
 		m := reflect.MakeMapWithSize(t, len(n.Content)/2)
+		seen := make(map[string]bool, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
+			if seen[k.Value] {
+				// YAML keeps the last one silently: `set: {a: x, a: y}`
+				// would lose x without a word.
+				d.fail(k, join(path, k.Value), "duplicate key")
+				continue
+			}
+			seen[k.Value] = true
 			ev := reflect.New(t.Elem()).Elem()
 			d.decode(n.Content[i+1], join(path, k.Value), ev)
 			m.SetMapIndex(reflect.ValueOf(k.Value).Convert(t.Key()), ev)

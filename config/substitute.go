@@ -11,8 +11,9 @@ import (
 var reference = regexp.MustCompile(`\$\{([^}]*)\}`)
 
 // substitute replaces ${VAR} by an environment variable and ${file:/path}
-// by the file's trimmed contents in every scalar value (not in keys). A
-// missing one is an error; "$${" writes a literal "${". Errors name the
+// by the file's trimmed contents in every scalar value (not in keys).
+// ${VAR:-default} gives default when VAR is unset or empty (as in the
+// shell; the default is taken literally). A missing one is an error; "$${" writes a literal "${". Errors name the
 // reference, never the value.
 func substitute(n *yaml.Node, path string, d *decoder) {
 	switch n.Kind {
@@ -47,7 +48,15 @@ func substitute(n *yaml.Node, path string, d *decoder) {
 				d.errs.secret(v, m)
 				return v
 			}
-			val, ok := os.LookupEnv(ref)
+			name, def, hasDef := strings.Cut(ref, ":-")
+			val, ok := os.LookupEnv(name)
+			if hasDef {
+				if !ok || val == "" {
+					return def
+				}
+				d.errs.secret(val, m)
+				return val
+			}
 			if !ok {
 				d.fail(n, path, "${%s}: environment variable is not set", ref)
 				return ""

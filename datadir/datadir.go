@@ -19,16 +19,27 @@ import (
 type Dir struct {
 	Path       string
 	InstanceID string
-	lock       *os.File
+	// Warning, when set, says why the directory is not 0700 (an existing
+	// directory whose mode the agent may not change): log it.
+	Warning string
+	lock    *os.File
 }
 
 // ErrLocked means another process holds the data directory.
 var ErrLocked = errors.New("data_dir is in use by another sidelog process")
 
 // Open creates (0700) and locks dir, and loads or creates its instance id.
+// An existing directory with another mode is made 0700 (MkdirAll leaves it
+// as it is); when that is not allowed, Warning says so.
 func Open(dir string) (*Dir, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", dir, err)
+	}
+	var warning string
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm() != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			warning = fmt.Sprintf("data_dir %s has mode %#o and cannot be made 0700 (%v): other users of the volume may read checkpoints, buffers and dead letters", dir, fi.Mode().Perm(), err)
+		}
 	}
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -48,7 +59,7 @@ func Open(dir string) (*Dir, error) {
 	}
 	_ = f.Truncate(0)
 	_, _ = f.WriteAt([]byte(fmt.Sprintf("%d\n", os.Getpid())), 0)
-	d := &Dir{Path: dir, lock: f}
+	d := &Dir{Path: dir, lock: f, Warning: warning}
 	if d.InstanceID, err = instanceID(dir); err != nil {
 		d.Close()
 		return nil, err

@@ -36,3 +36,22 @@ func TestLockAndInstanceID(t *testing.T) {
 		t.Fatalf("instance id changed across restarts: %s then %s", id, b.InstanceID)
 	}
 }
+
+// Issue 20: an existing data_dir is made 0700 too (MkdirAll leaves an
+// existing directory's mode alone).
+func TestExistingDirMade0700(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	d, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	fi, _ := os.Stat(dir)
+	if fi.Mode().Perm() != 0o700 || d.Warning != "" {
+		t.Fatalf("mode %#o, warning %q", fi.Mode().Perm(), d.Warning)
+	}
+}

@@ -29,14 +29,25 @@ const DefaultDeadLetterMaxBytes = 256 << 20
 //	{"time":"2026-01-02T15:04:05.123Z","output":"es","reason":"...","record":{...}}
 //
 // "record" holds the output's encoded record when it is valid JSON
-// (compacted to one line), else "record_base64" holds its bytes in standard
-// base64. Each write is fsynced before the batch is acknowledged. A file is
-// closed at a quarter of MaxBytes (at most 16 MiB); when an output's files
-// exceed MaxBytes the oldest are removed and their records counted.
+// (compacted to one line). A record made of two JSON lines, an action and a
+// document (the elasticsearch output's bulk lines), is written readable:
+// "action" holds the first, "record" the document. Anything else is written
+// as "record_base64", its bytes in standard base64. Each write is fsynced
+// before the batch is acknowledged. A file is closed at a quarter of
+// MaxBytes (at most 16 MiB).
+//
+// When an output's files would exceed MaxBytes, WhenFull decides: "block"
+// (the default) refuses the write with a BlockedError (reason
+// dead_letter_full): the output pauses, shown as blocked, its records stay
+// in the buffer, until files are replayed or removed; "drop_oldest" removes
+// the oldest files, each record counted (OnEvict) and each file logged.
 type DeadLetterFiles struct {
 	dir      string
 	maxBytes int64
 	log      *slog.Logger
+	// WhenFull is dead_letter.when_full: WhenFullBlock ("" too) or
+	// WhenFullDropOldest.
+	WhenFull string
 	// SourceHeaders: records start with a source header (AppendSource),
 	// written as the line's "source".
 	SourceHeaders bool
@@ -69,6 +80,12 @@ func NewDeadLetterFiles(dataDir string, maxBytes int64, logger *slog.Logger) *De
 	}
 	return &DeadLetterFiles{dir: filepath.Join(dataDir, "dead-letter"), maxBytes: maxBytes, log: logger, now: time.Now, outs: map[string]*dlOutput{}}
 }
+
+// dead_letter.when_full values.
+const (
+	WhenFullBlock      = "block"
+	WhenFullDropOldest = "drop_oldest"
+)
 
 // DeadLetterDir is the directory of output's dead-letter files.
 func DeadLetterDir(dataDir, output string) string {
@@ -106,6 +123,19 @@ func appendLine(dst []byte, t time.Time, output, reason string, source, rec []by
 		dst = append(dst, `,"source":`...)
 		dst = append(dst, source...)
 	}
+	if action, doc, ok := splitActionLine(rec); ok {
+		var b bytes.Buffer
+		if json.Compact(&b, action) == nil {
+			dst = append(dst, `,"action":`...)
+			dst = append(dst, b.Bytes()...)
+			b.Reset()
+			if json.Compact(&b, doc) == nil {
+				dst = append(dst, `,"record":`...)
+				dst = append(dst, b.Bytes()...)
+				return append(dst, '}', '\n')
+			}
+		}
+	}
 	if json.Valid(rec) {
 		var b bytes.Buffer
 		if json.Compact(&b, rec) == nil {
@@ -119,8 +149,23 @@ func appendLine(dst []byte, t time.Time, output, reason string, source, rec []by
 	return append(dst, '"', '}', '\n')
 }
 
+// splitActionLine splits a record of exactly two newline-terminated JSON
+// objects, an action line and a document line.
+func splitActionLine(rec []byte) (action, doc []byte, ok bool) {
+	i := bytes.IndexByte(rec, '\n')
+	if i < 0 || len(rec) < 2 || rec[len(rec)-1] != '\n' || i == len(rec)-1 {
+		return nil, nil, false
+	}
+	action, doc = rec[:i], rec[i+1:len(rec)-1]
+	if bytes.IndexByte(doc, '\n') >= 0 || len(action) == 0 || action[0] != '{' || !json.Valid(action) || !json.Valid(doc) {
+		return nil, nil, false
+	}
+	return action, doc, true
+}
+
 // Write appends records with their reasons to output's current file and
-// fsyncs it.
+// fsyncs it. With WhenFull block, a write that would pass MaxBytes returns
+// a BlockedError instead.
 func (d *DeadLetterFiles) Write(output string, recs [][]byte, reasons []string) error {
 	if strings.ContainsAny(output, `/\`) || output == "" || output == "." || output == ".." {
 		return fmt.Errorf("dead-letter: invalid output name %q", output)
@@ -144,6 +189,13 @@ func (d *DeadLetterFiles) Write(output string, recs [][]byte, reasons []string) 
 	o, err := d.open(output)
 	if err != nil {
 		return err
+	}
+	if d.WhenFull != WhenFullDropOldest && o.total > 0 && o.total+int64(len(buf)) > d.maxBytes {
+		// Files may have been removed (replayed) since: count again.
+		o.total = dirBytes(filepath.Join(d.dir, output))
+		if o.total > 0 && o.total+int64(len(buf)) > d.maxBytes {
+			return deadLetterFullError(filepath.Join(d.dir, output), o.total, d.maxBytes)
+		}
 	}
 	if o.f != nil && o.size > 0 && o.size+int64(len(buf)) > d.fileBytes() {
 		o.f.Close()
@@ -174,8 +226,19 @@ func (d *DeadLetterFiles) Write(output string, recs [][]byte, reasons []string) 
 		o.total -= int64(n)
 		return fmt.Errorf("dead-letter: %w", err)
 	}
-	d.enforce(output, o)
+	if d.WhenFull == WhenFullDropOldest {
+		d.enforce(output, o)
+	}
 	return nil
+}
+
+func dirBytes(dir string) int64 {
+	files, _ := listFiles(dir)
+	var n int64
+	for _, f := range files {
+		n += f.size
+	}
+	return n
 }
 
 func syncDir(dir string) error {
@@ -258,7 +321,7 @@ func (d *DeadLetterFiles) enforce(output string, o *dlOutput) {
 		}
 		o.total -= f.size
 		o.evicted += int64(lines)
-		d.log.Warn("dead-letter: removed the oldest file to stay under dead_letter.max_bytes", "output", output, "file", f.path, "records", lines)
+		d.log.Warn("dead-letter: dropped the oldest records to stay under dead_letter.max_bytes (when_full: drop_oldest)", "output", output, "file", f.path, "records", lines, "dropped_total", o.evicted)
 		if d.OnEvict != nil {
 			d.OnEvict(output, lines)
 		}
@@ -293,6 +356,7 @@ type Line struct {
 	Output       string          `json:"output"`
 	Reason       string          `json:"reason"`
 	Source       json.RawMessage `json:"source,omitempty"`
+	Action       json.RawMessage `json:"action,omitempty"`
 	Record       json.RawMessage `json:"record,omitempty"`
 	RecordBase64 []byte          `json:"record_base64,omitempty"`
 }
@@ -300,6 +364,11 @@ type Line struct {
 // Data returns the record's bytes as the output encoded them (a JSON record
 // compacted).
 func (l *Line) Data() []byte {
+	if l.Action != nil && l.Record != nil {
+		b := make([]byte, 0, len(l.Action)+len(l.Record)+2)
+		b = append(append(b, l.Action...), '\n')
+		return append(append(b, l.Record...), '\n')
+	}
 	if l.Record != nil {
 		return l.Record
 	}
@@ -315,13 +384,58 @@ const ReplayBatch = 500
 // the error, keeping that file and the newer ones (records of the file that
 // were sent before the failure are sent again by the next replay). Lines that
 // cannot be parsed are reported in the error and the file is kept. Run it
-// while the agent is stopped (`sidelog dead-letter replay --output NAME`): a
-// running agent may append to the newest file.
+// while the agent is stopped (`sidelog dead-letter replay --output NAME`); a
+// running agent replays with DeadLetterFiles.Replay.
 func Replay(dataDir, output string, send func([][]byte) error) (int, error) {
 	files, err := listFiles(DeadLetterDir(dataDir, output))
 	if err != nil {
 		return 0, err
 	}
+	return replayFiles(files, send)
+}
+
+// Replay is Replay for a running agent: the output's current file is
+// closed first (new dead letters go to a new file, not replayed now), and
+// the replayed files stop counting towards MaxBytes (a when_full block
+// ends). Records that fail again are dead-lettered again by the delivery
+// loop if send is the runner's; with a plain Write, Replay stops at the
+// first error and keeps the rest.
+func (d *DeadLetterFiles) Replay(output string, send func([][]byte) error) (int, error) {
+	if strings.ContainsAny(output, `/\`) || output == "" || output == "." || output == ".." {
+		return 0, fmt.Errorf("dead-letter: invalid output name %q", output)
+	}
+	d.mu.Lock()
+	last := ""
+	if o := d.outs[output]; o != nil && o.f != nil {
+		o.f.Close()
+		o.f = nil
+		last = o.name
+	}
+	files, err := listFiles(filepath.Join(d.dir, output))
+	d.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if last != "" {
+		n := 0
+		for _, f := range files {
+			if f.path <= last {
+				files[n] = f
+				n++
+			}
+		}
+		files = files[:n]
+	}
+	sent, err := replayFiles(files, send)
+	d.mu.Lock()
+	if o := d.outs[output]; o != nil {
+		o.total = dirBytes(filepath.Join(d.dir, output))
+	}
+	d.mu.Unlock()
+	return sent, err
+}
+
+func replayFiles(files []dlFile, send func([][]byte) error) (int, error) {
 	sent := 0
 	for _, f := range files {
 		n, err := replayFile(f.path, send)

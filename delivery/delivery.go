@@ -87,7 +87,17 @@ type Runner struct {
 	// MaxInFlight is the number of batches sent concurrently (default 1).
 	// Batches are acknowledged to the buffer as they complete, out of order.
 	MaxInFlight int
+	// Blocks receives the output's blocked state (nil: a private one).
+	Blocks *BlockState
+	// MaxParked bounds the batches whose remaining records are all blocked
+	// (see BlockedError) and that wait aside, unacknowledged, so that the
+	// records of other keys keep flowing (default DefaultMaxParked). Past
+	// it the output pauses.
+	MaxParked int
 }
+
+// DefaultMaxParked is the default of Runner.MaxParked.
+const DefaultMaxParked = 16
 
 func (r *Runner) limits() buffer.Limits {
 	l := buffer.Limits{MaxEvents: r.Batch.MaxEvents, MaxBytes: int(r.Batch.MaxBytes), Timeout: r.Batch.Timeout}
@@ -110,9 +120,17 @@ func (r *Runner) Run(ctx context.Context) error {
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}
+	if r.Blocks == nil {
+		r.Blocks = NewBlockState(r.Logger)
+	}
 	lim := r.limits()
 	n := max(r.MaxInFlight, 1)
 	slots := make(chan struct{}, n)
+	parkedMax := r.MaxParked
+	if parkedMax <= 0 {
+		parkedMax = DefaultMaxParked
+	}
+	parked := make(chan struct{}, parkedMax)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	readBackoff := 100 * time.Millisecond
@@ -143,8 +161,29 @@ func (r *Runner) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-slots }()
-			if err := r.deliver(ctx, b.Records); err != nil {
+			// A batch whose remaining records are all blocked gives its
+			// slot back (it parks) so that other keys keep flowing, once
+			// a parking place is free.
+			isParked := false
+			park := func() {
+				if isParked {
+					return
+				}
+				select {
+				case parked <- struct{}{}:
+					isParked = true
+					<-slots
+				default: // every place taken: keep the slot, the output pauses
+				}
+			}
+			defer func() {
+				if isParked {
+					<-parked
+				} else {
+					<-slots
+				}
+			}()
+			if err := r.deliver(ctx, b.Records, park); err != nil {
 				return // ctx done: the batch stays unacknowledged
 			}
 			if err := r.Buf.Ack(b); err != nil {
@@ -179,8 +218,13 @@ func Backoff(initial, maxWait time.Duration, attempt int, retryAfter time.Durati
 }
 
 // deliver sends recs until each is delivered or dead-lettered. It returns
-// only ctx's error.
-func (r *Runner) deliver(ctx context.Context, recs [][]byte) error {
+// only ctx's error. park is called when every record left is blocked.
+func (r *Runner) deliver(ctx context.Context, recs [][]byte, park func()) error {
+	if r.Blocks == nil {
+		r.Blocks = NewBlockState(r.Logger)
+	}
+	h := &holds{s: r.Blocks, output: r.Name}
+	defer h.clear()
 	initial := r.Retry.Initial
 	if initial <= 0 {
 		initial = DefaultRetryInitial
@@ -212,11 +256,24 @@ func (r *Runner) deliver(ctx context.Context, recs [][]byte) error {
 		var wait time.Duration
 		var retry, retryFull, dead [][]byte
 		var reasons []string
+		var blocked map[string]*BlockedError
+		// isBlocked[i] for retry[i]
+		var isBlocked []bool
 		var be *output.BatchError
 		if errors.As(err, &be) {
 			for i, rec := range pending {
 				ferr, failed := be.Failed[i]
 				if !failed {
+					continue
+				}
+				if b, ok := AsBlocked(ferr); ok {
+					if blocked == nil {
+						blocked = map[string]*BlockedError{}
+					}
+					blocked[b.Key] = b
+					retry = append(retry, rec)
+					retryFull = append(retryFull, full[i])
+					isBlocked = append(isBlocked, true)
 					continue
 				}
 				c, after := output.Classify(ferr)
@@ -227,7 +284,15 @@ func (r *Runner) deliver(ctx context.Context, recs [][]byte) error {
 				}
 				retry = append(retry, rec)
 				retryFull = append(retryFull, full[i])
+				isBlocked = append(isBlocked, false)
 				wait = max(wait, after)
+			}
+		} else if b, ok := AsBlocked(err); ok {
+			blocked = map[string]*BlockedError{b.Key: b}
+			retry, retryFull = pending, full
+			isBlocked = make([]bool, len(pending))
+			for i := range isBlocked {
+				isBlocked[i] = true
 			}
 		} else {
 			c, after := output.Classify(err)
@@ -238,9 +303,11 @@ func (r *Runner) deliver(ctx context.Context, recs [][]byte) error {
 				}
 			} else {
 				retry, retryFull = pending, full
+				isBlocked = make([]bool, len(pending))
 				wait = after
 			}
 		}
+		h.set(blocked)
 		if len(dead) > 0 {
 			if err := r.deadLetter(ctx, dead, reasons); err != nil {
 				return err
@@ -250,15 +317,46 @@ func (r *Runner) deliver(ctx context.Context, recs [][]byte) error {
 			return nil
 		}
 		if r.Retry.MaxElapsed > 0 && time.Since(start) > r.Retry.MaxElapsed {
-			r.Logger.Error("giving up after retry.max_elapsed", "output", r.Name, "records", len(retry), "error", err)
-			rs := make([]string, len(retry))
-			for i := range rs {
-				rs[i] = "retry.max_elapsed exceeded: " + err.Error()
+			// Blocked records are exempt: they wait for the cause to be
+			// fixed, never for the dead-letter file.
+			var keep, keepFull, give [][]byte
+			var keepBlocked []bool
+			for i, rec := range retry {
+				if isBlocked[i] {
+					keep, keepFull = append(keep, rec), append(keepFull, retryFull[i])
+					keepBlocked = append(keepBlocked, true)
+				} else {
+					give = append(give, retryFull[i])
+				}
 			}
-			return r.deadLetter(ctx, retryFull, rs)
+			if len(give) > 0 {
+				r.Logger.Error("giving up after retry.max_elapsed", "output", r.Name, "records", len(give), "error", err)
+				rs := make([]string, len(give))
+				for i := range rs {
+					rs[i] = "retry.max_elapsed exceeded: " + err.Error()
+				}
+				if err := r.deadLetter(ctx, give, rs); err != nil {
+					return err
+				}
+			}
+			if len(keep) == 0 {
+				return nil
+			}
+			retry, retryFull, isBlocked = keep, keepFull, keepBlocked
+		}
+		allBlocked := true
+		for _, b := range isBlocked {
+			allBlocked = allBlocked && b
+		}
+		if allBlocked && park != nil {
+			park()
 		}
 		d := Backoff(initial, maxB, attempt, wait)
-		r.Logger.Warn("delivery failed, retrying", "output", r.Name, "records", len(retry), "in", d.String(), "error", err)
+		if len(blocked) > 0 {
+			r.Logger.Debug("delivery blocked, retrying", "output", r.Name, "records", len(retry), "in", d.String(), "error", err)
+		} else {
+			r.Logger.Warn("delivery failed, retrying", "output", r.Name, "records", len(retry), "in", d.String(), "error", err)
+		}
 		if !sleep(ctx, d) {
 			return ctx.Err()
 		}
@@ -275,12 +373,23 @@ func (r *Runner) deadLetter(ctx context.Context, recs [][]byte, reasons []string
 		return nil
 	}
 	wait := 100 * time.Millisecond
+	h := &holds{s: r.Blocks, output: r.Name}
+	defer h.clear()
 	for {
 		err := r.DeadLetter.Write(r.Name, recs, reasons)
 		if err == nil {
 			return nil
 		}
-		r.Logger.Error("dead-letter write failed, retrying", "output", r.Name, "records", len(recs), "error", err, "retry_in", wait.String())
+		if b, ok := AsBlocked(err); ok {
+			// dead_letter.when_full: block: the output pauses, shown as
+			// blocked; the log line is the block's.
+			if b.Key == "" {
+				b = &BlockedError{Key: "dead-letter", Reason: b.Reason, Err: b.Err}
+			}
+			h.set(map[string]*BlockedError{b.Key: b})
+		} else {
+			r.Logger.Error("dead-letter write failed, retrying", "output", r.Name, "records", len(recs), "error", err, "retry_in", wait.String())
+		}
 		if !sleep(ctx, wait) {
 			return ctx.Err()
 		}

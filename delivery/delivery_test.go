@@ -348,9 +348,11 @@ func TestPermanentBatchAndMaxElapsed(t *testing.T) {
 	}
 }
 
+// dead_letter.when_full: drop_oldest.
 func TestDeadLetterBounded(t *testing.T) {
 	dataDir := t.TempDir()
 	dl := NewDeadLetterFiles(dataDir, 16<<10, nil) // files of 4 KiB
+	dl.WhenFull = WhenFullDropOldest
 	var evicted int
 	dl.OnEvict = func(out string, n int) { evicted += n }
 	rec := []byte(`{"msg":"` + strings.Repeat("x", 200) + `"}`)
@@ -378,6 +380,7 @@ func TestDeadLetterBounded(t *testing.T) {
 	}
 	// A new writer (restart) counts what is already there.
 	dl2 := NewDeadLetterFiles(dataDir, 16<<10, nil)
+	dl2.WhenFull = WhenFullDropOldest
 	dl2.Write("es", [][]byte{rec}, []string{"after restart"})
 	files, _ = listFiles(DeadLetterDir(dataDir, "es"))
 	total = 0
@@ -484,7 +487,7 @@ func TestSourceHeadersStrippedAndDeadLettered(t *testing.T) {
 		return nil
 	})
 	r := &Runner{Name: "es", Out: out, DeadLetter: dl, SourceHeaders: true}
-	if err := r.deliver(context.Background(), [][]byte{good, bad}); err != nil {
+	if err := r.deliver(context.Background(), [][]byte{good, bad}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(written) != 2 || string(written[0]) != `{"ok":1}` || string(written[1]) != `{"bad":1}` {

@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -61,6 +62,10 @@ func decodeStrict(t *testing.T, path string) []manifest {
 			obj = &appsv1.Deployment{}
 		case "apps/v1/DaemonSet":
 			obj = &appsv1.DaemonSet{}
+		case "rbac.authorization.k8s.io/v1/ClusterRole":
+			obj = &rbacv1.ClusterRole{}
+		case "rbac.authorization.k8s.io/v1/ClusterRoleBinding":
+			obj = &rbacv1.ClusterRoleBinding{}
 		default:
 			t.Fatalf("%s doc %d: unexpected kind %s/%s: add it to the test", path, i, tm.APIVersion, tm.Kind)
 		}
@@ -200,7 +205,9 @@ func podCheck(t *testing.T, where string, tmpl corev1.PodTemplateSpec, c corev1.
 	if m, ok := mounts["/etc/sidelog"]; !ok || !m.ReadOnly {
 		fail("the config must be mounted read-only at /etc/sidelog")
 	}
-	if strings.Join(c.Args, " ") != "run -c /etc/sidelog/sidelog.yaml" {
+	// --watch-config: a ConfigMap change is applied without a signal
+	// (kubectl debug ... kill -HUP 1 cannot signal a runAsNonRoot agent).
+	if strings.Join(c.Args, " ") != "run -c /etc/sidelog/sidelog.yaml --watch-config" {
 		fail("args = %v", c.Args)
 	}
 	// Secrets come from Secrets, never literal values.

@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -220,6 +222,34 @@ outputs:
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) && !(requests.Load() >= 3 && strings.Contains(out.String(), "403")) {
 		time.Sleep(20 * time.Millisecond)
+	}
+	// Issue 20: /status and /metrics show the failure (last_error) and
+	// never the password: fetch them while the output fails.
+	m := regexp.MustCompile(`"msg":"API listening","address":"([^"]+)"`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no API address in the log:\n%s", out.String())
+	}
+	var apiBodies []string
+	for _, path := range []string{"/status", "/metrics"} {
+		resp, err := http.Get("http://" + m[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s = %d", path, resp.StatusCode)
+		}
+		if l := leaks(string(b)); len(l) > 0 {
+			t.Fatalf("%s shows a secret %q:\n%s", path, l, b)
+		}
+		apiBodies = append(apiBodies, string(b))
+	}
+	if !strings.Contains(apiBodies[0], "403") || !strings.Contains(apiBodies[0], `"es"`) {
+		t.Fatalf("/status does not show the output's 403 (so this check proves nothing):\n%s", apiBodies[0])
+	}
+	if !strings.Contains(apiBodies[1], `sidelog_output_state{output="es"`) {
+		t.Fatalf("/metrics has no state of output es:\n%s", apiBodies[1])
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -28,6 +28,7 @@ func TestConfigContractLoads(t *testing.T) {
 	).Replace(string(b))
 	t.Setenv("ES_PASSWORD", "contract-test-password")
 	t.Setenv("DD_API_KEY", "contract-test-key")
+	t.Setenv("NODE_NAME", "node-a")
 	cfg, err := config.Parse("config-contract.yaml", []byte(text), plugins.Default)
 	if _, dd := plugins.Default.Output("datadog"); !dd {
 		// A slim build: the only complaint is the missing datadog output.

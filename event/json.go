@@ -2,6 +2,7 @@ package event
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"slices"
 	"strconv"
@@ -40,8 +41,62 @@ func AppendJSON(dst []byte, e *Event) []byte {
 	return AppendValue(dst, e.Fields)
 }
 
-// AppendValue appends v as JSON.
+// MaxDepth bounds the nesting of objects and arrays that AppendValue writes
+// (the JSON parser accepts 512 levels; stages may add a few). A value nested
+// deeper, or a cyclic one (a map that holds itself), is written as the
+// string DepthExceeded at the level where the limit is reached instead of
+// recursing until the stack overflows. The filters that build values check
+// the same limit (CheckDepth) and refuse to store such a value, counting a
+// per-record error, so this is the last line of defence.
+const MaxDepth = 1024
+
+// DepthExceeded is written in place of a value nested deeper than MaxDepth.
+const DepthExceeded = "[sidelog: value nested deeper than 1024 levels or cyclic]"
+
+// ErrTooDeep is CheckDepth's error.
+var ErrTooDeep = errors.New("value nested deeper than 1024 levels (or cyclic)")
+
+// CheckDepth returns ErrTooDeep when v holds objects or arrays nested deeper
+// than MaxDepth, which a cyclic value always does. It never recurses past
+// the limit.
+func CheckDepth(v any) error {
+	if !depthOK(v, 0) {
+		return ErrTooDeep
+	}
+	return nil
+}
+
+func depthOK(v any, depth int) bool {
+	switch x := v.(type) {
+	case map[string]any:
+		if depth >= MaxDepth {
+			return false
+		}
+		for _, el := range x {
+			if !depthOK(el, depth+1) {
+				return false
+			}
+		}
+	case []any:
+		if depth >= MaxDepth {
+			return false
+		}
+		for _, el := range x {
+			if !depthOK(el, depth+1) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// AppendValue appends v as JSON. Objects and arrays nested deeper than
+// MaxDepth (or cyclic) are cut at the limit: see DepthExceeded.
 func AppendValue(dst []byte, v any) []byte {
+	return appendValue(dst, v, 0)
+}
+
+func appendValue(dst []byte, v any, depth int) []byte {
 	switch x := v.(type) {
 	case nil:
 		return append(dst, "null"...)
@@ -88,14 +143,20 @@ func AppendValue(dst []byte, v any) []byte {
 		dst = AppendValue(dst, x.Time)
 		return append(dst, '}')
 	case map[string]any:
-		return appendMap(dst, x)
+		if depth >= MaxDepth {
+			return AppendString(dst, DepthExceeded)
+		}
+		return appendMap(dst, x, depth+1)
 	case []any:
+		if depth >= MaxDepth {
+			return AppendString(dst, DepthExceeded)
+		}
 		dst = append(dst, '[')
 		for i, el := range x {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = AppendValue(dst, el)
+			dst = appendValue(dst, el, depth+1)
 		}
 		return append(dst, ']')
 	case []string:
@@ -108,6 +169,9 @@ func AppendValue(dst []byte, v any) []byte {
 		}
 		return append(dst, ']')
 	}
+	if depth >= MaxDepth {
+		return AppendString(dst, DepthExceeded)
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return AppendString(dst, err.Error())
@@ -115,7 +179,7 @@ func AppendValue(dst []byte, v any) []byte {
 	return append(dst, b...)
 }
 
-func appendMap(dst []byte, m map[string]any) []byte {
+func appendMap(dst []byte, m map[string]any, depth int) []byte {
 	var stack [32]string
 	keys := stack[:0]
 	for k := range m {
@@ -129,7 +193,7 @@ func appendMap(dst []byte, m map[string]any) []byte {
 		}
 		dst = AppendString(dst, k)
 		dst = append(dst, ':')
-		dst = AppendValue(dst, m[k])
+		dst = appendValue(dst, m[k], depth)
 	}
 	return append(dst, '}')
 }

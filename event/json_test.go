@@ -1,7 +1,9 @@
 package event
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 )
@@ -86,5 +88,39 @@ func BenchmarkNewEvent(b *testing.B) {
 		for i := range slab {
 			slab[i].Raw = raw
 		}
+	}
+}
+
+// Issue 20 item 1: a record that holds itself (modify `set: {x: '$env'}` on
+// today's main) made AppendJSON recurse until a fatal stack overflow. It is
+// now cut at MaxDepth and CheckDepth reports it.
+func TestAppendJSONCycleAndDepthDoNotCrash(t *testing.T) {
+	f := map[string]any{"msg": "hi"}
+	f["x"] = f
+	e := &Event{Fields: f}
+	out := AppendJSON(nil, e)
+	if !bytes.Contains(out, []byte(DepthExceeded)) || !bytes.HasPrefix(out, []byte(`{"msg":"hi","x":{"msg":"hi"`)) {
+		t.Fatalf("got %.200s", out)
+	}
+	if err := CheckDepth(f); !errors.Is(err, ErrTooDeep) {
+		t.Fatalf("CheckDepth(cycle) = %v", err)
+	}
+	// A list nested MaxDepth deep is written whole; one more level is cut.
+	var v any = "leaf"
+	for range MaxDepth {
+		v = []any{v}
+	}
+	if err := CheckDepth(v); err != nil {
+		t.Fatal(err)
+	}
+	if out := AppendValue(nil, v); !bytes.Contains(out, []byte(`"leaf"`)) || !json.Valid(out) {
+		t.Fatalf("depth %d not written whole", MaxDepth)
+	}
+	v = []any{v}
+	if err := CheckDepth(v); !errors.Is(err, ErrTooDeep) {
+		t.Fatalf("CheckDepth(depth %d) = %v", MaxDepth+1, err)
+	}
+	if out := AppendValue(nil, v); bytes.Contains(out, []byte(`"leaf"`)) || !bytes.Contains(out, []byte(DepthExceeded)) || !json.Valid(out) {
+		t.Fatalf("depth %d: leaf written or output invalid", MaxDepth+1)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"sync"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 
@@ -45,6 +46,7 @@ type Program struct {
 	keys     []string
 	allKeys  bool
 	usesMeta bool
+	envOut   bool
 	states   sync.Pool // *state
 }
 
@@ -80,7 +82,7 @@ func Options() []expr.Option {
 // error. Errors are *CompileError.
 func Compile(src string, kind Kind) (*Program, error) {
 	v := newVisitor()
-	opts := append(Options(), expr.Patch(v))
+	opts := append(Options(), expr.Patch(v), expr.Patch(&builtinFields{v: v}))
 	if kind == Bool {
 		opts = append(opts, expr.AsBool())
 	}
@@ -91,7 +93,8 @@ func Compile(src string, kind Kind) (*Program, error) {
 	if err != nil {
 		return nil, toCompileError(src, err)
 	}
-	p := &Program{src: src, prog: prog, allKeys: v.allKeys(), usesMeta: v.usesMeta()}
+	p := &Program{src: src, prog: prog, allKeys: v.allKeys(), usesMeta: v.usesMeta(),
+		envOut: returnsEnv(prog.Node(), nil)}
 	p.keys = v.fieldKeys()
 	sort.Strings(p.keys)
 	return p, nil
@@ -127,6 +130,53 @@ func (p *Program) Source() string { return p.src }
 // when it may read any field (it uses $env as a whole). `meta` is not a
 // record field and is never listed.
 func (p *Program) Keys() (keys []string, all bool) { return p.keys, p.allKeys }
+
+// ReturnsEnv reports whether the expression's value is, or holds, the
+// record's own map ($env, [$env], {"r": $env}, cond ? $env : nil, ...), as
+// far as can be known before running it. Storing such a value into the
+// record makes it hold itself.
+func (p *Program) ReturnsEnv() bool { return p.envOut }
+
+// returnsEnv walks the nodes that pass a value through to the result;
+// envVars are the let-variables bound to such a value.
+func returnsEnv(n ast.Node, envVars map[string]bool) bool {
+	switch n := n.(type) {
+	case *ast.IdentifierNode:
+		return n.Value == "$env" || envVars[n.Value]
+	case *ast.ConditionalNode:
+		return returnsEnv(n.Exp1, envVars) || returnsEnv(n.Exp2, envVars)
+	case *ast.BinaryNode:
+		return n.Operator == "??" && (returnsEnv(n.Left, envVars) || returnsEnv(n.Right, envVars))
+	case *ast.ArrayNode:
+		for _, el := range n.Nodes {
+			if returnsEnv(el, envVars) {
+				return true
+			}
+		}
+	case *ast.MapNode:
+		for _, el := range n.Pairs {
+			if returnsEnv(el, envVars) {
+				return true
+			}
+		}
+	case *ast.PairNode:
+		return returnsEnv(n.Value, envVars)
+	case *ast.VariableDeclaratorNode:
+		if returnsEnv(n.Value, envVars) {
+			inner := map[string]bool{n.Name: true}
+			for k := range envVars {
+				inner[k] = true
+			}
+			envVars = inner
+		}
+		return returnsEnv(n.Expr, envVars)
+	case *ast.SequenceNode:
+		if len(n.Nodes) > 0 {
+			return returnsEnv(n.Nodes[len(n.Nodes)-1], envVars)
+		}
+	}
+	return false
+}
 
 // UsesMeta reports whether the expression reads `meta`.
 func (p *Program) UsesMeta() bool { return p.usesMeta }

@@ -2,6 +2,7 @@ package expression
 
 import (
 	"errors"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -223,5 +224,37 @@ func TestConcurrentEval(t *testing.T) {
 		if !<-done {
 			t.Fatal("wrong result under concurrency")
 		}
+	}
+}
+
+// Issue 20: a field named like an expr builtin is the field when written
+// bare, in any expression; called, the name is still the function.
+func TestFieldsNamedLikeBuiltins(t *testing.T) {
+	fields := map[string]any{"duration": 10.0, "type": "x", "date": "2026-12-02", "now": "n", "count": 3.0, "max": 4.0, "len": 1.0, "toJSON": "j"}
+	for src, want := range map[string]any{
+		`duration > 5`:                     true,
+		`type == "x"`:                      true,
+		`max + 1`:                          5.0,
+		`count * 2`:                        6.0,
+		`date + "T"`:                       "2026-12-02T",
+		`now`:                              "n",
+		`len + len("ab")`:                  3.0,
+		`toJSON == "j"`:                    true,
+		`duration("1s") > duration("1ms")`: true,
+		`has(type) && type != ""`:          true,
+	} {
+		p, err := Compile(src, Any)
+		if err != nil {
+			t.Errorf("%s: %v", src, err)
+			continue
+		}
+		got, err := p.Eval(&event.Event{Fields: maps.Clone(fields)})
+		if err != nil || got != want {
+			t.Errorf("%s = %v (%T), %v; want %v", src, got, got, err, want)
+		}
+	}
+	p := MustCompile(`duration > 5 && type == "x"`, Bool)
+	if keys, all := p.Keys(); all || strings.Join(keys, ",") != "duration,type" {
+		t.Fatalf("keys %v all %v", keys, all)
 	}
 }

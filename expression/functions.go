@@ -8,6 +8,7 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/builtin"
 	"github.com/expr-lang/expr/file"
 
 	"github.com/sidelog/sidelog/event"
@@ -89,6 +90,37 @@ func toJSON(params ...any) (any, error) {
 }
 
 var metaFields = map[string]bool{"input": true, "path": true, "time": true}
+
+// builtinFields runs after visitor. A bare identifier named like an expr
+// builtin (duration, type, date, now, count, max, len, ...) that is not
+// called is a record field: it is rewritten to $env["name"], else the
+// checker types it as the function (`duration > 5` would not compile, and
+// `max + 1` would fail with a message about func types). Called, it stays
+// the function: `duration("5s")`.
+type builtinFields struct {
+	v    *visitor
+	user map[*ast.IdentifierNode]bool // the identifiers the user wrote
+}
+
+func (b *builtinFields) Visit(node *ast.Node) {
+	id, ok := (*node).(*ast.IdentifierNode)
+	if !ok {
+		return
+	}
+	if b.user == nil {
+		b.user = make(map[*ast.IdentifierNode]bool, len(b.v.idents))
+		for _, x := range b.v.idents {
+			b.user[x] = true
+		}
+	}
+	if !b.user[id] || b.v.callees[id] || b.v.vars[id.Value] {
+		return
+	}
+	if _, isBuiltin := builtin.Index[id.Value]; !isBuiltin && !customFunctions[id.Value] {
+		return
+	}
+	ast.Patch(node, &ast.MemberNode{Node: &ast.IdentifierNode{Value: "$env"}, Property: &ast.StringNode{Value: id.Value}})
+}
 
 // visitor runs over the parsed expression before type checking. It collects
 // the record fields the expression reads (so that the parser can fill only

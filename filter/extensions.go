@@ -1,6 +1,10 @@
 package filter
 
-import "github.com/sidelog/sidelog/expression"
+import (
+	"context"
+
+	"github.com/sidelog/sidelog/expression"
+)
 
 // Optional interfaces a filter may implement besides Filter. The engine
 // checks for them once, when it builds the chain.
@@ -28,4 +32,24 @@ type Counter interface {
 type Count struct {
 	Name  string
 	Value int64
+}
+
+// Steerer is implemented by a filter that knows, before a line is parsed,
+// whether the lines of the file at path are wanted at all and which of the
+// config's named `parsers:` reads them ("" for the input's own parser): the
+// kubernetes filter, from a pod's sidelog.io/exclude and sidelog.io/parser
+// annotations. The engine asks the first steering filter of the chain for
+// each record's path, in the input's worker, before parsing; an excluded
+// record is released at once and counted. Steer may block for a bounded
+// time (a new pod's metadata) and is called from several goroutines.
+type Steerer interface {
+	Steer(path string) (exclude bool, parser string)
+}
+
+// Runner is implemented by filters that keep something up to date while the
+// pipeline runs (the kubernetes filter's informers). The engine calls Run in
+// its own goroutine when the pipeline starts and cancels ctx when it ends;
+// nothing runs at load or validate.
+type Runner interface {
+	Run(ctx context.Context)
 }

@@ -49,7 +49,8 @@ var (
 	dOutDead       = desc("sidelog_output_dead_lettered_total", "Records that failed permanently and went to the dead-letter file.", "output")
 	dOutRequests   = desc("sidelog_output_requests_total", "Write calls (one batch each).", "output")
 	dOutErrors     = desc("sidelog_output_errors_total", "Write calls that failed in whole or in part, by error class.", "output", "class")
-	dOutState      = desc("sidelog_output_state", "1 for the output's current state (starting, ok, partial, throttled, failing).", "output", "state")
+	dOutState      = desc("sidelog_output_state", "1 for the output's current state (starting, ok, partial, throttled, failing, blocked).", "output", "state")
+	dOutBlocked    = desc("sidelog_output_blocked", "Keys (indices, topics; one for the whole output) an output is blocked on now, by reason: records kept and retried until the cause is fixed (0 once it ended).", "output", "reason")
 	dOutLastOK     = desc("sidelog_output_last_success_timestamp_seconds", "Unix time of the output's last successful write (0: none yet).", "output")
 
 	dBufRecords   = desc("sidelog_buffer_records", "Records in an output's buffer, not yet delivered.", "output")
@@ -68,7 +69,7 @@ var allDescs = []*prometheus.Desc{
 	dBuildInfo, dStart, dReloads, dLastReload, dDropped,
 	dInRecords, dInBytes, dInParseErr, dInTruncated, dInUnrouted, dInRouteErr, dInOpen, dInRotations, dInTruncates, dInLag, dFileLag,
 	dFRecords, dFDropped, dFErrors, dFEvents,
-	dOutRecordsIn, dOutBytesIn, dOutEncodeErr, dOutRecordsOut, dOutBytesOut, dOutRetries, dOutDead, dOutRequests, dOutErrors, dOutState, dOutLastOK,
+	dOutRecordsIn, dOutBytesIn, dOutEncodeErr, dOutRecordsOut, dOutBytesOut, dOutRetries, dOutDead, dOutRequests, dOutErrors, dOutState, dOutLastOK, dOutBlocked,
 	dBufRecords, dBufBytes, dBufOldestAge, dBufSegments, dBufInFlight, dBufStalled, dBufNoSpace, dBufIOErrors, dBufCorruptB,
 }
 
@@ -190,6 +191,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, dDropped, om.DeadLettered.Value(), "output", name, ReasonDeadLettered)
 		counter(ch, dDropped, om.DeadLetterEv.Value(), "output", name, ReasonDeadLetterEv)
 		st := om.State()
+		if len(c.m.blocksOf(name)) > 0 {
+			st.State = StateBlocked
+		}
 		for _, s := range States {
 			v := 0.0
 			if s == st.State {
@@ -202,6 +206,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			last = float64(st.LastSuccess.UnixNano()) / 1e9
 		}
 		gauge(ch, dOutLastOK, last, name)
+	}
+	m.mu.RLock()
+	blocks := m.blocks
+	m.mu.RUnlock()
+	g := blocks.Gauge()
+	for _, name := range sortedKeys(g) {
+		rs := g[name]
+		for _, r := range sortedKeys(rs) {
+			gauge(ch, dOutBlocked, float64(rs[r]), name, r)
+		}
 	}
 	for _, name := range sortedKeys(bufs) {
 		st := bufs[name]()

@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sidelog/sidelog/buffer"
+	"github.com/sidelog/sidelog/delivery"
 	"github.com/sidelog/sidelog/filter"
 )
 
@@ -142,6 +143,7 @@ type Metrics struct {
 	bufs    map[string]func() buffer.Stats
 	tails   map[string]func() TailStats
 	fcounts map[string]func() []filter.Count
+	blocks  *delivery.BlockState
 
 	duration *prometheus.HistogramVec
 
@@ -231,6 +233,24 @@ func getOrAdd[T any](m *Metrics, set map[string]*T, name string, mk func() *T) *
 // RegisterBuffer makes output's buffer visible: stats is called at each
 // scrape (it must be cheap and safe for concurrent use; buffer.Buffer.Stats
 // is). A second call for the same output replaces the first (reload).
+// SetBlocks gives the agent's output-blocked state to the metrics
+// (sidelog_output_blocked, /status's blocked entries).
+func (m *Metrics) SetBlocks(b *delivery.BlockState) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.blocks = b
+	m.mu.Unlock()
+}
+
+func (m *Metrics) blocksOf(output string) []delivery.Block {
+	m.mu.RLock()
+	b := m.blocks
+	m.mu.RUnlock()
+	return b.Blocks(output)
+}
+
 func (m *Metrics) RegisterBuffer(output string, stats func() buffer.Stats) {
 	if m == nil {
 		return

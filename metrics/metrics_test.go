@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sidelog/sidelog/buffer"
+	"github.com/sidelog/sidelog/delivery"
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/filter"
 	"github.com/sidelog/sidelog/output"
@@ -472,5 +474,38 @@ func BenchmarkScrape(b *testing.B) {
 		if _, err := r.Gather(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A blocked output shows in /status (state blocked, each block's key,
+// reason and since) and in sidelog_output_blocked, 0 once it ended.
+func TestOutputBlocked(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := delivery.NewBlockState(nil)
+	m.SetBlocks(bs)
+	m.Output("es")
+	bs.Enter("es", &delivery.BlockedError{Key: "app-1", Reason: "cluster_block_exception", Err: errors.New("index [app-1] blocked by: [FORBIDDEN/8/index write (api)]")})
+	s := m.Snapshot().Outputs["es"]
+	if s.State != StateBlocked || len(s.Blocked) != 1 || s.Blocked[0].Key != "app-1" || s.Blocked[0].Reason != "cluster_block_exception" || s.Blocked[0].Since.IsZero() || !strings.Contains(s.LastError, "FORBIDDEN/8") {
+		t.Fatalf("status while blocked: %+v", s)
+	}
+	j, _ := json.Marshal(s)
+	if !strings.Contains(string(j), `"blocked":[{"key":"app-1","reason":"cluster_block_exception","message":"index [app-1] blocked by: [FORBIDDEN/8/index write (api)]","since":`) {
+		t.Fatalf("status JSON: %s", j)
+	}
+	lbl := map[string]string{"output": "es", "reason": "cluster_block_exception"}
+	if v, ok := value(t, reg, "sidelog_output_blocked", lbl); !ok || v != 1 {
+		t.Fatalf("gauge %v", v)
+	}
+	bs.Exit("es", "app-1")
+	if s := m.Snapshot().Outputs["es"]; s.State == StateBlocked || len(s.Blocked) != 0 {
+		t.Fatalf("status after: %+v", s)
+	}
+	if v, ok := value(t, reg, "sidelog_output_blocked", lbl); !ok || v != 0 {
+		t.Fatalf("gauge after %v", v)
 	}
 }

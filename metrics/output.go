@@ -18,10 +18,11 @@ const (
 	StatePartial   = "partial"   // the last write delivered some records; others failed
 	StateThrottled = "throttled" // the last write was refused with 429 / Retry-After
 	StateFailing   = "failing"   // the last write failed (connection, 5xx, auth, ...)
+	StateBlocked   = "blocked"   // records wait for a configuration problem to be fixed (see delivery.BlockedError)
 )
 
 // States lists every state, in the order sidelog_output_state reports them.
-var States = []string{StateStarting, StateOK, StatePartial, StateThrottled, StateFailing}
+var States = []string{StateStarting, StateOK, StatePartial, StateThrottled, StateFailing, StateBlocked}
 
 // OutputState is an output's health as seen from its writes.
 type OutputState struct {

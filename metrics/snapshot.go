@@ -2,6 +2,8 @@ package metrics
 
 import (
 	"time"
+
+	"github.com/sidelog/sidelog/delivery"
 )
 
 // Snapshot is the agent's state as /status shows it (JSON). It holds
@@ -36,6 +38,10 @@ type OutputSnapshot struct {
 	BufferedBytes        int64      `json:"buffered_bytes"`
 	OldestUnackedSeconds float64    `json:"oldest_unacked_seconds"`
 	BufferStalled        bool       `json:"buffer_stalled,omitempty"`
+	// Blocked lists what the output is blocked on now (state "blocked"):
+	// the key (index, topic; absent for the whole output), the reason, the
+	// destination's message and since when.
+	Blocked []delivery.Block `json:"blocked,omitempty"`
 }
 
 // Snapshot returns the state of every input and output, for /status.
@@ -66,6 +72,7 @@ func (m *Metrics) Snapshot() Snapshot {
 			return st.Records, st.Bytes, st.OldestUnacked, st.Stalled
 		}
 	}
+	blocks := m.blocks
 	m.mu.RUnlock()
 
 	for name, im := range inputs {
@@ -89,6 +96,10 @@ func (m *Metrics) Snapshot() Snapshot {
 		if !st.LastSuccess.IsZero() {
 			t := st.LastSuccess
 			os.LastSuccess = &t
+		}
+		if b := blocks.Blocks(name); len(b) > 0 {
+			os.Blocked = b
+			os.State, os.Since, os.LastError = StateBlocked, b[0].Since, b[0].Message
 		}
 		if f, ok := bufStats[name]; ok {
 			var oldest time.Time

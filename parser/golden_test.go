@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sidelog/sidelog/event"
+	ilines "github.com/sidelog/sidelog/input/lines"
 	"github.com/sidelog/sidelog/parser"
 	"github.com/sidelog/sidelog/parser/build"
 	"github.com/sidelog/sidelog/plugins"
@@ -72,27 +73,24 @@ func runGolden(t *testing.T, cfg goldenConfig, input []byte, selectKeys []string
 	}
 	released := 0
 	var events []*event.Event
-	var off int64
 	lines := 0
-	for len(input) > 0 {
-		n := bytes.IndexByte(input, '\n')
-		line := input
-		if n >= 0 {
-			line, input = input[:n], input[n+1:]
-			off += int64(n + 1)
-		} else {
-			input = nil
-			off += int64(len(line))
-		}
+	// Cut as the tail cuts the file (input/lines): blank lines are no
+	// record and a trailing \r goes, as in production. The tail's raw cut
+	// at max_line_bytes is left to the assemblers here (0: no raw cut), as
+	// the cases below test their limits.
+	ilines.Split(input, 0, func(line []byte, off int64, truncated bool) {
 		lines++
 		e := &event.Event{Raw: line, Time: readTime, Pos: event.Position{Offset: off}}
+		if truncated {
+			e.Flags |= event.Truncated
+		}
 		e.SetAck(event.NewAck(1, func() { released++ }))
 		if asm == nil {
 			events = append(events, e)
 		} else {
 			events = asm.Push(e, events)
 		}
-	}
+	})
 	if asm != nil {
 		events = asm.Flush(events)
 	}

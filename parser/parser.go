@@ -32,14 +32,18 @@ type Assembler interface {
 
 // Config is the parsing part of an input's configuration.
 type Config struct {
-	Parser      string            `yaml:"parser"`
-	Regex       string            `yaml:"regex"`
-	InnerParser string            `yaml:"inner_parser"`
-	InnerRegex  string            `yaml:"inner_regex"`
-	Multiline   *MultilineConfig  `yaml:"multiline"`
-	TimeKey     string            `yaml:"time_key"`
-	TimeFormat  string            `yaml:"time_format"`
-	Fields      map[string]string `yaml:"fields"`
+	Parser      string           `yaml:"parser"`
+	Regex       string           `yaml:"regex"`
+	InnerParser string           `yaml:"inner_parser"`
+	InnerRegex  string           `yaml:"inner_regex"`
+	Multiline   *MultilineConfig `yaml:"multiline"`
+	TimeKey     string           `yaml:"time_key"`
+	TimeFormat  string           `yaml:"time_format"`
+	// Timezone is the zone of times whose format has no offset (a Go
+	// layout without one, iso8601 without one): an IANA name such as
+	// Europe/Paris, or Local. Default UTC.
+	Timezone string            `yaml:"timezone"`
+	Fields   map[string]string `yaml:"fields"`
 }
 
 // MultilineConfig groups lines into one event.
@@ -58,4 +62,17 @@ type MultilineConfig struct {
 // validated). A parser whose SelectKeys is never called parses fully.
 type KeySelector interface {
 	SelectKeys(keys []string, all bool)
+}
+
+// Named is one entry of the config's top-level `parsers:`: a parser with a
+// name, chosen by an input's `parser: <name>` (or `inner_parser: <name>`
+// under cri/docker) or, at run time, by a pod's sidelog.io/parser
+// annotation. Its type is one of the field parsers (json, logfmt, regex,
+// none): container framing and multiline belong to the input, per file.
+type Named struct {
+	Name       string `yaml:"name"`
+	Type       string `yaml:"type"`
+	Regex      string `yaml:"regex"`
+	TimeKey    string `yaml:"time_key"`
+	TimeFormat string `yaml:"time_format"`
 }

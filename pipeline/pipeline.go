@@ -47,6 +47,8 @@ type Options struct {
 	DeadLetter func(o *config.Output) delivery.DeadLetter
 	// Metrics receives the pipeline's counters; nil: none are exported.
 	Metrics *metrics.Metrics
+	// Blocks receives the outputs' blocked states (nil: one per pipeline).
+	Blocks *delivery.BlockState
 	// Tap is the hub `sidelog tap` subscribes to: records are published at
 	// "input:<name>" after parsing and at "output:<name>" once routed.
 	Tap *tap.Hub
@@ -66,10 +68,16 @@ type Pipeline struct {
 	inputs  []*inputStage
 	filters []*filterStage
 	outputs []*outputStage
-	// work is cancelled when a shutdown passes shutdown_timeout: emit fails,
-	// workers stop, and inputs (Env.ShutdownDeadline) stop waiting for acknowledgements.
+	// abortCtx is cancelled when a shutdown passes shutdown_timeout: emit
+	// fails, workers stop, and inputs (Env.ShutdownDeadline) stop waiting
+	// for acknowledgements.
 	abortCtx  context.Context
 	abortWork context.CancelFunc
+	// steer is the first filter that steers lines before parsing (the
+	// kubernetes filter with api), steerStage its stage; nil: none.
+	steer          filter.Steerer
+	steerStage     *filterStage
+	unknownParsers sync.Map
 }
 
 // abortGrace is how long Run waits, once it aborted a shutdown at
@@ -84,11 +92,16 @@ type inputStage struct {
 	in     input.Input
 	parser parser.Parser
 	newAsm func() parser.Assembler
+	// maxLine is the input's max_line_bytes (for Process).
+	maxLine int
 	// unrouted counts records that matched no output's route.
 	unrouted atomic.Int64
 	m        *metrics.InputMetrics
 	tap      *tap.Point
 	recycle  input.Recycler // nil unless the input reuses event memory
+	// named are the config's named parsers built for this input, for
+	// lines a steering filter gives to one of them.
+	named map[string]parser.Parser
 }
 
 type filterStage struct {
@@ -136,6 +149,9 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 		fc := &cfg.Filters[i]
 		plug, _ := reg.Filter(fc.Type)
 		id := fmt.Sprintf("filters[%d].%s", i, fc.Type)
+		if fc.Name != "" {
+			id = fc.Name // a stable metrics label: inserting a filter does not rename it
+		}
 		f, err := plug.New(fc.Plugin, plugins.FilterEnv{ID: id, Logger: opts.Logger.With("filter", id)})
 		if err != nil {
 			errs = append(errs, cfg.EntryError("filters", i, err))
@@ -164,6 +180,9 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 			opts.Metrics.RegisterFilterCounters(id, fc.Counters)
 		}
 		p.filters = append(p.filters, &filterStage{id: id, when: when, f: f, m: opts.Metrics.Filter(id)})
+		if st, ok := f.(filter.Steerer); ok && p.steer == nil {
+			p.steer, p.steerStage = st, p.filters[len(p.filters)-1]
+		}
 	}
 	for i := range cfg.Outputs {
 		oc := &cfg.Outputs[i]
@@ -218,7 +237,22 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 			continue
 		}
 		rec, _ := in.(input.Recycler)
-		p.inputs = append(p.inputs, &inputStage{recycle: rec, name: ic.Name, in: in, parser: prs, newAsm: newAsm, m: opts.Metrics.Input(ic.Name), tap: opts.Tap.Point("input", ic.Name)})
+		stage := &inputStage{recycle: rec, name: ic.Name, in: in, parser: prs, newAsm: newAsm, maxLine: maxLine, m: opts.Metrics.Input(ic.Name), tap: opts.Tap.Point("input", ic.Name)}
+		if p.steer != nil && len(cfg.Parsers) > 0 {
+			stage.named = map[string]parser.Parser{}
+			for _, np := range cfg.Parsers {
+				vp, err := build.Variant(reg, ic.Parser, np, maxLine)
+				if err != nil {
+					errs = append(errs, cfg.EntryError("inputs", i, fmt.Errorf("parsers %s: %w", np.Name, err)))
+					continue
+				}
+				if ks, ok := vp.(interface{ SelectKeys([]string, bool) }); ok {
+					ks.SelectKeys(keyList, allKeys)
+				}
+				stage.named[np.Name] = vp
+			}
+		}
+		p.inputs = append(p.inputs, stage)
 	}
 	if err := errors.Join(errs...); err != nil {
 		for _, o := range p.outputs {
@@ -253,7 +287,7 @@ func (p *Pipeline) openBuffers() error {
 		p.opts.Metrics.RegisterBuffer(o.name, o.buf.Stats)
 		o.runner = &delivery.Runner{
 			Name: o.name, Out: o.m.Wrap(o.out), Buf: o.buf, Batch: oc.Batch, Retry: oc.Retry,
-			DeadLetter: dl, Logger: p.log.With("output", o.name),
+			DeadLetter: dl, Logger: p.log.With("output", o.name), Blocks: p.opts.Blocks,
 		}
 		if f, ok := o.out.(interface{ InFlight() int }); ok {
 			o.runner.MaxInFlight = f.InFlight()
@@ -286,6 +320,18 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// Emit fails only when the pipeline aborts (deadline passed).
 	workCtx, abortWork := p.abortCtx, p.abortWork
 	defer abortWork()
+
+	// Filters that keep state up to date (informers) run as long as the
+	// pipeline, shutdown included.
+	filterCtx, stopFilters := context.WithCancel(context.Background())
+	var filterWG sync.WaitGroup
+	defer func() { stopFilters(); filterWG.Wait() }()
+	for _, f := range p.filters {
+		if r, ok := f.f.(filter.Runner); ok {
+			filterWG.Add(1)
+			go func() { defer filterWG.Done(); r.Run(filterCtx) }()
+		}
+	}
 
 	outDone := make([]chan struct{}, len(p.outputs))
 	runErrs := make([]error, len(p.outputs))
@@ -457,11 +503,21 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 		for i := range routed {
 			routed[i] = routed[i][:0]
 		}
-		var bytes, parseErrs, truncated, unrouted, routeErrs int
+		var bytes, parseErrs, truncated, unrouted, routeErrs, excluded int
 		tapIn := in.tap.Active()
+		st := steering{p: p, in: in}
 		for _, e := range batch {
 			bytes += len(e.Raw)
-			in.parser.Parse(e)
+			prs := in.parser
+			if p.steer != nil {
+				var exclude bool
+				if exclude, prs = st.steer(e.Path); exclude {
+					excluded++
+					e.Done()
+					continue
+				}
+			}
+			prs.Parse(e)
 			if tapIn {
 				in.tap.Publish(e)
 			}
@@ -501,6 +557,11 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 		}
 		in.m.Records.Add(len(batch))
 		in.m.Bytes.Add(bytes)
+		if excluded > 0 {
+			// Counted as the steering filter's drops.
+			p.steerStage.m.Records.Add(excluded)
+			p.steerStage.m.Dropped.Add(excluded)
+		}
 		if parseErrs+truncated+unrouted+routeErrs > 0 {
 			in.m.ParseErrors.Add(parseErrs)
 			in.m.Truncated.Add(truncated)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sidelog/sidelog/config"
 	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/filter/drop"
 	"github.com/sidelog/sidelog/input"
 	"github.com/sidelog/sidelog/output"
 	"github.com/sidelog/sidelog/parser"
@@ -361,5 +362,33 @@ outputs:
 	}
 	if len(got["all"]) != 2 || len(got["errors"]) != 1 || string(got["errors"][0]) != `{"level":"error","n":1}` {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// Issue 20: a filter's `name:` is its metrics label; unnamed filters keep
+// their position (which changes when a filter is inserted before them).
+func TestFilterMetricLabelsByName(t *testing.T) {
+	h := newHarness()
+	h.reg.AddFilter("drop", drop.Plugin)
+	p := h.build(t, `
+inputs: [{name: app, type: gen}]
+filters:
+  - {name: drop-debug, type: drop, when: 'level == "debug"'}
+  - {type: drop, when: 'level == "trace"'}
+outputs: [{name: out, type: capture}]
+`)
+	defer p.Close()
+	if got := strings.Join(p.Names().Filters, ","); got != "drop-debug,filters[1].drop" {
+		t.Fatalf("filter ids %s", got)
+	}
+	cfg, err := config.Parse("test.yaml", []byte(`
+inputs: [{name: app, type: gen}]
+filters:
+  - {name: x, type: drop}
+  - {name: x, type: drop}
+outputs: [{name: out, type: capture}]
+`), h.reg)
+	if err == nil || !strings.Contains(err.Error(), `test.yaml:5: filters[1].name: duplicate filter name "x"`) {
+		t.Fatalf("duplicate name: %v %v", err, cfg)
 	}
 }

@@ -16,6 +16,11 @@ if ! command -v gcc >/dev/null 2>&1; then
   fi
 fi
 
+# Real servers (scripts/servers) for the tests that need them: started once
+# for the whole run while gofmt and vet work, stopped by pid on exit or Ctrl-C.
+. scripts/servers/suite.sh
+servers_start opensearch kafka elasticsearch7
+
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
@@ -24,6 +29,8 @@ fi
 
 echo "== go vet"
 go vet ./...
+
+servers_wait
 
 # The Datadog client is a very large package: the race run leaves it out
 # (-tags nodatadog), and output/datadog is tested on its own without cgo (its

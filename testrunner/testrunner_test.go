@@ -82,3 +82,22 @@ func TestDiff(t *testing.T) {
 }
 
 func writeFile(path, body string) error { return os.WriteFile(path, []byte(body), 0o644) }
+
+// Issue 20 item 4: the tail drops blank lines and a trailing \r; a rule
+// test must see the records production sees (on today's main a blank line
+// became a parse-error record in the test and nothing in production).
+func TestBlankLinesAsTheTailReadsThem(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/t.yaml"
+	body := "tests:\n  - name: blank lines are no records\n    input: app\n    lines:\n" +
+		"      - '{\"level\":\"info\",\"msg\":\"a\"}'\n      - ''\n      - \"\\r\"\n" +
+		"      - \"{\\\"level\\\":\\\"info\\\",\\\"msg\\\":\\\"b\\\"}\\r\"\n" +
+		"    expect:\n      archive:\n        - {level: info, msg: a}\n        - {level: info, msg: b}\n"
+	if err := writeFile(path, body); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := run(t, path)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"github.com/sidelog/sidelog/buffer"
 	"github.com/sidelog/sidelog/config"
 	"github.com/sidelog/sidelog/datadir"
+	"github.com/sidelog/sidelog/delivery"
 	"github.com/sidelog/sidelog/input/tail"
 	"github.com/sidelog/sidelog/metrics"
 	"github.com/sidelog/sidelog/pipeline"
@@ -25,11 +27,13 @@ type agent struct {
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	metrics *metrics.Metrics
+	blocks  *delivery.BlockState
 	hub     *tap.Hub
 	api     *api.Server
 	ready   atomic.Bool
 	orphans atomic.Int64
 	current atomic.Pointer[pipeline.Pipeline]
+	dl      atomic.Pointer[delivery.DeadLetterFiles]
 }
 
 // statusDoc is /status: the metrics snapshot plus what outputs report of
@@ -60,12 +64,14 @@ func (a *agent) status() any {
 	return doc
 }
 
-func newAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger) (*agent, error) {
+func newAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger, reload func(context.Context) error) (*agent, error) {
 	a := &agent{log: log, reg: prometheus.NewRegistry(), hub: tap.NewHub()}
 	var err error
 	if a.metrics, err = metrics.New(a.reg, version); err != nil {
 		return nil, err
 	}
+	a.blocks = delivery.NewBlockState(log)
+	a.metrics.SetBlocks(a.blocks)
 	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sidelog_orphan_buffers",
 		Help: "Disk buffers of outputs no longer in the config, kept until `sidelog buffer drop`.",
@@ -74,22 +80,25 @@ func newAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEO
 		Name: "sidelog_parser_invalid_utf8_total",
 		Help: "Lines holding invalid UTF-8 (kept as bytes, written as U+FFFD).",
 	}, func() float64 { return float64(parserStats().InvalidUTF8) }))
-	a.api = api.New(api.Options{
-		Address:  cfg.API.Address,
-		Tap:      cfg.API.Tap,
-		Pprof:    cfg.API.Pprof,
-		Gatherer: a.reg,
-		Ready:    a.ready.Load,
-		Status:   func() any { return a.metrics.Snapshot() },
-		Hub:      a.hub,
-		Logger:   log,
-	})
+	o := apiOptions(cfg)
+	o.Gatherer = a.reg
+	o.Ready = a.ready.Load
+	o.Status = func() any { return a.metrics.Snapshot() }
+	o.Hub = a.hub
+	o.Logger = log
+	o.Reload = reload
+	o.Replay = a.replay
+	a.api = api.New(o)
 	if err := a.api.Start(ctx); err != nil {
 		return nil, fmt.Errorf("api.address %s: %w", cfg.API.Address, err)
 	}
 	if cfg.API.Address != "" {
 		log.Info("API listening", "address", a.api.Addr())
 	}
+	if addr := a.api.AdminAddr(); addr != "" {
+		log.Info("admin API listening (tap, pprof, POST /-/reload)", "address", addr, "token", cfg.API.Admin.TokenFile != "")
+	}
+	warnAdminOff(cfg, log)
 	return a, nil
 }
 
@@ -101,6 +110,7 @@ func (a *agent) options(cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log
 		ExitOnEOF:  exitOnEOF,
 		InstanceID: dd.InstanceID,
 		Metrics:    a.metrics,
+		Blocks:     a.blocks,
 		Tap:        a.hub,
 		Started:    func() { a.ready.Store(true) },
 		NewBuffer: func(o *config.Output, defaultType string) (buffer.Buffer, error) {
@@ -139,6 +149,20 @@ func (a *agent) attach(cfg *config.Config, p *pipeline.Pipeline) {
 		a.log.Warn("disk buffer of an output that is no longer configured: kept until `sidelog buffer drop --output NAME`",
 			"output", o, "records", records)
 	}
+}
+
+// replay sends output's dead letters through the running pipeline's output
+// (POST /dead-letter/replay, asked by `sidelog dead-letter replay`).
+func (a *agent) replay(ctx context.Context, name string) (int, error) {
+	p, dl := a.current.Load(), a.dl.Load()
+	if p == nil || dl == nil {
+		return 0, errors.New("the agent is not running a pipeline yet")
+	}
+	out, ok := p.Outputs()[name]
+	if !ok {
+		return 0, fmt.Errorf("no output %q in the running config", name)
+	}
+	return dl.Replay(name, func(batch [][]byte) error { return out.Write(ctx, batch) })
 }
 
 func (a *agent) close() {

@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/sidelog/sidelog/api"
@@ -136,7 +141,8 @@ func cmdBuffer(args []string, stdout, stderr io.Writer) int {
 func init() { extraCommands["dead-letter"] = cmdDeadLetter }
 
 const deadLetterUsage = `usage:
-  sidelog dead-letter replay -c FILE --output NAME   send the output's dead-lettered records again (agent stopped)
+  sidelog dead-letter replay -c FILE --output NAME   send the output's dead-lettered records again
+      (agent stopped: sent from this process; agent running: asked to the agent through api.address)
 `
 
 // cmdDeadLetter is `sidelog dead-letter replay`: it builds the output from
@@ -164,6 +170,9 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	d, err := datadir.Open(cfg.DataDir)
+	if errors.Is(err, datadir.ErrLocked) {
+		return replayThroughAgent(cfg, *name, err, stdout, stderr)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "sidelog dead-letter replay:", err)
 		return 1
@@ -189,6 +198,45 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "replayed %d records to output %s\n", n, *name)
 	if err != nil {
 		fmt.Fprintln(stderr, "sidelog dead-letter replay:", err)
+		return 1
+	}
+	return 0
+}
+
+// replayThroughAgent asks the agent that holds the data directory to replay
+// (POST /dead-letter/replay on its api.address), or says why it cannot.
+func replayThroughAgent(cfg *config.Config, name string, lockErr error, stdout, stderr io.Writer) int {
+	if cfg.API.Address == "" {
+		fmt.Fprintf(stderr, "sidelog dead-letter replay: %v\nthe agent is running and its API is off (api.address is empty), so it cannot be asked to replay: set api.address, or stop the agent and run this again\n", lockErr)
+		return 1
+	}
+	host, port, err := net.SplitHostPort(cfg.API.Address)
+	if err != nil {
+		fmt.Fprintf(stderr, "sidelog dead-letter replay: api.address %q: %v\n", cfg.API.Address, err)
+		return 1
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	u := "http://" + net.JoinHostPort(host, port) + "/dead-letter/replay?output=" + url.QueryEscape(name)
+	resp, err := http.Post(u, "text/plain", nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "sidelog dead-letter replay: %v\nthe agent holding the data directory did not answer on api.address %s: %v\n", lockErr, cfg.API.Address, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Replayed int    `json:"replayed"`
+		Error    string `json:"error"`
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if json.Unmarshal(raw, &body) != nil {
+		fmt.Fprintf(stderr, "sidelog dead-letter replay: the running agent answered %s: %s\n", resp.Status, strings.TrimSpace(string(raw)))
+		return 1
+	}
+	fmt.Fprintf(stdout, "replayed %d records to output %s (through the running agent)\n", body.Replayed, name)
+	if body.Error != "" {
+		fmt.Fprintln(stderr, "sidelog dead-letter replay:", body.Error)
 		return 1
 	}
 	return 0

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,6 +64,10 @@ outputs:
 	if !strings.Contains(string(dl), "mapper_parsing_exception") || !strings.Contains(string(dl), `"reason"`) {
 		t.Fatalf("dead letter lacks the reason: %s", dl)
 	}
+	// Readable: the bulk action and the document as JSON fields.
+	if !strings.Contains(string(dl), `"action":{"index":{"_index":"app","_id":"`) || !strings.Contains(string(dl), `,"n":"bad"}}`) {
+		t.Fatalf("dead letter is not readable JSON (action, record): %s", dl)
+	}
 
 	refuse.Store(false)
 	var stdout, stderr bytes.Buffer
@@ -76,5 +82,84 @@ outputs:
 	}
 	if files, _ := filepath.Glob(filepath.Join(delivery.DeadLetterDir(filepath.Join(dir, "data"), "es"), "*.ndjson")); len(files) != 0 {
 		t.Fatalf("dead-letter files left after replay: %v", files)
+	}
+}
+
+// `sidelog dead-letter replay` while the agent runs: the data directory is
+// locked, so the command asks the agent through api.address; without an
+// API it says why it cannot.
+func TestDeadLetterReplayWhileRunning(t *testing.T) {
+	es := estest.New()
+	defer es.Close()
+	var refuse atomic.Bool
+	refuse.Store(true)
+	es.ItemFault = func(it estest.Item) *estest.ItemResult {
+		if refuse.Load() && bytes.Contains(it.Source, []byte(`"bad"`)) {
+			return &estest.ItemResult{Status: 400, Type: "mapper_parsing_exception", Reason: "failed to parse field [n] of type [long]"}
+		}
+		return nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "logs", "a.log"), `{"n":1}`+"\n"+`{"n":"bad"}`+"\n")
+	cfg := filepath.Join(dir, "sidelog.yaml")
+	body := `data_dir: ` + dir + `/data
+inputs:
+  - {name: app, type: tail, paths: ["` + dir + `/logs/*.log"]}
+outputs:
+  - name: es
+    type: elasticsearch
+    endpoints: ["` + es.URL + `"]
+    index: app
+    batch: {timeout: 10ms}
+`
+	writeFile(t, cfg, "api: {address: \""+addr+"\"}\n"+body)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	agent := sidelog(ctx, "run", "-c", cfg)
+	var logs bytes.Buffer
+	agent.Stderr = &logs
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		agent.Process.Signal(syscall.SIGTERM)
+		agent.Wait()
+	}()
+	dlDir := delivery.DeadLetterDir(filepath.Join(dir, "data"), "es")
+	for {
+		if files, _ := filepath.Glob(filepath.Join(dlDir, "*.ndjson")); len(files) == 1 && es.Count("app") == 1 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no dead letter; agent log:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond) // another process: polled
+	}
+	refuse.Store(false)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"dead-letter", "replay", "-c", cfg, "--output", "es"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("replay: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "replayed 1 records to output es (through the running agent)") {
+		t.Fatalf("replay printed %q", stdout.String())
+	}
+	if n := es.Count("app"); n != 2 {
+		t.Fatalf("%d documents after replay, want 2", n)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dlDir, "*.ndjson")); len(files) != 0 {
+		t.Fatalf("dead-letter files left after replay: %v", files)
+	}
+	// Without an API the command says why it cannot.
+	writeFile(t, cfg, "api: {address: \"\"}\n"+body)
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"dead-letter", "replay", "-c", cfg, "--output", "es"}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "api.address is empty") || !strings.Contains(stderr.String(), "held by pid") {
+		t.Fatalf("replay without API: exit %d\n%s", code, stderr.String())
 	}
 }

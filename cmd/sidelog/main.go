@@ -1,6 +1,6 @@
 // Command sidelog is the log-collecting agent.
 //
-//	sidelog run [-c FILE] [--exit-on-eof]   run the agent (no -c: the embedded quickstart config)
+//	sidelog run [-c FILE] [--exit-on-eof] [--watch-config]   run the agent (no -c: the embedded quickstart config)
 //	sidelog validate -c FILE                check a config; exit 1 with every error listed
 //	sidelog version                         print the version
 package main
@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,7 +18,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
-	"strings"
 	"syscall"
 
 	"github.com/sidelog/sidelog/config"
@@ -43,11 +41,16 @@ func main() {
 const usage = `usage: sidelog <command> [flags]
 
 commands:
-  run [-c FILE] [--exit-on-eof]   run the agent (without -c: the embedded quickstart config)
+  run [-c FILE] [--exit-on-eof] [--watch-config]
+                                  run the agent (without -c: the embedded quickstart config);
+                                  --watch-config reloads when the config file changes
+  reload [--address ADDR|--socket PATH] [--token-file FILE]
+                                  reload a running agent's config (POST /-/reload on api.admin)
   validate -c FILE                check a config file; exit 1 listing every error
   test -c FILE TESTS.yaml         run rule tests (docs/testing-rules.md); exit 1 with a diff on mismatch
-  tap --input NAME|--output NAME [--when EXPR] [--address ADDR]
-                                  stream the records passing a point of a running agent (api.tap: true)
+  tap --input NAME|--output NAME [--when EXPR] [--address ADDR|--socket PATH] [--token-file FILE]
+                                  stream the records passing a point of a running agent
+                                  (api.tap: true, on the admin listener api.admin)
   buffer verify|stats|drop        inspect or remove disk buffers (sidelog buffer for details)
   dead-letter replay -c FILE --output NAME
                                   send an output's dead-lettered records again
@@ -103,9 +106,17 @@ func loadConfig(path string) (*config.Config, bool, error) {
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
+	l, _ := newLevelLogger(w, level)
+	return l
+}
+
+// newLevelLogger is newLogger with its level variable, which a reload sets.
+func newLevelLogger(w io.Writer, level string) (*slog.Logger, *slog.LevelVar) {
+	lv := new(slog.LevelVar)
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	lv.Set(l)
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})), lv
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
@@ -142,6 +153,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", "", "config file (default: the embedded quickstart config)")
 	exitOnEOF := fs.Bool("exit-on-eof", false, "read every file to its end, flush every output, exit 0")
+	watch := fs.Bool("watch-config", false, "reload when the config file changes (a mounted ConfigMap's symlink swap included)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	memProfile := fs.String("memprofile", "", "write a heap profile to this file at exit")
 	if err := fs.Parse(args); err != nil {
@@ -161,7 +173,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		defer os.RemoveAll(dir)
 		cfg.DataDir = dir
 	}
-	log := newLogger(stderr, cfg.LogLevel)
+	log, level := newLevelLogger(stderr, cfg.LogLevel)
 	setMemoryLimit(log)
 
 	if *cpuProfile != "" {
@@ -194,107 +206,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer dd.Close()
+	if dd.Warning != "" {
+		log.Warn(dd.Warning)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	code := runAgent(ctx, cfg, dd, *exitOnEOF, log)
+	code := runAgent(ctx, cfg, dd, runFlags{exitOnEOF: *exitOnEOF, watch: *watch, level: level}, log)
 	return code
-}
-
-// runAgent builds and runs the pipeline until ctx is done or the inputs
-// finish (exit_on_eof). SIGHUP reloads the config file: the new config is
-// loaded and built first; if it is invalid the old pipeline keeps running
-// and the reason is logged; if it is valid the old pipeline is stopped
-// gracefully (acknowledged records checkpointed, disk buffers kept) and the
-// new one started on the same data_dir.
-func runAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger) int {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
-	a, err := newAgent(ctx, cfg, dd, exitOnEOF, log)
-	if err != nil {
-		log.Error("cannot start the API", "error", err.Error())
-		return 1
-	}
-	defer a.close()
-	agentOptions := a.options
-	p, err := pipeline.Build(cfg, agentOptions(cfg, dd, exitOnEOF, log))
-	if err != nil {
-		log.Error("cannot build the pipeline", "error", err.Error())
-		return 1
-	}
-	a.attach(cfg, p)
-	log.Info("sidelog started", "version", version, "config", cfg.File, "inputs", len(cfg.Inputs), "outputs", len(cfg.Outputs))
-	for {
-		runCtx, stopRun := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- p.Run(runCtx) }()
-		var next *pipeline.Pipeline
-		var nextCfg *config.Config
-	wait:
-		for {
-			select {
-			case err := <-done:
-				stopRun()
-				if err != nil && !errors.Is(err, context.Canceled) {
-					log.Error("pipeline stopped with errors", "error", err.Error())
-					return 1
-				}
-				log.Info("sidelog stopped")
-				return 0
-			case <-hup:
-				nextCfg, next = reload(cfg, dd, exitOnEOF, log, agentOptions)
-				if next != nil {
-					break wait
-				}
-				a.metrics.Reloaded(false)
-			}
-		}
-		// The new pipeline was built once to check it; it is built again
-		// after the old one has stopped, so that its inputs start from the
-		// checkpoints the old one persisted while stopping.
-		next.Close()
-		stopRun()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("the old pipeline stopped with errors", "error", err.Error())
-		}
-		if np, err := pipeline.Build(nextCfg, agentOptions(nextCfg, dd, exitOnEOF, log)); err == nil {
-			cfg, p = nextCfg, np
-			a.attach(cfg, p)
-			a.metrics.Reloaded(true)
-			log.Info("config reloaded", "config", cfg.File, "inputs", len(cfg.Inputs), "outputs", len(cfg.Outputs))
-		} else if op, oerr := pipeline.Build(cfg, agentOptions(cfg, dd, exitOnEOF, log)); oerr == nil {
-			p = op
-			log.Error("config reload failed at start, the old config runs again", "error", err.Error())
-		} else {
-			log.Error("config reload failed and the old config cannot be restarted", "error", err.Error(), "old_error", oerr.Error())
-			return 1
-		}
-	}
-}
-
-// reload loads and builds the config file again; nil when it cannot be used.
-func reload(old *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logger, agentOptions func(*config.Config, *datadir.Dir, bool, *slog.Logger) pipeline.Options) (*config.Config, *pipeline.Pipeline) {
-	if strings.HasPrefix(old.File, "<") {
-		log.Warn("SIGHUP ignored: the embedded config cannot be reloaded")
-		return nil, nil
-	}
-	cfg, err := config.Load(old.File, plugins.Default)
-	if err != nil {
-		log.Error("config reload refused, the old config keeps running", "error", err.Error())
-		return nil, nil
-	}
-	if cfg.DataDir != old.DataDir {
-		log.Error("config reload refused, the old config keeps running: data_dir cannot change without a restart", "data_dir", cfg.DataDir)
-		return nil, nil
-	}
-	p, err := pipeline.Build(cfg, agentOptions(cfg, dd, exitOnEOF, log))
-	if err != nil {
-		log.Error("config reload refused, the old config keeps running", "error", err.Error())
-		return nil, nil
-	}
-	return cfg, p
 }
 
 // setMemoryLimit sets GOMEMLIMIT to 90% of the cgroup memory limit when the

@@ -6,27 +6,113 @@
 //
 // as {"kubernetes": {"namespace", "pod", "pod_uid", "container",
 // "container_id"}}, with only the keys the path gives. The directories may be
-// mounted elsewhere (/host/var/log/...): only the last components count. It
-// asks nothing of the API server. Parsed paths are cached.
+// mounted elsewhere (/host/var/log/...): only the last components count.
+// Parsed paths are cached.
+//
+// With `api` (the DaemonSet), the filter also watches this node's pods and
+// every namespace on the API server (see api.go) and adds labels,
+// annotations, namespace_labels, node, pod_ip, image and owner; the pods'
+// sidelog.io/exclude and sidelog.io/parser annotations steer collection
+// before parsing (Steer). With `downward_api` (a sidecar), the same fields
+// come from the pod's own downward API files and environment.
 package kubernetes
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/filter"
 	"github.com/sidelog/sidelog/plugins"
 )
 
-// Config has no keys.
-type Config struct{}
+// Config is the filter's configuration.
+type Config struct {
+	// API turns on pod metadata from the API server (omit: path only).
+	API *APIConfig `yaml:"api"`
+	// Labels are the pod (and namespace) labels copied into records, as
+	// globs; default ["*"]. Annotations likewise; default none.
+	// Secret-looking keys are copied only when named exactly.
+	Labels      []string `yaml:"labels"`
+	Annotations []string `yaml:"annotations"`
+	// DownwardAPI reads the same fields from the pod's own downward API
+	// (sidecar mode, no API access).
+	DownwardAPI *DownwardConfig `yaml:"downward_api"`
+}
+
+// APIConfig is the `api` block.
+type APIConfig struct {
+	// Kubeconfig is a kubeconfig file; empty: the in-cluster service
+	// account.
+	Kubeconfig string `yaml:"kubeconfig"`
+	// NodeName restricts the pod watch to this node (spec.nodeName).
+	NodeName string `yaml:"node_name"`
+	// MissWait bounds how long the first lines of a pod the cache does not
+	// know yet wait for its metadata (default 2s; 0: never wait).
+	MissWait time.Duration `yaml:"miss_wait"`
+	// DeletedGrace is how long a deleted pod's metadata is kept for its
+	// files still being read (default 5m).
+	DeletedGrace time.Duration `yaml:"deleted_grace"`
+}
+
+// MaxMissWait is the largest api.miss_wait accepted.
+const MaxMissWait = 10 * time.Second
+
+func defaultConfig() any {
+	return &Config{Labels: []string{"*"}}
+}
+
+// Validate implements plugins.Validator.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &plugins.KeyError{Key: key, Err: fmt.Errorf(format, args...)})
+	}
+	if c.API != nil {
+		if c.API.NodeName == "" {
+			bad("api.node_name", "required: the node whose pods are watched (NODE_NAME from spec.nodeName)")
+		}
+		if c.API.MissWait < 0 || c.API.MissWait > MaxMissWait {
+			bad("api.miss_wait", "must be between 0 and %s", MaxMissWait)
+		}
+		if c.API.DeletedGrace < 0 {
+			bad("api.deleted_grace", "must not be negative")
+		}
+		if c.DownwardAPI != nil {
+			bad("downward_api", "api and downward_api exclude each other (DaemonSet or sidecar)")
+		}
+	}
+	for _, l := range [][]string{c.Labels, c.Annotations} {
+		for _, p := range l {
+			if p == "" {
+				bad("labels", "empty pattern")
+			}
+		}
+	}
+	if c.DownwardAPI != nil && c.DownwardAPI.Dir == "" {
+		bad("downward_api.dir", "required (where the downward API volume is mounted, e.g. /etc/podinfo)")
+	}
+	return errors.Join(errs...)
+}
 
 // Plugin is the registry entry.
 var Plugin = plugins.Filter{
-	Config: func() any { return &Config{} },
-	New:    func(any, plugins.FilterEnv) (filter.Filter, error) { return New(), nil },
+	Config: defaultConfig,
+	New: func(cfg any, env plugins.FilterEnv) (filter.Filter, error) {
+		c := cfg.(*Config)
+		log := env.Logger
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		return NewWith(*c, log)
+	},
 }
 
 func init() { plugins.RegisterFilter("kubernetes", Plugin) }
@@ -41,6 +127,7 @@ type Info struct {
 
 // entry is a cached Info with its values boxed once.
 type entry struct {
+	info *Info
 	keys []string
 	vals []any
 }
@@ -49,7 +136,7 @@ func newEntry(info *Info) *entry {
 	if info == nil {
 		return nil
 	}
-	e := &entry{}
+	e := &entry{info: info}
 	add := func(k, v string) {
 		if v != "" {
 			e.keys = append(e.keys, k)
@@ -72,16 +159,72 @@ type Kubernetes struct {
 	mu        sync.RWMutex
 	cache     map[string]*entry // nil value: the path is not a container log
 	unmatched atomic.Int64
+	api       *apiCache // nil: no API metadata
+	down      *downward // nil: no downward API
 }
 
-// New returns the filter.
+// New returns the filter that reads paths only.
 func New() *Kubernetes { return &Kubernetes{cache: map[string]*entry{}} }
 
+// NewWith returns the filter for a config.
+func NewWith(c Config, log *slog.Logger) (*Kubernetes, error) {
+	k := New()
+	if c.API != nil {
+		api := *c.API
+		if api.DeletedGrace == 0 {
+			api.DeletedGrace = 5 * time.Minute
+		}
+		k.api = newAPICache(api, c.Labels, c.Annotations, log)
+	}
+	if c.DownwardAPI != nil {
+		d, err := newDownward(*c.DownwardAPI, c.Labels, c.Annotations)
+		if err != nil {
+			return nil, err
+		}
+		k.down = d
+	}
+	return k, nil
+}
+
+var _ filter.Steerer = (*Kubernetes)(nil)
+
+// Run watches the API server (with `api`) or the downward API files (with
+// `downward_api`) until ctx ends; the engine calls it when the pipeline
+// starts, never at load or validate.
+func (k *Kubernetes) Run(ctx context.Context) {
+	switch {
+	case k.api != nil:
+		k.api.run(ctx)
+	case k.down != nil:
+		k.down.run(ctx)
+	}
+}
+
+// Steer implements filter.Steerer: before the line at path is parsed, the
+// pod's sidelog.io/exclude and sidelog.io/parser annotations say whether it
+// is wanted and which named parser reads it. It may wait for a new pod's
+// metadata, at most api.miss_wait once per pod.
+func (k *Kubernetes) Steer(path string) (exclude bool, parser string) {
+	if k.api == nil {
+		return false, ""
+	}
+	en := k.lookup(path)
+	if en == nil {
+		return false, ""
+	}
+	m := k.api.get(en.info)
+	if m == nil {
+		return false, ""
+	}
+	return m.exclude || m.excludeContainers[en.info.Container], m.parser
+}
+
 // Apply adds the kubernetes object; a record whose path is not a container
-// log path goes on unchanged (counted as "unmatched").
+// log path goes on unchanged (counted as "unmatched"), unless the downward
+// API gives the pod's fields (sidecar mode).
 func (k *Kubernetes) Apply(e *event.Event) bool {
 	info := k.lookup(e.Path)
-	if info == nil {
+	if info == nil && k.down == nil {
 		k.unmatched.Add(1)
 		return true
 	}
@@ -96,11 +239,54 @@ func (k *Kubernetes) Apply(e *event.Event) bool {
 			}
 		}
 	}
+	if k.down != nil {
+		k.down.add(obj)
+	}
+	if info == nil {
+		e.SetField(Field, obj)
+		return true
+	}
 	for i, key := range info.keys {
 		obj[key] = info.vals[i]
 	}
+	if k.api != nil {
+		if m := k.api.get(info.info); m != nil {
+			k.api.add(obj, m, info.info.Container)
+		} else {
+			k.api.missing.Add(1)
+		}
+	}
 	e.SetField(Field, obj)
 	return true
+}
+
+// add writes the pod's metadata into a record's kubernetes object. Maps are
+// copied: a later stage may change the record.
+func (c *apiCache) add(obj map[string]any, m *podMeta, container string) {
+	if _, ok := obj["pod_uid"]; !ok && m.uid != "" {
+		obj["pod_uid"] = m.uid
+	}
+	if m.labels != nil {
+		obj["labels"] = maps.Clone(m.labels)
+	}
+	if m.annotations != nil {
+		obj["annotations"] = maps.Clone(m.annotations)
+	}
+	if nl := c.namespaceLabels(m.namespace); nl != nil {
+		obj["namespace_labels"] = maps.Clone(nl)
+	}
+	if m.node != "" {
+		obj["node"] = m.node
+	}
+	if m.podIP != "" {
+		obj["pod_ip"] = m.podIP
+	}
+	if img := m.images[container]; img != "" {
+		obj["image"] = img
+	}
+	if m.owner.Kind != "" {
+		obj["owner"] = map[string]any{"kind": m.owner.Kind, "name": m.owner.Name}
+	}
 }
 
 func (k *Kubernetes) lookup(path string) *entry {
@@ -123,9 +309,21 @@ func (k *Kubernetes) lookup(path string) *entry {
 // Keys: the filter reads no field (it completes the record before writing).
 func (k *Kubernetes) Keys() ([]string, bool) { return nil, false }
 
-// Counters implements filter.Counter.
+// Counters implements filter.Counter: "unmatched" (not a container log
+// path); with `api`: "metadata_missing" (records that went on with the path
+// fields only), "metadata_waits" (new pods waited for), "api_gets" (direct
+// GETs of a pod) and "api_get_failures".
 func (k *Kubernetes) Counters() []filter.Count {
-	return []filter.Count{{Name: "unmatched", Value: k.unmatched.Load()}}
+	out := []filter.Count{{Name: "unmatched", Value: k.unmatched.Load()}}
+	if a := k.api; a != nil {
+		out = append(out,
+			filter.Count{Name: "metadata_missing", Value: a.missing.Load()},
+			filter.Count{Name: "metadata_waits", Value: a.waits.Load()},
+			filter.Count{Name: "api_gets", Value: a.gets.Load()},
+			filter.Count{Name: "api_get_failures", Value: a.getFailures.Load()},
+		)
+	}
+	return out
 }
 
 // Parse reads a container log path; nil when it is not one.

@@ -98,6 +98,12 @@ func New(c *Config) (*Modify, error) {
 			errs = append(errs, &plugins.KeyError{Key: "set." + k, Err: err})
 			continue
 		}
+		if prog.ReturnsEnv() {
+			errs = append(errs, &plugins.KeyError{Key: "set." + k, Err: fmt.Errorf(
+				"%q stores the record into one of its own fields (a cycle no output can write); "+
+					"name the fields you want, e.g. {a: a, b: b}, or store text with toJSON($env)", c.Set[k])})
+			continue
+		}
 		if p == nil {
 			continue
 		}
@@ -147,6 +153,17 @@ func New(c *Config) (*Modify, error) {
 	return m, nil
 }
 
+// ownValue returns v, or a deep copy of it when it is an object or array
+// (which may share maps with the record); event.ErrTooDeep when it is
+// nested deeper than event.MaxDepth or cyclic.
+func ownValue(v any) (any, error) {
+	switch v.(type) {
+	case map[string]any, []any:
+		return fieldpath.DeepCopy(v)
+	}
+	return v, nil
+}
+
 func sortedKeys(m map[string]string) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -165,6 +182,12 @@ func (m *Modify) Apply(e *event.Event) bool {
 		vals = *buf
 		for i, s := range m.set {
 			v, err := s.prog.Eval(e)
+			if err == nil {
+				// An object or array may be (part of) the record itself
+				// ($env, a parent of the target path): store a copy so
+				// that the record never holds itself.
+				v, err = ownValue(v)
+			}
 			if err != nil {
 				m.errors.Add(1)
 				m.values.put(buf)
@@ -189,7 +212,11 @@ func (m *Modify) Apply(e *event.Event) bool {
 func (m *Modify) applyFlat(e *event.Event, vals []any) {
 	for _, c := range m.copy {
 		if v, ok := e.Field(c.from[0]); ok {
-			e.SetField(c.to[0], fieldpath.DeepCopy(v))
+			if v, err := fieldpath.DeepCopy(v); err == nil {
+				e.SetField(c.to[0], v)
+			} else {
+				m.errors.Add(1)
+			}
 		}
 	}
 	for _, r := range m.rename {
@@ -211,7 +238,11 @@ func (m *Modify) applyPaths(e *event.Event, vals []any) {
 	f := e.Mutable()
 	for _, c := range m.copy {
 		if v, ok := c.from.Get(f); ok {
-			c.to.Set(f, fieldpath.DeepCopy(v))
+			if v, err := fieldpath.DeepCopy(v); err == nil {
+				c.to.Set(f, v)
+			} else {
+				m.errors.Add(1)
+			}
 		}
 	}
 	for _, r := range m.rename {
@@ -240,7 +271,8 @@ func (m *Modify) Keys() ([]string, bool) {
 }
 
 // Counters implements filter.Counter: "errors" counts records passed on
-// unchanged because a set expression failed.
+// unchanged because a set expression failed or produced a value nested
+// deeper than event.MaxDepth, and copies skipped for that reason.
 func (m *Modify) Counters() []filter.Count {
 	return []filter.Count{{Name: "errors", Value: m.errors.Load()}}
 }

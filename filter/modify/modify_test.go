@@ -285,3 +285,62 @@ func BenchmarkModifyOverlay(b *testing.B) {
 		})
 	}
 }
+
+// Issue 20 item 1: `set: {x: '$env'}` stored the record into itself and the
+// encoder recursed until a fatal stack overflow, on every restart. Validate
+// now refuses every form that returns the record as a value.
+func TestSetEnvRefusedAtValidate(t *testing.T) {
+	for _, src := range []string{`$env`, `[$env]`, `{"r": $env}`, `level == "x" ? $env : nil`, `let r = $env; r`, `nothing ?? $env`} {
+		_, err := New(&Config{Set: map[string]string{"x": src}})
+		if err == nil || !strings.Contains(err.Error(), "set.x") || !strings.Contains(err.Error(), "toJSON($env)") {
+			t.Errorf("%s: err = %v", src, err)
+		}
+	}
+	for _, src := range []string{`$env.level`, `$env["level"]`, `toJSON($env)`, `len($env)`, `"level" in $env`} {
+		if _, err := New(&Config{Set: map[string]string{"x": src}}); err != nil {
+			t.Errorf("%s refused: %v", src, err)
+		}
+	}
+}
+
+// What validate cannot see (a value built at run time from the record, or
+// a nested target whose parent is the value) is stored as a copy, so the
+// record never holds itself and encodes in full.
+func TestSetStoresCopyNeverCycle(t *testing.T) {
+	for _, set := range []map[string]string{
+		{"x": `filter([$env], true)`},
+		{"a.b": `a`},
+		{"x": `values($env)`},
+	} {
+		m, err := New(&Config{Set: set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := &event.Event{Fields: map[string]any{"a": map[string]any{"k": "v"}, "n": 1.0}}
+		m.Apply(e)
+		if err := event.CheckDepth(e.Fields); err != nil {
+			t.Fatalf("%v: record holds itself: %v", set, err)
+		}
+		out := event.AppendJSON(nil, e)
+		if !json.Valid(out) || strings.Contains(string(out), event.DepthExceeded) {
+			t.Fatalf("%v: %s", set, out)
+		}
+		if example.Count(m, "errors") != 0 {
+			t.Fatalf("%v: errors", set)
+		}
+	}
+	// A value deeper than the limit is a per-record error: record unchanged.
+	m, err := New(&Config{Set: map[string]string{"x": `deep`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deep any = "leaf"
+	for range event.MaxDepth + 1 {
+		deep = []any{deep}
+	}
+	e := &event.Event{Fields: map[string]any{"deep": deep}}
+	m.Apply(e)
+	if _, set := e.Fields["x"]; set || example.Count(m, "errors") != 1 {
+		t.Fatalf("x set %v, errors %d", set, example.Count(m, "errors"))
+	}
+}

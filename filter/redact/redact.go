@@ -138,7 +138,7 @@ func (r *Redact) Apply(e *event.Event) bool {
 		if !ok {
 			continue
 		}
-		nv, ch, bad := r.value(v)
+		nv, ch, bad := r.value(v, 0)
 		if bad {
 			r.errors.Add(1)
 			nv, ch = r.repl, true
@@ -167,8 +167,9 @@ func (r *Redact) replaceAll(e *event.Event) {
 }
 
 // value redacts v. Objects and arrays are changed in place. bad reports a
-// value the filter cannot inspect.
-func (r *Redact) value(v any) (out any, changed, bad bool) {
+// value the filter cannot inspect, including one nested deeper than
+// event.MaxDepth (or cyclic): the field is then replaced as a whole.
+func (r *Redact) value(v any, depth int) (out any, changed, bad bool) {
 	switch t := v.(type) {
 	case string:
 		if out, ch := r.text(t); ch {
@@ -184,8 +185,11 @@ func (r *Redact) value(v any) (out any, changed, bad bool) {
 	case int64:
 		return r.number(v, strconv.FormatInt(t, 10))
 	case map[string]any:
+		if depth >= event.MaxDepth {
+			return nil, false, true
+		}
 		for k, x := range t {
-			nx, ch, b := r.value(x)
+			nx, ch, b := r.value(x, depth+1)
 			if b {
 				return nil, false, true
 			}
@@ -196,8 +200,11 @@ func (r *Redact) value(v any) (out any, changed, bad bool) {
 		}
 		return t, changed, false
 	case []any:
+		if depth >= event.MaxDepth {
+			return nil, false, true
+		}
 		for i, x := range t {
-			nx, ch, b := r.value(x)
+			nx, ch, b := r.value(x, depth+1)
 			if b {
 				return nil, false, true
 			}

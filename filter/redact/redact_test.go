@@ -169,3 +169,19 @@ func BenchmarkRedactBuiltinsNoMatch(b *testing.B) {
 		r.Apply(e)
 	}
 }
+
+// Issue 20 item 1: a cyclic or too deep field value is replaced whole (fail
+// closed, one error counted) instead of recursing until the stack overflows.
+func TestCyclicValueFailsClosed(t *testing.T) {
+	r, err := New(&Config{Fields: []string{"body"}, Builtin: []string{"email"}, Replacement: "X"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := map[string]any{"to": "a@b.com"}
+	body["self"] = body
+	e := &event.Event{Fields: map[string]any{"body": body}}
+	r.Apply(e)
+	if e.Fields["body"] != "X" || example.Count(r, "errors") != 1 {
+		t.Fatalf("got %T, errors %d", e.Fields["body"], example.Count(r, "errors"))
+	}
+}

@@ -57,7 +57,10 @@ type Throttle struct {
 	mu     sync.Mutex
 	window int64 // index of the current window
 	counts map[string]int64
-	peak   int // distinct keys in the largest window, to shrink the map
+	// sized is the most keys counts has held since it was made: a Go map
+	// keeps its buckets when cleared, so after a burst of distinct keys
+	// the map is made again, small, once a window needs far fewer.
+	sized int
 
 	throttled atomic.Int64
 	errors    atomic.Int64
@@ -86,6 +89,9 @@ func New(c *Config) (*Throttle, error) {
 	return t, nil
 }
 
+// shrinkAbove: a map for fewer keys is only cleared, never made again.
+const shrinkAbove = 1024
+
 // Apply lets e through while its key's budget lasts.
 func (t *Throttle) Apply(e *event.Event) bool {
 	k := ""
@@ -101,17 +107,18 @@ func (t *Throttle) Apply(e *event.Event) bool {
 	t.mu.Lock()
 	if w != t.window {
 		t.window = w
-		if len(t.counts) > 1024 && len(t.counts) > 2*t.peak {
-			t.counts = make(map[string]int64, t.peak)
+		n := len(t.counts)
+		t.sized = max(t.sized, n)
+		if t.sized > shrinkAbove && n < t.sized/4 {
+			t.counts = make(map[string]int64, n)
+			t.sized = n
 		} else {
 			clear(t.counts)
 		}
-		t.peak = 0
 	}
 	n, seen := t.counts[k]
 	if !seen {
 		k = strings.Clone(k) // the value may alias a read buffer
-		t.peak++
 	}
 	if n >= t.limit {
 		t.mu.Unlock()

@@ -1,6 +1,7 @@
 package throttle
 
 import (
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -165,5 +166,35 @@ func BenchmarkThrottleKeyed(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		th.Apply(e)
+	}
+}
+
+// Issue 20: after a burst of distinct keys the key map is made again, small,
+// once windows need far fewer keys (a cleared Go map keeps its buckets; on
+// today's main the condition compared the window's keys with themselves and
+// never held).
+func TestKeyMapShrinksAfterBurst(t *testing.T) {
+	th, err := New(&Config{Limit: 1, Interval: time.Second, Key: "user"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{time.Unix(1000, 0)}
+	th.now = clk.now
+	for i := range 50_000 {
+		th.Apply(&event.Event{Fields: map[string]any{"user": strconv.Itoa(i)}})
+	}
+	clk.t = clk.t.Add(time.Second) // the burst window ends
+	th.Apply(&event.Event{Fields: map[string]any{"user": "a"}})
+	if th.sized != 50_000 {
+		t.Fatalf("sized after the burst = %d", th.sized)
+	}
+	clk.t = clk.t.Add(time.Second) // a quiet window ends
+	th.Apply(&event.Event{Fields: map[string]any{"user": "b"}})
+	if th.sized != 1 || len(th.counts) != 1 {
+		t.Fatalf("map not made again after a quiet window: sized %d, len %d", th.sized, len(th.counts))
+	}
+	// Budgets still work per key in the new map.
+	if th.Apply(&event.Event{Fields: map[string]any{"user": "b"}}) {
+		t.Fatal("second record of b in the window let through")
 	}
 }

@@ -177,3 +177,43 @@ func appendCheckpoints(b []byte, doc *checkpointDoc) []byte {
 	}
 	return append(b, "]}"...)
 }
+
+// persist writes the acknowledged offsets of every known file.
+func (t *Tailer) persist() {
+	if t.ckptPath == "" {
+		return
+	}
+	t.ckptMu.Lock()
+	defer t.ckptMu.Unlock()
+	t.dirty.Store(false)
+	t.mu.Lock()
+	all := t.ckptAll[:0] // reused under ckptMu: no garbage per write
+	for _, f := range t.files {
+		all = append(all, f)
+	}
+	t.mu.Unlock()
+	doc := checkpointDoc{Input: t.name, Files: t.ckptFiles[:0]}
+	for _, f := range all {
+		f.mu.Lock()
+		tr := f.tr
+		c := checkpoint{
+			Dev: f.key.dev, Ino: f.key.ino, FP: f.id.Fingerprint,
+			MatchFP: f.mFP, MatchLen: f.mLen, Gen: tr.gen,
+			Path: f.path, Seen: f.seen.Unix(),
+		}
+		f.mu.Unlock()
+		c.Offset, _ = tr.state()
+		doc.Files = append(doc.Files, c)
+	}
+	clear(all)
+	t.ckptAll, t.ckptFiles = all[:0], doc.Files[:0]
+	var err error
+	t.ckptBuf, err = saveCheckpoints(t.ckptPath, &doc, t.ckptBuf)
+	if err != nil {
+		t.dirty.Store(true)
+		t.stats.checkpointErrors.Add(1)
+		t.log.Error("tail: writing the checkpoint failed", "path", t.ckptPath, "error", err)
+		return
+	}
+	t.stats.checkpoints.Add(1)
+}

@@ -98,7 +98,10 @@ func Validate(reg *plugins.Registry, cfg parser.Config) []error {
 	if cfg.TimeFormat != "" && cfg.TimeKey == "" {
 		add("time_format: needs time_key")
 	}
-	if _, err := newTimeParser(cfg.TimeFormat); err != nil {
+	if cfg.Timezone != "" && cfg.TimeKey == "" {
+		add("timezone: needs time_key")
+	}
+	if _, err := newTimeParser(cfg.TimeFormat, cfg.Timezone); err != nil {
 		errs = append(errs, err)
 	}
 	for k := range cfg.Fields {
@@ -131,7 +134,7 @@ func Build(reg *plugins.Registry, cfg parser.Config, maxLineBytes int) (parser.P
 	if err != nil {
 		return nil, nil, err
 	}
-	tp, _ := newTimeParser(cfg.TimeFormat)
+	tp, _ := newTimeParser(cfg.TimeFormat, cfg.Timezone)
 	c := &Composed{
 		inner:     fieldParser,
 		timeKey:   cfg.TimeKey,

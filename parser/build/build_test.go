@@ -40,7 +40,7 @@ func TestValidateMessages(t *testing.T) {
 		{parser.Config{Multiline: &parser.MultilineConfig{Start: "("}}, []string{"multiline.start: error parsing regexp: missing closing ): `(`"}},
 		{parser.Config{Multiline: ml(parser.MultilineConfig{Preset: "ruby"})}, []string{`multiline.preset: unknown preset "ruby" (known: go, java, python)`}},
 		{parser.Config{TimeFormat: "unix"}, []string{"time_format: needs time_key"}},
-		{parser.Config{TimeKey: "t", TimeFormat: "epoch"}, []string{`time_format: "epoch" is neither rfc3339, unix, unix_ms nor a Go layout (e.g. "2006-01-02 15:04:05")`}},
+		{parser.Config{TimeKey: "t", TimeFormat: "epoch"}, []string{`time_format: "epoch" is neither rfc3339, iso8601, unix, unix_ms nor a Go layout (e.g. "2006-01-02 15:04:05")`}},
 		{parser.Config{TimeKey: "t", TimeFormat: "02/Jan/2006:15:04:05 -0700"}, nil},
 		{parser.Config{Fields: map[string]string{"": "x"}}, []string{"fields: empty key"}},
 	}
@@ -99,7 +99,7 @@ func TestTimeParser(t *testing.T) {
 		{"unix_ms", "1764064800123", utc("2025-11-25T10:00:00.123Z"), true},
 		{"2006-01-02 15:04:05", "2026-11-25 10:00:00", utc("2026-11-25T10:00:00Z"), true},
 	} {
-		tp, err := newTimeParser(c.format)
+		tp, err := newTimeParser(c.format, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,6 +107,48 @@ func TestTimeParser(t *testing.T) {
 		if ok != c.ok || !got.Equal(c.want) {
 			t.Errorf("%s %v: got %v %v, want %v %v", c.format, c.v, got, ok, c.want, c.ok)
 		}
+	}
+}
+
+// Issue 20: time_format iso8601 accepts a space separator and +0000 / +00
+// offsets (on today's main it was rfc3339 only); timezone applies to times
+// without an offset (today read as UTC).
+func TestISO8601AndTimezone(t *testing.T) {
+	paris, _ := time.LoadLocation("Europe/Paris")
+	utc := func(s string) time.Time { x, _ := time.Parse(time.RFC3339Nano, s); return x }
+	for _, c := range []struct {
+		format, tz, v string
+		want          time.Time
+		ok            bool
+	}{
+		{"iso8601", "", "2026-11-25T10:00:00Z", utc("2026-11-25T10:00:00Z"), true},
+		{"iso8601", "", "2026-11-25T10:00:00+0000", utc("2026-11-25T10:00:00Z"), true},
+		{"iso8601", "", "2026-11-25T11:00:00.250+0100", utc("2026-11-25T10:00:00.25Z"), true},
+		{"iso8601", "", "2026-11-25 10:00:00+00:00", utc("2026-11-25T10:00:00Z"), true},
+		{"iso8601", "", "2026-11-25 10:00:00.5 +0000", utc("2026-11-25T10:00:00.5Z"), true},
+		{"iso8601", "", "2026-11-25T12:00:00+02", utc("2026-11-25T10:00:00Z"), true},
+		{"iso8601", "", "2026-11-25 10:00:00", utc("2026-11-25T10:00:00Z"), true},
+		{"iso8601", "Europe/Paris", "2026-11-25 11:00:00", utc("2026-11-25T10:00:00Z"), true},
+		{"iso8601", "Europe/Paris", "2026-11-25T11:00:00Z", utc("2026-11-25T11:00:00Z"), true}, // an offset wins
+		{"iso8601", "", "25/11/2026 10:00", time.Time{}, false},
+		{"2006-01-02 15:04:05", "Europe/Paris", "2026-07-01 12:00:00", time.Date(2026, 7, 1, 12, 0, 0, 0, paris), true},
+		{"2006-01-02 15:04:05", "", "2026-07-01 12:00:00", utc("2026-07-01T12:00:00Z"), true},
+	} {
+		tp, err := newTimeParser(c.format, c.tz)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := tp.parse(c.v)
+		if ok != c.ok || !got.Equal(c.want) {
+			t.Errorf("%s %s %q: got %v %v, want %v %v", c.format, c.tz, c.v, got, ok, c.want, c.ok)
+		}
+	}
+	if _, err := newTimeParser("", "Mars/Olympus"); err == nil || !strings.Contains(err.Error(), "timezone") {
+		t.Fatalf("unknown zone: %v", err)
+	}
+	errs := Validate(plugins.Default, parser.Config{Parser: "json", Timezone: "UTC"})
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "timezone: needs time_key") {
+		t.Fatalf("timezone without time_key: %v", errs)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	_ "time/tzdata" // timezone names resolve in a scratch image too
 )
 
 type timeKind uint8
@@ -15,45 +16,81 @@ const (
 	timeUnix
 	timeUnixMS
 	timeLayout
+	timeISO8601
 )
 
 // timeParser reads the event time from a field value.
 type timeParser struct {
 	kind   timeKind
 	layout string
+	loc    *time.Location // for times without an offset (timezone)
 }
 
-// newTimeParser checks time_format: rfc3339 (fractions accepted), unix,
-// unix_ms, or a Go layout.
-func newTimeParser(format string) (timeParser, error) {
+// iso8601Layouts are tried in order by time_format: iso8601: a 'T' or a
+// space between date and time, an offset as Z, +01:00, +0100 or +01, or
+// none (then the timezone applies). Fractional seconds are accepted by
+// time.Parse after the seconds of any layout.
+var iso8601Layouts = []string{
+	"2006-01-02T15:04:05Z07:00", "2006-01-02T15:04:05Z0700", "2006-01-02T15:04:05Z07", "2006-01-02T15:04:05",
+	"2006-01-02 15:04:05Z07:00", "2006-01-02 15:04:05Z0700", "2006-01-02 15:04:05Z07", "2006-01-02 15:04:05",
+	"2006-01-02T15:04:05 Z07:00", "2006-01-02 15:04:05 Z07:00", "2006-01-02T15:04:05 Z0700", "2006-01-02 15:04:05 Z0700",
+}
+
+// newTimeParser checks time_format: rfc3339 (fractions accepted), iso8601
+// (rfc3339 plus a space separator, +0000 and +00 offsets, no offset),
+// unix, unix_ms, or a Go layout; and timezone (an IANA name, Local or UTC).
+func newTimeParser(format, timezone string) (timeParser, error) {
+	loc := time.UTC
+	if timezone != "" {
+		l, err := time.LoadLocation(timezone)
+		if err != nil {
+			return timeParser{}, fmt.Errorf("timezone: %q is not a time zone name (e.g. Europe/Paris, America/New_York, UTC)", timezone)
+		}
+		loc = l
+	}
 	switch strings.ToLower(format) {
-	case "", "rfc3339", "rfc3339nano", "iso8601":
-		return timeParser{kind: timeRFC3339}, nil
+	case "", "rfc3339", "rfc3339nano":
+		return timeParser{kind: timeRFC3339, loc: loc}, nil
+	case "iso8601":
+		return timeParser{kind: timeISO8601, loc: loc}, nil
 	case "unix":
-		return timeParser{kind: timeUnix}, nil
+		return timeParser{kind: timeUnix, loc: loc}, nil
 	case "unix_ms":
-		return timeParser{kind: timeUnixMS}, nil
+		return timeParser{kind: timeUnixMS, loc: loc}, nil
 	}
 	ref := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC) // not the reference time: a layout changes it
 	if ref.Format(format) == format {
-		return timeParser{}, fmt.Errorf("time_format: %q is neither rfc3339, unix, unix_ms nor a Go layout (e.g. \"2006-01-02 15:04:05\")", format)
+		return timeParser{}, fmt.Errorf("time_format: %q is neither rfc3339, iso8601, unix, unix_ms nor a Go layout (e.g. \"2006-01-02 15:04:05\")", format)
 	}
-	return timeParser{kind: timeLayout, layout: format}, nil
+	return timeParser{kind: timeLayout, layout: format, loc: loc}, nil
 }
 
 // parse returns the time held by v, or false.
 func (p timeParser) parse(v any) (time.Time, bool) {
 	switch p.kind {
-	case timeRFC3339, timeLayout:
+	case timeRFC3339, timeLayout, timeISO8601:
 		s, ok := v.(string)
 		if !ok {
 			return time.Time{}, false
 		}
-		layout := time.RFC3339 // accepts fractional seconds when parsing
-		if p.kind == timeLayout {
-			layout = p.layout
+		loc := p.loc
+		if loc == nil {
+			loc = time.UTC
 		}
-		t, err := time.Parse(layout, s)
+		switch p.kind {
+		case timeLayout:
+			// A layout without a zone reads the time in the timezone.
+			t, err := time.ParseInLocation(p.layout, s, loc)
+			return t, err == nil
+		case timeISO8601:
+			for _, l := range iso8601Layouts {
+				if t, err := time.ParseInLocation(l, s, loc); err == nil {
+					return t, true
+				}
+			}
+			return time.Time{}, false
+		}
+		t, err := time.Parse(time.RFC3339, s) // accepts fractional seconds
 		return t, err == nil
 	}
 	scale := int64(1) // digits are seconds

@@ -2,7 +2,11 @@
 // paths ("http.status" is the key status of the object under http).
 package fieldpath
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/sidelog/sidelog/event"
+)
 
 // Path is a parsed dotted path.
 type Path []string
@@ -68,21 +72,41 @@ func (p Path) Delete(m map[string]any) (any, bool) {
 }
 
 // DeepCopy copies objects and arrays so that the copy shares nothing
-// mutable with v.
-func DeepCopy(v any) any {
+// mutable with v. It refuses (event.ErrTooDeep) a value nested deeper than
+// event.MaxDepth, which a cyclic value (a record that holds itself) always
+// is, instead of recursing until the stack overflows.
+func DeepCopy(v any) (any, error) {
+	return deepCopy(v, 0)
+}
+
+func deepCopy(v any, depth int) (any, error) {
 	switch t := v.(type) {
 	case map[string]any:
+		if depth >= event.MaxDepth {
+			return nil, event.ErrTooDeep
+		}
 		c := make(map[string]any, len(t))
 		for k, x := range t {
-			c[k] = DeepCopy(x)
+			y, err := deepCopy(x, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			c[k] = y
 		}
-		return c
+		return c, nil
 	case []any:
+		if depth >= event.MaxDepth {
+			return nil, event.ErrTooDeep
+		}
 		c := make([]any, len(t))
 		for i, x := range t {
-			c[i] = DeepCopy(x)
+			y, err := deepCopy(x, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			c[i] = y
 		}
-		return c
+		return c, nil
 	}
-	return v
+	return v, nil
 }

@@ -1,8 +1,11 @@
 package fieldpath
 
 import (
+	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/sidelog/sidelog/event"
 )
 
 func TestParse(t *testing.T) {
@@ -56,9 +59,37 @@ func TestGetSetDelete(t *testing.T) {
 
 func TestDeepCopy(t *testing.T) {
 	orig := map[string]any{"a": map[string]any{"b": []any{1, map[string]any{"c": 2}}}}
-	c := DeepCopy(orig).(map[string]any)
+	cv, err := DeepCopy(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cv.(map[string]any)
 	c["a"].(map[string]any)["b"].([]any)[1].(map[string]any)["c"] = 3
 	if orig["a"].(map[string]any)["b"].([]any)[1].(map[string]any)["c"] != 2 {
 		t.Fatal("copy shares a nested object with the original")
+	}
+}
+
+// Issue 20 item 1: a cyclic value (a record that holds itself) is refused
+// with an error instead of recursing until the stack overflows.
+func TestDeepCopyRefusesCycleAndDepth(t *testing.T) {
+	cyc := map[string]any{"a": 1}
+	cyc["self"] = cyc
+	if _, err := DeepCopy(cyc); !errors.Is(err, event.ErrTooDeep) {
+		t.Fatalf("cycle: err = %v", err)
+	}
+	var deep any = "x"
+	for range event.MaxDepth + 1 {
+		deep = []any{deep}
+	}
+	if _, err := DeepCopy(deep); !errors.Is(err, event.ErrTooDeep) {
+		t.Fatalf("depth %d: err = %v", event.MaxDepth+1, err)
+	}
+	ok := any("x")
+	for range event.MaxDepth {
+		ok = []any{ok}
+	}
+	if _, err := DeepCopy(ok); err != nil {
+		t.Fatalf("depth %d refused: %v", event.MaxDepth, err)
 	}
 }

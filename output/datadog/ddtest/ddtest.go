@@ -2,7 +2,7 @@
 // (POST /api/v2/logs), listening on 127.0.0.1 only.
 //
 // It implements what the documentation promises and checks what it asks:
-// the DD-API-KEY header (403 when wrong), Content-Type application/json,
+// the DD-API-KEY header (401 when missing, 403 when wrong), Content-Type application/json,
 // Content-Encoding gzip, deflate or none, a body that is a JSON array of
 // objects each with a string "message". It answers 202 and stores the
 // entries. It asserts the limits: a request over 1000 entries or 5,000,000
@@ -28,6 +28,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Limits of the intake.
@@ -76,6 +77,9 @@ type Request struct {
 type Server struct {
 	URL    string
 	APIKey string
+	// Now is the intake's clock for the acceptance window (default
+	// time.Now); set it before sending requests.
+	Now func() time.Time
 
 	srv *httptest.Server
 
@@ -83,6 +87,7 @@ type Server struct {
 	entries    []Entry
 	requests   []Request
 	violations []string
+	stale      []Entry
 	faults     []Fault
 	faultFn    func(n int, entries int) *Fault
 	maxBytes   int
@@ -185,6 +190,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusNotFound, `{"errors":["not found"]}`)
 		return
 	}
+	if _, ok := r.Header["Dd-Api-Key"]; !ok {
+		// Documented: 401 Unauthorized, likely a missing API key.
+		reply(http.StatusUnauthorized, `{"errors":["Unauthorized"]}`)
+		return
+	}
 	if r.Header.Get("DD-API-KEY") != s.APIKey {
 		reply(http.StatusForbidden, `{"errors":["Forbidden"]}`)
 		return
@@ -270,6 +280,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.entries = append(s.entries, got...)
+	s.noteStale(got)
 	reply(http.StatusAccepted, "{}")
 }
 
@@ -291,4 +302,35 @@ func decompress(enc string, b []byte) ([]byte, error) {
 		return io.ReadAll(zr)
 	}
 	return nil, fmt.Errorf("unsupported Content-Encoding %q", enc)
+}
+
+// AcceptanceWindow is how old a log's timestamp may be for the intake to
+// keep it: "Log events can be submitted with a timestamp that is up to 18
+// hours in the past" (the send-logs API documentation). The request is
+// still answered 202.
+const AcceptanceWindow = 18 * time.Hour
+
+// noteStale records the accepted entries the real intake would drop
+// because their timestamp (milliseconds; 0: none, the intake uses its own
+// clock) is older than AcceptanceWindow.
+func (s *Server) noteStale(got []Entry) {
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	limit := now().Add(-AcceptanceWindow).UnixMilli()
+	for _, e := range got {
+		if e.Timestamp != 0 && e.Timestamp < limit {
+			s.stale = append(s.stale, e)
+		}
+	}
+}
+
+// Stale returns the accepted entries whose timestamp was older than
+// AcceptanceWindow on arrival: the real intake answers 202 for them and
+// drops them. They are also in Entries.
+func (s *Server) Stale() []Entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Entry(nil), s.stale...)
 }

@@ -10,12 +10,16 @@
 //   - POST|PUT /_bulk and /{index}/_bulk: gzip bodies (Content-Encoding),
 //     strict NDJSON (an action line, then a source line for index/create; the
 //     body must end with a newline; the action must be one JSON object with
-//     one known op type), the ops index (with or without _id; overwrite),
-//     create (409 version_conflict_engine_exception on an existing _id) and
+//     one known op type; require_alias, require_data_stream and
+//     dynamic_templates accepted as Elasticsearch 8 does), the ops index
+//     (with or without _id; overwrite), create (409 version_conflict_engine_exception on an existing _id) and
 //     delete; index name checks; ingest pipelines by name; data streams by
 //     prefix (op_type create only, @timestamp required);
 //   - authentication when Auth is set (401 otherwise);
 //   - a maximum request size (413).
+//
+// Its answers are checked against real OpenSearch 2.19 and Elasticsearch 7.17
+// nodes (testdata/real-*.json, real_test.go; docs/testing.md).
 //
 // Faults: ItemFault decides per item (429, a mapping error, ...), Fault per
 // request (a status for the whole request, a delay, a dropped connection).
@@ -425,6 +429,7 @@ func drop(w http.ResponseWriter) {
 type op struct {
 	Item
 	errType, errReason string
+	requireAlias       bool
 }
 
 // parseBulk checks and splits an NDJSON body; a non-empty second result is
@@ -469,6 +474,7 @@ func parseBulk(body []byte, defIndex, defPipeline string) ([]op, string) {
 		if m.Pipeline != nil {
 			o.Pipeline = *m.Pipeline
 		}
+		o.requireAlias = m.RequireAlias
 		if o.Op != "delete" {
 			if !sc.Scan() {
 				return nil, fmt.Sprintf("Validation Failed: 1: no requests added; the action on line [%d] has no source line", line)
@@ -501,6 +507,10 @@ func parseBulk(body []byte, defIndex, defPipeline string) ([]op, string) {
 type actionMeta struct {
 	op                  string
 	Index, ID, Pipeline *string
+	// RequireAlias is require_alias: the target must be an alias (estest
+	// has none, so such an item fails as Elasticsearch fails it for a
+	// concrete or missing index).
+	RequireAlias bool
 }
 
 // parseAction parses an action line strictly: one JSON object holding one
@@ -540,8 +550,27 @@ func parseActionSlow(a []byte) (actionMeta, string) {
 			dst = &m.ID
 		case "pipeline":
 			dst = &m.Pipeline
+		case "require_alias", "require_data_stream":
+			// Booleans (Elasticsearch 7.10+, 8.13+). require_data_stream
+			// is accepted, its check is not emulated.
+			var b bool
+			if err := json.Unmarshal(v, &b); err != nil {
+				return actionMeta{}, fmt.Sprintf("action [%s]: parameter [%s] has a wrong type: %v", m.op, k, err)
+			}
+			if k == "require_alias" {
+				m.RequireAlias = b
+			}
+			continue
+		case "dynamic_templates":
+			// An object of field → template name (Elasticsearch 7.13+);
+			// estest has no mappings, so it is checked and ignored.
+			var dt map[string]string
+			if err := json.Unmarshal(v, &dt); err != nil {
+				return actionMeta{}, fmt.Sprintf("action [%s]: parameter [%s] has a wrong type: %v", m.op, k, err)
+			}
+			continue
 		default:
-			return actionMeta{}, fmt.Sprintf("action [%s] has an unknown parameter [%s]", m.op, k)
+			return actionMeta{}, fmt.Sprintf("contains an unknown parameter [%s]", k)
 		}
 		var str string
 		if err := json.Unmarshal(v, &str); err != nil {
@@ -643,7 +672,13 @@ func (a applied) appendJSON(b []byte, o op) []byte {
 	b = append(b, `":{"_index":`...)
 	b = appendString(b, o.Index)
 	b = append(b, `,"_id":`...)
-	b = appendString(b, a.ID)
+	if a.ID == "" {
+		// No _id given and none generated: the item failed before the
+		// coordinating node assigned one (a missing pipeline or index).
+		b = append(b, "null"...)
+	} else {
+		b = appendString(b, a.ID)
+	}
 	if a.Err != nil {
 		b = append(b, `,"status":`...)
 		b = strconv.AppendInt(b, int64(a.Status), 10)
@@ -703,19 +738,42 @@ func (s *Server) apply(o op, fault func(Item) *ItemResult) applied {
 	if o.errType != "" {
 		return fail(&ItemResult{Status: 400, Type: o.errType, Reason: o.errReason})
 	}
+	if o.requireAlias {
+		s.mu.Lock()
+		s.itemErrs[404]++
+		s.mu.Unlock()
+		return applied{Status: 404, ID: o.ID, Err: &ItemResult{Status: 404, Type: "index_not_found_exception",
+			Reason: "no such index [" + o.Index + "] and [require_alias] request flag is [true] and [" + o.Index + "] is not an alias"}}
+	}
 	if fault != nil {
 		if r := fault(o.Item); r != nil {
 			if r.Type == "" {
 				r.Type = "estest_injected_exception"
 			}
-			return fail(r)
+			res := fail(r)
+			if res.ID == "" && r.Type != "index_not_found_exception" {
+				// Elasticsearch generates a missing _id before the item
+				// reaches its shard, where most failures (429, mapping
+				// errors, write blocks) happen.
+				s.mu.Lock()
+				s.autoID++
+				res.ID = fmt.Sprintf("auto-%08d", s.autoID)
+				s.mu.Unlock()
+			}
+			return res
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if o.Pipeline != "" && o.Pipeline != "_none" && !contains(s.Pipelines, o.Pipeline) {
 		s.itemErrs[400]++
-		return applied{Status: 400, ID: o.ID, Err: &ItemResult{Status: 400, Type: "illegal_argument_exception", Reason: "pipeline with id [" + o.Pipeline + "] does not exist"}}
+		id := o.ID
+		if id == "" {
+			// What Elasticsearch 7.17 writes for an item without _id that
+			// a missing pipeline refused (captured: testdata/real-*.json).
+			id = "auto-generated"
+		}
+		return applied{Status: 400, ID: id, Err: &ItemResult{Status: 400, Type: "illegal_argument_exception", Reason: "pipeline with id [" + o.Pipeline + "] does not exist"}}
 	}
 	if s.isDataStream(o.Index) {
 		if o.Op == "index" {

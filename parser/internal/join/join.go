@@ -2,7 +2,10 @@
 // groups) into one event, bounded by max_line_bytes.
 package join
 
-import "github.com/sidelog/sidelog/event"
+import (
+	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/input/lines"
+)
 
 // Group is one event being assembled. The zero value with Max set is ready.
 type Group struct {
@@ -29,7 +32,7 @@ func (g *Group) Add(piece *event.Event, sep string) {
 	if g.ev == nil {
 		g.ev = piece
 		if g.Max > 0 && len(piece.Raw) > g.Max {
-			piece.Raw = piece.Raw[:g.Max]
+			piece.Raw = lines.Cut(piece.Raw, g.Max) // never inside a UTF-8 character
 			g.cut = true
 		}
 		return
@@ -56,7 +59,7 @@ func (g *Group) Add(piece *event.Event, sep string) {
 		return
 	}
 	g.buf = append(g.buf, sep...)
-	g.buf = append(g.buf, piece.Raw[:room-len(sep)]...)
+	g.buf = append(g.buf, lines.Cut(piece.Raw, room-len(sep))...)
 }
 
 // Len is the length of the pending joined bytes.

@@ -1,0 +1,472 @@
+// The reader: one goroutine reads the queued files a chunk at a time,
+// splits lines, seals batches and hands them to the pipeline.
+
+package tail
+
+import (
+	"bytes"
+	"context"
+	"time"
+
+	"github.com/sidelog/sidelog/event"
+	ilines "github.com/sidelog/sidelog/input/lines"
+)
+
+// maxPending is how many events of small reads the reader gathers into
+// one batch before it emits them; maxPendingAge how long the first of them
+// may wait while the reader keeps finding files to read.
+// linger is how long the reader, with events gathered and no file ready,
+// waits for more before it emits them.
+const (
+	maxPending    = 1024
+	maxPendingAge = 50 * time.Millisecond
+	linger        = 10 * time.Millisecond
+)
+
+// send hands a batch to the pipeline, in order. The small batches of slow
+// files (one line each, say) are gathered and emitted together when the
+// reader has nothing else to read (flush) or maxPending events are
+// gathered: a thousand files appended once a second cost one pass through
+// the pipeline, not a thousand. A large batch is emitted as it is, after
+// those gathered before it. Reader only.
+func (t *Tailer) send(batch []*event.Event) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	if len(t.pending)+len(batch) > maxPending {
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	if len(batch) >= maxPending/4 && len(t.pending) == 0 {
+		return t.emit(batch)
+	}
+	if t.pending == nil {
+		t.pending = make([]*event.Event, 0, 64)
+		t.pendingSince = time.Now()
+	}
+	t.pending = append(t.pending, batch...)
+	return nil
+}
+
+// flush emits the gathered events. Reader only.
+func (t *Tailer) flush() error {
+	if len(t.pending) == 0 {
+		return nil
+	}
+	b := t.pending
+	t.pending = nil // the pipeline owns b now
+	return t.emit(b)
+}
+
+func (t *Tailer) enqueue(f *file) {
+	if !f.queued.CompareAndSwap(false, true) {
+		return
+	}
+	t.qmu.Lock()
+	t.queue = append(t.queue, f)
+	t.qmu.Unlock()
+	select {
+	case t.qsig <- struct{}{}:
+	default:
+	}
+}
+
+func (t *Tailer) dequeue() *file {
+	t.qmu.Lock()
+	defer t.qmu.Unlock()
+	if len(t.queue) == 0 {
+		return nil
+	}
+	f := t.queue[0]
+	t.queue[0] = nil
+	t.queue = t.queue[1:]
+	if len(t.queue) == 0 {
+		t.queue = t.queue[:0:0]
+	}
+	return f
+}
+
+// readLoop reads ready files until ctx is cancelled.
+func (t *Tailer) readLoop(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		f := t.dequeue()
+		if f == nil {
+			if t.pending != nil {
+				// gathered events: wait briefly for more ready files (a
+				// burst of appends to many files arrives as events over a
+				// few milliseconds), then emit them together
+				if wait := t.pendingSince.Add(linger).Sub(time.Now()); wait > 0 {
+					timer.Reset(wait)
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-t.qsig:
+						continue
+					case <-timer.C:
+					}
+				}
+				if err := t.flush(); err != nil {
+					return err
+				}
+			}
+			next, ok := t.nextDeadline()
+			if ok {
+				timer.Reset(time.Until(next))
+			} else {
+				timer.Reset(time.Hour)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.qsig:
+			case <-timer.C:
+				if err := t.flushDue(time.Now()); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		f.queued.Store(false)
+		t.verify(f)
+		more := false
+		for i := 0; i < chunksPerTurn; i++ {
+			var batch []*event.Event
+			batch, more = t.readChunk(f, time.Now(), -1)
+			if err := t.send(batch); err != nil {
+				return err
+			}
+			if !more {
+				break
+			}
+		}
+		if more {
+			t.enqueue(f)
+		}
+		now := time.Now()
+		if err := t.flushDue(now); err != nil {
+			return err
+		}
+		if t.pending != nil && now.Sub(t.pendingSince) >= maxPendingAge {
+			if err := t.flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (t *Tailer) nextDeadline() (time.Time, bool) {
+	var min time.Time
+	for _, d := range t.deadlines {
+		if min.IsZero() || d.Before(min) {
+			min = d
+		}
+	}
+	return min, !min.IsZero()
+}
+
+// flushDue flushes the assemblers whose deadline has passed.
+func (t *Tailer) flushDue(now time.Time) error {
+	for f, d := range t.deadlines {
+		if d.After(now) {
+			continue
+		}
+		delete(t.deadlines, f)
+		f.mu.Lock()
+		var out []*event.Event
+		if f.asm != nil {
+			out = f.asm.Flush(nil)
+			t.noteDeadline(f)
+		}
+		f.mu.Unlock()
+		if err := t.send(out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// noteDeadline records the assembler's deadline. Call with f.mu held.
+func (t *Tailer) noteDeadline(f *file) {
+	if f.asm == nil {
+		return
+	}
+	if d, ok := f.asm.Deadline(); ok {
+		t.deadlines[f] = d
+	} else {
+		delete(t.deadlines, f)
+	}
+}
+
+// verify compares the file's first bytes with its fingerprint before a turn
+// of reads, when the reader has not read the file yet in this run (just
+// opened, resumed from the checkpoint): a file truncated and written again
+// past our offset (copytruncate) would otherwise be read from the old
+// offset. Once the reader has read from it, each read checks the bytes just
+// before its offset instead, in the same system call (see readChunk).
+func (t *Tailer) verify(f *file) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fd == nil || f.offset == 0 || f.mLen == 0 || f.truncated || f.winN > 0 {
+		return
+	}
+	if !f.checkPrefix(f.readHead(t.readerHead, int64(f.mLen))) {
+		f.truncated = true
+	}
+}
+
+// readChunk reads one chunk of f and returns the events it completes.
+// more reports that the read filled the buffer (there is likely more to
+// read). target >= 0 stops reading at that offset (graceful stop).
+func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event.Event, more bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fd == nil {
+		return nil, false
+	}
+	if f.truncated {
+		batch = t.newGeneration(f, now)
+		return batch, true
+	}
+	if !f.idSet {
+		if st, err := f.fd.Stat(); err == nil {
+			f.checkPrefix(f.readHead(t.readerHead, st.Size()))
+		}
+	}
+	p := len(f.partial)
+	size := int(t.cfg.ReadBufferBytes)
+	if p > size/2 {
+		size += p
+	}
+	want := size - p - winBytes // the buffer stays read_buffer_bytes
+	if target >= 0 {
+		if f.offset >= target {
+			return nil, false
+		}
+		if r := target - f.offset; r < int64(want) {
+			want = int(r)
+		}
+	}
+	// The scratch holds, from s: the held partial line, then the bytes
+	// read. The read starts w bytes early, over the last bytes consumed
+	// (the window, kept in f.win; they end the partial line, or go in
+	// front of it in the winBytes reserved): if they are no longer the
+	// same, or the file is shorter, it was truncated (and maybe written
+	// again past our offset) since the last read.
+	w := f.winN
+	s := winBytes + p
+	if cap(t.scratch) < s+want {
+		if t.scratch != nil {
+			t.recycle.putChunk(t.scratch)
+		}
+		t.scratch = t.recycle.chunk(s + want)
+	}
+	chunk := t.scratch
+	buf := chunk[:s+want]
+	copy(buf[winBytes:], f.partial)
+	n, err := f.pread(buf[s-w:], f.offset-int64(w))
+	if err != nil {
+		t.log.Warn("tail: read failed", "path", f.path, "error", err)
+	}
+	if w > 0 {
+		if err == nil && (n < w || !bytes.Equal(buf[s-w:s], f.win[:w])) {
+			f.truncated = true // the next call starts a new generation
+			return nil, true
+		}
+		if n -= w; n < 0 {
+			n = 0
+		}
+	}
+	if n == 0 {
+		return t.atEOF(f, now), false
+	}
+	// the window for the next read: the last bytes now consumed
+	end := s + n
+	f.winN = copy(f.win[:], buf[max(min(s-w, winBytes), end-winBytes):end])
+	data := buf[winBytes:end]
+	if len(data) <= t.smallRead() {
+		// a small read (a slow file): copy it out and keep the scratch,
+		// so that its events hold a buffer of their own size
+		data, chunk = bytes.Clone(data), nil
+	} else {
+		t.scratch = nil // the events own it now
+	}
+	f.offset += int64(n)
+	f.offsetA.Store(f.offset)
+	if f.mLen < t.cfg.FingerprintBytes {
+		// learn the fingerprint of a short file (or of a new generation)
+		// from the bytes consumed, so that the next truncation shows:
+		// from the bytes just read when they continue the known prefix
+		// (checked before this read), else read again
+		if !f.extendPrefix(buf[s:end], f.offset-int64(n), t.cfg.FingerprintBytes) &&
+			!f.checkPrefix(f.readHead(t.readerHead, f.offset)) {
+			f.truncated = true
+		}
+	}
+	t.stats.bytesRead.Add(uint64(n))
+	batch = t.split(f, data, chunk, now)
+	if f.asm != nil {
+		t.noteDeadline(f)
+	}
+	return batch, n == want && target < 0 || target >= 0 && f.offset < target
+}
+
+// winBytes is how many bytes before its offset each read of a file reads
+// again and compares with what it consumed there.
+const winBytes = 32
+
+// smallRead is the largest read that is copied out of the reader's
+// scratch buffer rather than handed over with it.
+func (t *Tailer) smallRead() int { return int(t.cfg.ReadBufferBytes) / 8 }
+
+// split cuts data (the held partial line followed by what was just read)
+// into line events, holds the unterminated rest, and seals the batch.
+// With chunk (the read buffer data lies in), the recycler takes chunk back
+// with the event slab once every event came back; without, data and the
+// slab are sized for this read and left to the garbage collector.
+func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Event {
+	pooled := chunk != nil
+	base := f.offset - int64(len(data)) // file offset of data[0]
+	maxLine := int(t.cfg.MaxLine)
+	n := bytes.Count(data, []byte{'\n'}) + 1
+	var slab []event.Event
+	if pooled {
+		slab = t.recycle.slab(n)
+	} else {
+		slab = make([]event.Event, n)
+	}
+	lines := make([]*event.Event, 0, n)
+	gen := f.tr.gen
+	s := 0
+	for {
+		i := bytes.IndexByte(data[s:], '\n')
+		if i < 0 {
+			break
+		}
+		start := base + int64(s)
+		line := data[s : s+i : s+i]
+		s += i + 1
+		if f.skipping { // the rest of a line already cut
+			f.skipping = false
+			f.lineStart = base + int64(s)
+			continue
+		}
+		f.lineStart = base + int64(s)
+		line, keep := ilines.Trim(line) // the same rule as sidelog test
+		if !keep {
+			continue
+		}
+		ev := &slab[len(lines)]
+		off := base + int64(s)
+		if len(line) > maxLine {
+			line = ilines.Cut(line, maxLine) // never inside a UTF-8 character
+			ev.Flags = event.Truncated
+			off = start + int64(maxLine)
+		}
+		ev.Raw = line
+		ev.Input = t.name
+		ev.Path = f.path
+		ev.Time = now
+		ev.Pos = event.Position{FileID: f.id, Generation: gen, Offset: off}
+		lines = append(lines, ev)
+	}
+	rest := data[s:]
+	switch {
+	case f.skipping:
+		f.partial = f.partial[:0]
+	case len(rest) >= maxLine:
+		ev := &slab[len(lines)]
+		ev.Raw = ilines.Cut(rest, maxLine)
+		ev.Flags = event.Truncated
+		ev.Input, ev.Path, ev.Time = t.name, f.path, now
+		ev.Pos = event.Position{FileID: f.id, Generation: gen, Offset: f.lineStart + int64(maxLine)}
+		lines = append(lines, ev)
+		f.skipping = true
+		f.partial = f.partial[:0]
+	default:
+		f.partial = append(f.partial[:0], rest...)
+	}
+	t.stats.linesRead.Add(uint64(len(lines)))
+	out, ack := t.seal(f, lines, f.lineStart)
+	// The held partial line was copied out of data, so only the events
+	// reference the chunk and the slab: those that come back through
+	// Recycle, and none that an assembler absorbed into a joined event
+	// during seal (its bytes were copied; event.Join cleared its ack).
+	if !pooled {
+		return out
+	}
+	live := 0
+	for _, ev := range lines {
+		if ev.AckGroup() != nil {
+			live++
+		}
+	}
+	t.recycle.track(chunk[:cap(chunk)], slab, ack, live)
+	return out
+}
+
+// seal attaches one acknowledgement to lines, registers the batch (ending
+// at end) with the tracker, and runs the lines through the assembler. It
+// returns the events to emit and the acknowledgement (nil without lines).
+// Call with f.mu held.
+func (t *Tailer) seal(f *file, lines []*event.Event, end int64) ([]*event.Event, *event.Ack) {
+	if len(lines) == 0 {
+		f.tr.addDone(end)
+		return nil, nil
+	}
+	tr := f.tr
+	seq := tr.add(end)
+	t.inflight.Add(1)
+	ack := event.NewAck(len(lines), func() {
+		tr.done(seq)
+		t.batchDone()
+	})
+	for _, ev := range lines {
+		ev.SetAck(ack)
+	}
+	if f.asm == nil {
+		return lines, ack
+	}
+	out := make([]*event.Event, 0, len(lines))
+	for _, ev := range lines {
+		out = f.asm.Push(ev, out)
+	}
+	return out, ack
+}
+
+// sealPartial emits the held unterminated line as it is (the file was
+// rotated away, deleted or is read for the last time). Call with f.mu held.
+func (t *Tailer) sealPartial(f *file, now time.Time, out []*event.Event) []*event.Event {
+	if f.skipping {
+		f.skipping = false
+		f.lineStart = f.offset
+		f.tr.addDone(f.offset)
+		return out
+	}
+	if len(f.partial) == 0 {
+		return out
+	}
+	raw := f.partial
+	if raw[len(raw)-1] == '\r' {
+		raw = raw[:len(raw)-1]
+	}
+	ev := &event.Event{
+		Raw:   bytes.Clone(raw),
+		Input: t.name, Path: f.path, Time: now,
+		Pos: event.Position{FileID: f.id, Generation: f.tr.gen, Offset: f.offset},
+	}
+	f.partial = nil
+	f.lineStart = f.offset
+	t.stats.linesRead.Add(1)
+	if len(ev.Raw) == 0 {
+		f.tr.addDone(f.offset)
+		return out
+	}
+	sealed, _ := t.seal(f, []*event.Event{ev}, f.offset)
+	return append(out, sealed...)
+}

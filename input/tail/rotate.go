@@ -1,0 +1,159 @@
+// Rotation and the end of a file: renamed-away and deleted files are read
+// to their end and closed; truncations start a new generation.
+
+package tail
+
+import (
+	"time"
+
+	"github.com/sidelog/sidelog/event"
+)
+
+// atEOF runs when a read returns nothing: a file renamed away (after
+// rotate_wait) or deleted is finished and closed. Call with f.mu held.
+func (t *Tailer) atEOF(f *file, now time.Time) []*event.Event {
+	deleted := !f.deletedAt.IsZero()
+	rotated := !f.rotatedAt.IsZero() && now.Sub(f.rotatedAt) >= t.cfg.RotateWait
+	if !deleted && !rotated {
+		return nil
+	}
+	out := t.sealPartial(f, now, nil)
+	if f.asm != nil {
+		out = f.asm.Flush(out)
+		delete(t.deadlines, f)
+	}
+	t.closeLocked(f)
+	return out
+}
+
+// closeLocked closes f and forgets its paths; the identity stays known for
+// the checkpoint. Call with f.mu held.
+func (t *Tailer) closeLocked(f *file) {
+	if f.fd == nil {
+		return
+	}
+	f.fd.Close()
+	f.fd = nil
+	f.asm = nil
+	f.partial = nil
+	t.mu.Lock()
+	if t.byPath[f.path] == f {
+		delete(t.byPath, f.path)
+	}
+	if f.target != "" && t.byPath[f.target] == f {
+		delete(t.byPath, f.target)
+	}
+	t.mu.Unlock()
+	t.stats.closed.Add(1)
+}
+
+// newGeneration handles a truncation: what was held is emitted, and reading
+// starts again at offset 0 under the next generation. Call with f.mu held.
+func (t *Tailer) newGeneration(f *file, now time.Time) []*event.Event {
+	out := t.sealPartial(f, now, nil)
+	if f.asm != nil {
+		out = f.asm.Flush(out)
+	}
+	f.truncated = false
+	f.mFP, f.mLen, f.vhLen = 0, 0, 0 // learnt again from the new content
+	f.tr = newTracker(f.tr.gen+1, 0, &t.dirty)
+	t.dirty.Store(true)
+	f.offset, f.lineStart = 0, 0
+	f.winN = 0
+	f.offsetA.Store(0)
+	f.partial = f.partial[:0]
+	f.skipping = false
+	t.stats.truncations.Add(1)
+	t.log.Debug("tail: truncated: new generation", "path", f.path, "generation", f.tr.gen)
+	return out
+}
+
+// forgets closed files gone for forget_after.
+func (t *Tailer) sweep(now time.Time) {
+	t.mu.Lock()
+	all := make([]*file, 0, len(t.files))
+	for _, f := range t.files {
+		all = append(all, f)
+	}
+	t.mu.Unlock()
+	var forget []key
+	for _, f := range all {
+		f.mu.Lock()
+		if f.fd == nil {
+			_, out := f.tr.state()
+			if out == 0 && now.Sub(f.seen) > t.cfg.ForgetAfter {
+				forget = append(forget, f.key)
+			}
+			f.mu.Unlock()
+			continue
+		}
+		if !f.deletedAt.IsZero() || !f.rotatedAt.IsZero() {
+			t.changed = true // not finished yet: rotate_wait, max_deleted_hold
+		}
+		if f.seenScan == t.scanN {
+			if f.pathScan != t.scanN && f.altPath != "" { // renamed, still matched
+				t.renamed(f, f.altPath)
+			}
+			f.mu.Unlock()
+			continue
+		}
+		st, err := f.fd.Stat()
+		if err != nil {
+			f.mu.Unlock()
+			continue
+		}
+		_, nlink := statKey(st)
+		t.changed = true
+		if nlink == 0 {
+			if f.deletedAt.IsZero() {
+				f.deletedAt = now
+				t.stats.rotations.Add(1)
+				t.log.Debug("tail: deleted", "path", f.path)
+			}
+		} else if f.rotatedAt.IsZero() {
+			f.rotatedAt = now
+			t.stats.rotations.Add(1)
+			t.log.Debug("tail: renamed away", "path", f.path)
+		}
+		t.checkSize(f, st.Size(), st.ModTime())
+		switch {
+		case !f.deletedAt.IsZero() && now.Sub(f.deletedAt) > t.cfg.MaxDeletedHold:
+			lost := f.size - f.lineStart
+			if lost > 0 {
+				t.stats.lostBytes.Add(uint64(lost))
+			}
+			t.log.Error("tail: deleted file held past max_deleted_hold released; its unread bytes are lost",
+				"path", f.path, "lost_bytes", lost, "held", now.Sub(f.deletedAt).Round(time.Second))
+			t.closeLocked(f)
+		case !f.deletedAt.IsZero(), !f.rotatedAt.IsZero() && now.Sub(f.rotatedAt) >= t.cfg.RotateWait:
+			t.enqueue(f) // the reader finishes and closes it at EOF
+		}
+		f.mu.Unlock()
+	}
+	if len(forget) > 0 {
+		t.mu.Lock()
+		for _, k := range forget {
+			if f := t.files[k]; f != nil && f.fd == nil {
+				delete(t.files, k)
+			}
+		}
+		t.mu.Unlock()
+		t.dirty.Store(true)
+	}
+}
+
+// renamed moves f to its new matched path. Call with f.mu held.
+func (t *Tailer) renamed(f *file, p string) {
+	t.mu.Lock()
+	if t.byPath[f.path] == f {
+		delete(t.byPath, f.path)
+	}
+	t.byPath[p] = f
+	t.mu.Unlock()
+	t.log.Debug("tail: renamed", "from", f.path, "to", p)
+	f.path = p
+	f.pathScan = t.scanN
+	t.changed = true
+	t.stats.rotations.Add(1)
+	t.watchFile(f)
+}

@@ -1,0 +1,93 @@
+package ddtest
+
+// ddtest against the answers the Datadog logs intake documents for
+// POST /api/v2/logs (the send-logs API reference): 202 Accepted with {},
+// 400 for a malformed payload, 401 for a missing API key, 403 for an invalid
+// one, 408/429/500/503 to retry, 413 above 5 MB uncompressed, and an
+// 18-hour acceptance window for timestamps.
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func post(t *testing.T, url, key, body string, keySet bool) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/api/v2/logs", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if keySet {
+		req.Header.Set("DD-API-KEY", key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func TestDocumentedAnswers(t *testing.T) {
+	s := New("key")
+	defer s.Close()
+	ok := `[{"message":"a"},{"message":"b"}]`
+	if st, _, b := post(t, s.URL, "key", ok, true); st != 202 || b != "{}" {
+		t.Errorf("valid payload: %d %s, want 202 {}", st, b)
+	}
+	if st, _, _ := post(t, s.URL, "", ok, false); st != 401 {
+		t.Errorf("missing DD-API-KEY: %d, want 401", st)
+	}
+	if st, _, _ := post(t, s.URL, "wrong", ok, true); st != 403 {
+		t.Errorf("invalid DD-API-KEY: %d, want 403", st)
+	}
+	if st, _, _ := post(t, s.URL, "key", `{"message":"not an array"`, true); st != 400 {
+		t.Errorf("malformed payload: %d, want 400", st)
+	}
+	big := `[{"message":"` + strings.Repeat("x", 900_000) + `"}` + strings.Repeat(`,{"message":"`+strings.Repeat("x", 900_000)+`"}`, 5) + "]"
+	if st, _, _ := post(t, s.URL, "key", big, true); st != 413 {
+		t.Errorf("%d bytes: %d, want 413", len(big), st)
+	}
+	for _, f := range []Fault{{Status: 408}, {Status: 429, RetryAfter: "7"}, {Status: 500}, {Status: 503, RetryAfter: "2"}} {
+		s.Inject(f)
+		st, h, _ := post(t, s.URL, "key", ok, true)
+		if st != f.Status || h.Get("Retry-After") != f.RetryAfter {
+			t.Errorf("injected %d: answered %d, Retry-After %q", f.Status, st, h.Get("Retry-After"))
+		}
+	}
+	// Only the accepted request stored its entries.
+	if n := len(s.Entries()); n != 2 {
+		t.Errorf("%d entries stored, want 2 (the one 202 answer)", n)
+	}
+	// The malformed and the oversized request are also flagged as what a
+	// client must never send.
+	if v := s.Violations(); len(v) != 2 || !strings.Contains(v[0], "not a JSON array") || !strings.Contains(v[1], "bytes uncompressed") {
+		t.Errorf("violations %q, want the malformed and the oversized request", v)
+	}
+}
+
+func TestAcceptanceWindow(t *testing.T) {
+	s := New("key")
+	defer s.Close()
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	s.Now = func() time.Time { return now }
+	fresh := now.Add(-AcceptanceWindow + time.Minute).UnixMilli()
+	old := now.Add(-AcceptanceWindow - time.Minute).UnixMilli()
+	body := `[{"message":"fresh","timestamp":` + strconv.FormatInt(fresh, 10) + `},{"message":"old","timestamp":` + strconv.FormatInt(old, 10) + `},{"message":"no timestamp"}]`
+	if st, _, _ := post(t, s.URL, "key", body, true); st != 202 {
+		t.Fatalf("status %d, want 202: the intake accepts the request", st)
+	}
+	stale := s.Stale()
+	if len(stale) != 1 || stale[0].Message != "old" {
+		t.Fatalf("stale entries %+v, want only the one older than 18 h", stale)
+	}
+}

@@ -1,0 +1,118 @@
+// Starts one Kafka broker in KRaft mode (broker and controller in one
+// process) for sidelog's test suite.
+//
+// Usage: java -Dlog4j2.configurationFile=log4j2.yaml -cp 'lib/*:classes' Launch HOME PORTFILE
+// It picks two free ports on 127.0.0.1 (broker and controller), writes
+// HOME/server.properties, formats HOME/data as a standalone controller with a
+// random cluster id (what `kafka-storage.sh format --standalone` does), starts
+// the broker, waits until an admin client sees it, and writes the broker port
+// to PORTFILE. Kafka closes itself on SIGTERM. scripts/servers/server.sh runs it.
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.Writer;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.nio.file.StandardCopyOption;
+import java.util.Properties;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.common.Uuid;
+
+public final class Launch {
+    static int freePort() throws IOException {
+        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getByName("127.0.0.1"))) {
+            return s.getLocalPort();
+        }
+    }
+
+    public static void main(String[] args) throws Exception {
+        if (args.length != 2) {
+            System.err.println("usage: Launch HOME PORTFILE");
+            System.exit(2);
+        }
+        Path home = Paths.get(args[0]).toAbsolutePath();
+        Path portFile = Paths.get(args[1]).toAbsolutePath();
+        Path data = home.resolve("data");
+        Files.createDirectories(home);
+
+        int broker = freePort();
+        int controller = freePort();
+        while (controller == broker) {
+            controller = freePort();
+        }
+        Properties p = new Properties();
+        p.setProperty("process.roles", "broker,controller");
+        p.setProperty("node.id", "1");
+        p.setProperty("controller.quorum.bootstrap.servers", "127.0.0.1:" + controller);
+        p.setProperty("listeners", "PLAINTEXT://127.0.0.1:" + broker + ",CONTROLLER://127.0.0.1:" + controller);
+        p.setProperty("advertised.listeners", "PLAINTEXT://127.0.0.1:" + broker + ",CONTROLLER://127.0.0.1:" + controller);
+        p.setProperty("controller.listener.names", "CONTROLLER");
+        p.setProperty("inter.broker.listener.name", "PLAINTEXT");
+        p.setProperty("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT");
+        p.setProperty("log.dirs", data.toString());
+        // One broker: every internal topic has one replica.
+        p.setProperty("offsets.topic.replication.factor", "1");
+        p.setProperty("offsets.topic.num.partitions", "4");
+        p.setProperty("transaction.state.log.replication.factor", "1");
+        p.setProperty("transaction.state.log.min.isr", "1");
+        p.setProperty("transaction.state.log.num.partitions", "4");
+        p.setProperty("share.coordinator.state.topic.replication.factor", "1");
+        p.setProperty("share.coordinator.state.topic.min.isr", "1");
+        p.setProperty("default.replication.factor", "1");
+        p.setProperty("min.insync.replicas", "1");
+        p.setProperty("num.partitions", "1");
+        p.setProperty("auto.create.topics.enable", "true");
+        p.setProperty("group.initial.rebalance.delay.ms", "0");
+        p.setProperty("num.network.threads", "2");
+        p.setProperty("num.io.threads", "2");
+        p.setProperty("log.flush.interval.messages", "9223372036854775807");
+        Path config = home.resolve("server.properties");
+        try (Writer w = Files.newBufferedWriter(config, StandardCharsets.UTF_8)) {
+            p.store(w, "written by scripts/servers/kafka/Launch.java");
+        }
+
+        String clusterId = Uuid.randomUuid().toString();
+        int rc = kafka.tools.StorageTool.execute(new String[] {
+            "format", "--config", config.toString(), "--cluster-id", clusterId, "--standalone", "--ignore-formatted",
+        }, new PrintStream(System.out, true, StandardCharsets.UTF_8));
+        if (rc != 0) {
+            System.err.println("sidelog: kafka storage format failed with " + rc);
+            System.exit(1);
+        }
+
+        Thread server = new Thread(() -> kafka.Kafka.main(new String[] {config.toString()}), "sidelog-kafka-main");
+        server.start();
+
+        Properties ap = new Properties();
+        ap.setProperty(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, "127.0.0.1:" + broker);
+        ap.setProperty(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "10000");
+        long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(5);
+        try (Admin admin = Admin.create(ap)) {
+            while (true) {
+                try {
+                    int nodes = admin.describeCluster().nodes().get(15, TimeUnit.SECONDS).size();
+                    if (nodes > 0) {
+                        break;
+                    }
+                } catch (Exception e) {
+                    if (System.nanoTime() > deadline) {
+                        System.err.println("sidelog: kafka did not answer: " + e);
+                        System.exit(1);
+                    }
+                }
+                Thread.sleep(200);
+            }
+        }
+        Path tmp = portFile.resolveSibling(portFile.getFileName() + ".tmp");
+        Files.write(tmp, (broker + "\n").getBytes(StandardCharsets.UTF_8));
+        Files.move(tmp, portFile, StandardCopyOption.ATOMIC_MOVE);
+        System.out.println("sidelog: kafka broker on 127.0.0.1:" + broker + " (cluster " + clusterId + ")");
+        server.join();
+    }
+}
