@@ -39,6 +39,13 @@ type Env struct {
 	ExitOnEOF bool
 	// Logger is the agent's logger, already tagged with the input.
 	Logger *slog.Logger
+	// ShutdownDeadline is closed by the pipeline when its shutdown
+	// deadline (shutdown_timeout) passes. After its ctx is cancelled, an
+	// input waits for the acknowledgements of what it emitted (the
+	// buffers drain meanwhile) until they all came back or this is
+	// closed, then saves its position and returns. Nil outside a
+	// pipeline: the input bounds the wait itself.
+	ShutdownDeadline <-chan struct{}
 }
 
 // Recycler is implemented by inputs that reuse event memory. The engine

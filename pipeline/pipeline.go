@@ -68,6 +68,10 @@ type Pipeline struct {
 	inputs  []*inputStage
 	filters []*filterStage
 	outputs []*outputStage
+	// shutdownDL is closed when the shutdown deadline passes: inputs
+	// waiting for their last acknowledgements save their position and
+	// return (input.Env.ShutdownDeadline).
+	shutdownDL chan struct{}
 	// steer is the first filter that steers lines before parsing (the
 	// kubernetes filter with api), steerStage its stage; nil: none.
 	steer          filter.Steerer
@@ -122,7 +126,7 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 		opts.Hostname, _ = os.Hostname()
 	}
 	reg := opts.Registry
-	p := &Pipeline{cfg: cfg, opts: opts, log: opts.Logger}
+	p := &Pipeline{cfg: cfg, opts: opts, log: opts.Logger, shutdownDL: make(chan struct{})}
 	var errs []error
 
 	keys, allKeys := map[string]bool{}, false
@@ -217,6 +221,7 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 		in, err := plug.New(ic.Plugin, input.Env{
 			Name: ic.Name, DataDir: cfg.DataDir, NewAssembler: newAsm,
 			ExitOnEOF: opts.ExitOnEOF, Logger: opts.Logger.With("input", ic.Name),
+			ShutdownDeadline: p.shutdownDL,
 		})
 		if err != nil {
 			errs = append(errs, cfg.EntryError("inputs", i, err))
@@ -363,6 +368,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		select {
 		case <-inputsDone:
 		case <-deadline:
+			close(p.shutdownDL)
 			abortWork()
 			<-inputsDone
 			deadline = closedChan()

@@ -1,6 +1,7 @@
 package tail
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sidelog/sidelog/event"
 )
@@ -36,6 +38,12 @@ type checkpoint struct {
 	Offset   int64  `json:"off"`
 	Path     string `json:"path"`
 	Seen     int64  `json:"seen"` // unix seconds: last time a path matched it
+	// Size is the file's size when last seen: a rotated file that is gone
+	// at the next start had Size-Offset unread bytes (counted as lost).
+	Size int64 `json:"size"`
+	// Target is the resolved path when Path is a symbolic link: rotated
+	// files are looked for in its directory too.
+	Target string `json:"target,omitempty"`
 }
 
 // errNewerVersion is returned for a checkpoint written by a newer sidelog.
@@ -173,9 +181,56 @@ func appendCheckpoints(b []byte, doc *checkpointDoc) []byte {
 		b = event.AppendString(b, c.Path)
 		b = append(b, `,"seen":`...)
 		b = strconv.AppendInt(b, c.Seen, 10)
+		b = append(b, `,"size":`...)
+		b = strconv.AppendInt(b, c.Size, 10)
+		if c.Target != "" {
+			b = append(b, `,"target":`...)
+			b = event.AppendString(b, c.Target)
+		}
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
+}
+
+// persistIdle is how often the persister looks for offsets moved without
+// an acknowledgement (skipped bytes, a new generation, forgotten entries).
+const persistIdle = time.Second
+
+// persister writes the checkpoint as soon as acknowledgements move an
+// offset: a group commit. The acknowledgements released while one write
+// runs (temp file, fsync, rename, directory fsync) go into the next, and
+// two writes start at least checkpoint_interval apart. With a disk buffer
+// an acknowledgement means the record is fsynced in the buffer, so a
+// record the buffer holds is read again after a crash only if it was
+// acknowledged during the last write or the pause before it. It returns
+// when ctx is cancelled (Run writes the final checkpoint itself).
+func (t *Tailer) persister(ctx context.Context) {
+	idle := time.NewTicker(persistIdle)
+	defer idle.Stop()
+	var last time.Time
+	pause := time.NewTimer(0)
+	<-pause.C
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.ackSig:
+		case <-idle.C:
+		}
+		if !t.dirty.Load() {
+			continue
+		}
+		if wait := time.Until(last.Add(t.cfg.CheckpointInterval)); wait > 0 {
+			pause.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-pause.C:
+			}
+		}
+		last = time.Now()
+		t.persist()
+	}
 }
 
 // persist writes the acknowledged offsets of every known file.
@@ -199,10 +254,15 @@ func (t *Tailer) persist() {
 		c := checkpoint{
 			Dev: f.key.dev, Ino: f.key.ino, FP: f.id.Fingerprint,
 			MatchFP: f.mFP, MatchLen: f.mLen, Gen: tr.gen,
-			Path: f.path, Seen: f.seen.Unix(),
+			Path: f.path, Seen: f.seen.Unix(), Size: f.size, Target: f.target,
 		}
+		// a deleted file released unread: its loss is counted already
+		released := f.fd == nil && !f.deletedAt.IsZero()
 		f.mu.Unlock()
 		c.Offset, _ = tr.state()
+		if released && c.Size > c.Offset {
+			c.Size = c.Offset
+		}
 		doc.Files = append(doc.Files, c)
 	}
 	clear(all)

@@ -47,8 +47,15 @@ type Config struct {
 	// stays open after it is read to its end (a writer may still append to
 	// it before it reopens its log). A deleted file is closed at once.
 	RotateWait time.Duration `yaml:"rotate_wait"`
-	// CheckpointInterval is how often acknowledged offsets are persisted.
+	// CheckpointInterval is the shortest pause between two checkpoint
+	// writes. Acknowledged offsets are persisted as soon as they move (a
+	// group commit: the acknowledgements that arrive during one write go
+	// into the next), at most once per CheckpointInterval.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// RotatedDirs are the directories where rotated files are looked for
+	// at start-up, beside the file's own directory (logrotate's olddir); a
+	// relative one is relative to the file's directory.
+	RotatedDirs []string `yaml:"rotated_dirs"`
 	// ForgetAfter is how long the checkpoint keeps a file that no path
 	// matches any more.
 	ForgetAfter time.Duration `yaml:"forget_after"`
@@ -63,7 +70,10 @@ type Config struct {
 	MaxPollInterval time.Duration `yaml:"max_poll_interval"`
 	// DrainTimeout bounds how long a graceful stop waits for the
 	// acknowledgements of the events it emitted before it persists the
-	// checkpoint and returns.
+	// checkpoint and returns, when the input runs without a pipeline that
+	// gives it a shutdown deadline (input.Env.ShutdownDeadline): under the
+	// agent the wait ends when every acknowledgement came back or at the
+	// pipeline's shutdown_timeout.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
@@ -77,7 +87,7 @@ func DefaultConfig() *Config {
 		ReadBufferBytes:    256 << 10,
 		FingerprintBytes:   1024,
 		RotateWait:         5 * time.Second,
-		CheckpointInterval: time.Second,
+		CheckpointInterval: 10 * time.Millisecond,
 		ForgetAfter:        time.Hour,
 		Watch:              true,
 		MaxPollInterval:    5 * time.Second,

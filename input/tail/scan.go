@@ -27,24 +27,17 @@ const defaultMissGrace = 2 * time.Second
 // scanLoop rescans the globs: at once when fsnotify reports a creation, a
 // removal or a rename; else after poll_interval, doubled after each scan
 // that found nothing new up to max_poll_interval while fsnotify is healthy
-// (see nextPoll). It also writes the checkpoint.
+// (see nextPoll).
 func (t *Tailer) scanLoop(ctx context.Context) {
 	interval := t.cfg.PollInterval
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
-	ckpt := time.NewTicker(t.cfg.CheckpointInterval)
-	defer ckpt.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
 		case <-t.trigger:
-		case <-ckpt.C:
-			if t.dirty.Load() {
-				t.persist()
-			}
-			continue
 		}
 		now := time.Now()
 		t.scan(now)
@@ -97,6 +90,9 @@ func (t *Tailer) scan(now time.Time) {
 			}
 			t.visit(p, st, now)
 		}, t.watchListed)
+	}
+	if t.initial {
+		t.recoverRotated(now)
 	}
 	t.sweep(now)
 }

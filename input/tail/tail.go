@@ -78,6 +78,8 @@ type Tailer struct {
 	readerHead []byte // reader's fingerprint buffer
 
 	dirty        atomic.Bool
+	ackSig       chan struct{} // an acknowledgement moved an offset (persister)
+	shutdownDL   <-chan struct{}
 	inflight     atomic.Int64
 	inflightZero chan struct{}
 	ckptMu       sync.Mutex
@@ -123,6 +125,8 @@ func New(cfg *Config, env input.Env) (*Tailer, error) {
 		qsig:         make(chan struct{}, 1),
 		trigger:      make(chan struct{}, 1),
 		inflightZero: make(chan struct{}, 1),
+		ackSig:       make(chan struct{}, 1),
+		shutdownDL:   env.ShutdownDeadline,
 		seenSet:      map[string]struct{}{},
 		headBuf:      make([]byte, cfg.FingerprintBytes),
 		readerHead:   make([]byte, cfg.FingerprintBytes),
@@ -159,6 +163,7 @@ func New(cfg *Config, env input.Env) (*Tailer, error) {
 			tr:     newTracker(c.Gen, c.Offset, &t.dirty),
 			offset: c.Offset, lineStart: c.Offset,
 			seen: time.Unix(c.Seen, 0),
+			size: c.Size, target: c.Target,
 		}
 		f.idSet = c.MatchLen > 0
 		t.files[k] = f
@@ -191,6 +196,10 @@ func (t *Tailer) Run(ctx context.Context, emit input.Emit) error {
 	if t.firstStart {
 		t.persist() // records read_from: tail offsets before anything is read
 	}
+	pctx, stopPersist := context.WithCancel(context.Background())
+	persisted := make(chan struct{})
+	go func() { defer close(persisted); t.persister(pctx) }()
+	defer func() { stopPersist(); <-persisted }()
 	if t.exitOnEOF {
 		return t.runToEOF(ctx)
 	}
@@ -215,9 +224,30 @@ func (t *Tailer) Run(ctx context.Context, emit input.Emit) error {
 		return err
 	}
 	err = t.drain(false)
-	t.waitInflight(t.cfg.DrainTimeout)
+	t.waitDrained()
+	stopPersist()
+	<-persisted
 	t.persist()
 	return err
+}
+
+// waitDrained waits, on a graceful stop, for the acknowledgements of every
+// batch emitted: until the pipeline's shutdown deadline when it gives one
+// (its buffers drain up to shutdown_timeout, and the acknowledgements that
+// arrive meanwhile must reach the final checkpoint), else up to
+// drain_timeout.
+func (t *Tailer) waitDrained() {
+	if t.shutdownDL == nil {
+		t.waitInflight(t.cfg.DrainTimeout)
+		return
+	}
+	for t.inflight.Load() > 0 {
+		select {
+		case <-t.inflightZero:
+		case <-t.shutdownDL:
+			return
+		}
+	}
 }
 
 // runToEOF is exit_on_eof: read every matched file to its end, emit the
@@ -233,7 +263,7 @@ func (t *Tailer) runToEOF(ctx context.Context) error {
 		select {
 		case <-done:
 		case <-ctx.Done():
-			t.waitInflight(t.cfg.DrainTimeout)
+			t.waitDrained()
 		}
 	}
 	t.persist()
@@ -304,6 +334,10 @@ func (f *file) statFD() (os.FileInfo, error) {
 }
 
 func (t *Tailer) batchDone() {
+	select {
+	case t.ackSig <- struct{}{}:
+	default:
+	}
 	if t.inflight.Add(-1) == 0 {
 		select {
 		case t.inflightZero <- struct{}{}:

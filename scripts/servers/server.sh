@@ -160,8 +160,9 @@ await() {
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "server.sh: $name exited while starting; the end of $state/$name.log:" >&2
       tail -40 "$state/$name.log" >&2
+      cp "$state/$name.log" "$state/$name.failed.log" 2>/dev/null || true
       rm -f "$state/$name.pid"
-      return 1
+      return 2
     fi
     if [ "$waited" -ge $((timeout * 5)) ]; then
       echo "server.sh: $name not ready after ${timeout}s; the end of $state/$name.log:" >&2
@@ -195,7 +196,19 @@ start() {
   for name in "${todo[@]}"; do prepare "$name"; done
   rm -f "$state/abort"
   for name in "${todo[@]}"; do launch "$name"; done
-  for name in "${todo[@]}"; do await "$name" || failed=1; done
+  local rc try
+  for name in "${todo[@]}"; do
+    # A launcher that dies while starting (say a port taken between
+    # choosing and binding it) is started again, twice at most.
+    for try in 1 2 3; do
+      rc=0
+      await "$name" || rc=$?
+      [ "$rc" -eq 2 ] && [ "$try" -lt 3 ] && [ ! -e "$state/abort" ] || break
+      echo "server.sh: starting $name again (try $((try + 1)) of 3)" >&2
+      launch "$name"
+    done
+    [ "$rc" -eq 0 ] || failed=1
+  done
   [ -z "$failed" ] || die "not every server started (their logs are in $state)"
 }
 
