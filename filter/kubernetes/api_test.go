@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -137,10 +138,29 @@ func TestAPIMetadata(t *testing.T) {
 		t.Fatalf("meta %+v", m)
 	}
 	st := srv.Stats()
-	if st.WatchLists+st.Lists < 2 {
-		t.Errorf("stats %+v: pods and namespaces were not listed", st)
+	if os.Getenv("KUBE_FEATURE_WatchListClient") == "false" {
+		if st.Lists < 2 || st.WatchLists != 0 {
+			t.Errorf("stats %+v: with WatchListClient off, pods and namespaces are listed plainly", st)
+		}
+	} else if st.WatchLists < 2 || st.Lists != 0 {
+		t.Errorf("stats %+v: pods and namespaces were not listed with streaming lists", st)
 	}
 	_ = other
+}
+
+// The same with client-go's plain list + watch (WatchListClient off, as
+// against an API server without streaming lists), in a child process: the
+// feature gate is read from the environment once per process.
+func TestAPIMetadataPlainList(t *testing.T) {
+	if os.Getenv("KUBE_FEATURE_WatchListClient") == "false" {
+		t.Skip("already the child")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAPIMetadata$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "KUBE_FEATURE_WatchListClient=false")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestAPIMetadata") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
 }
 
 // A pod created after the agent started: its first record is right (the
