@@ -4,8 +4,11 @@
 # the unprivileged user 65532, with nothing writable but data_dir. Run it with
 # a read-only root filesystem.
 #
-#   docker build --build-arg VERSION=$(git describe --tags --always) -t sidelog:dev .
-#   docker build --build-arg TAGS=nodatadog -t sidelog:dev-nodatadog .   # without the Datadog output
+#   docker build --build-arg VERSION=$(git describe --tags --always) \
+#     --build-arg COMMIT=$(git rev-parse HEAD) -t sidelog:dev .
+#
+# The binary is built by scripts/build.sh, as release binaries are: static
+# (CGO_ENABLED=0), stamped with version, commit and build date.
 
 ARG GO_VERSION=1.26
 
@@ -16,10 +19,14 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-ARG TAGS=""
-RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false -tags "${TAGS}" \
-      -ldflags "-s -w -X main.version=${VERSION}" \
-      -o /out/sidelog ./cmd/sidelog \
+ARG COMMIT=unknown
+ARG DATE=""
+# Set by BuildKit to the platform being built (docker buildx --platform).
+ARG TARGETOS=linux
+ARG TARGETARCH=amd64
+RUN VERSION="${VERSION}" COMMIT="${COMMIT}" DATE="${DATE}" PLATFORMS="${TARGETOS}/${TARGETARCH}" \
+      bash scripts/build.sh /out \
+ && mv "/out/sidelog-${TARGETOS}-${TARGETARCH}" /out/sidelog \
  && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot

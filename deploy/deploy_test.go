@@ -1,7 +1,6 @@
 package deploy_test
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -405,15 +404,26 @@ func checkDaemonSet(t *testing.T, file string, d *appsv1.DaemonSet, cms map[stri
 	}
 }
 
-// The Dockerfile builds a static, stripped, versioned binary and runs it as
-// a non-root user on a distroless base.
+// The Dockerfile builds a static, stripped, stamped binary with
+// scripts/build.sh and runs it as a non-root user on a distroless base.
 func TestDockerfile(t *testing.T) {
-	df := string(mustRead(t, "../Dockerfile"))
+	build := string(mustRead(t, "../scripts/build.sh"))
 	for _, want := range []string{
 		"CGO_ENABLED=0",
 		"-trimpath",
-		`-ldflags "-s -w -X main.version=${VERSION}"`,
+		`ldflags="-s -w -X main.version=${VERSION} -X main.commit=${COMMIT} -X main.date=${DATE}"`,
+		`-ldflags "$ldflags"`,
 		"./cmd/sidelog",
+		`PLATFORMS=${PLATFORMS:-"linux/amd64 linux/arm64"}`,
+	} {
+		if !strings.Contains(build, want) {
+			t.Errorf("scripts/build.sh lacks %q", want)
+		}
+	}
+	df := string(mustRead(t, "../Dockerfile"))
+	for _, want := range []string{
+		`VERSION="${VERSION}" COMMIT="${COMMIT}" DATE="${DATE}" PLATFORMS="${TARGETOS}/${TARGETARCH}"`,
+		"bash scripts/build.sh /out",
 		"FROM gcr.io/distroless/static-debian12:nonroot",
 		"USER 65532:65532",
 		`ENTRYPOINT ["/usr/local/bin/sidelog"]`,
@@ -430,9 +440,14 @@ func TestDockerfile(t *testing.T) {
 	if m := regexp.MustCompile(`(?m)^USER\s+(\S+)`).FindStringSubmatch(df); m == nil || strings.HasPrefix(m[1], "0") || strings.HasPrefix(m[1], "root") {
 		t.Errorf("Dockerfile: the runtime user must not be root")
 	}
-	// -X main.version must name a variable that exists.
-	if !bytes.Contains(mustRead(t, "../cmd/sidelog/main.go"), []byte("var version = ")) {
-		t.Error("cmd/sidelog has no `var version`: -X main.version sets nothing")
+	// -X main.version, main.commit, main.date must name variables that
+	// exist (cmd/sidelog's TestVersionStamped builds with them and checks
+	// `sidelog version`).
+	vgo := string(mustRead(t, "../cmd/sidelog/version.go"))
+	for _, v := range []string{"version", "commit", "date"} {
+		if !regexp.MustCompile(`(?m)^\s+` + v + `\s+= "`).MatchString(vgo) {
+			t.Errorf("cmd/sidelog has no string var %s: -X main.%s sets nothing", v, v)
+		}
 	}
 	// The Go version of the build image is at least go.mod's.
 	gomod := string(mustRead(t, "../go.mod"))

@@ -27,8 +27,7 @@ var (
 	buildErr  error
 )
 
-// sidelogBinary builds ./cmd/sidelog (-tags nodatadog, as the test suite
-// runs) once per test run.
+// sidelogBinary builds ./cmd/sidelog once per test run.
 func sidelogBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -38,7 +37,7 @@ func sidelogBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "sidelog")
-		cmd := exec.Command("go", "build", "-tags", "nodatadog", "-o", binPath, "./cmd/sidelog")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/sidelog")
 		cmd.Dir = ".."
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

@@ -33,7 +33,7 @@ func binary(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-tags", "nodatadog", "-o", filepath.Join(binDir, "sidelog"), "./cmd/sidelog")
+		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, "sidelog"), "./cmd/sidelog")
 		cmd.Dir = ".."
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

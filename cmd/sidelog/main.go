@@ -28,9 +28,6 @@ import (
 	"github.com/sidelog/sidelog/testrunner"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 //go:embed default.yaml
 var defaultConfig []byte
 
@@ -54,7 +51,7 @@ commands:
   buffer verify|stats|drop        inspect or remove disk buffers (sidelog buffer for details)
   dead-letter replay -c FILE --output NAME
                                   send an output's dead-lettered records again
-  version                         print the version
+  version                         print the version, commit and build date
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -71,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "test":
 		return testrunner.Main(args, stdout, stderr, plugins.Default)
 	case "version", "--version", "-v":
-		fmt.Fprintf(stdout, "sidelog %s (%s)\n", version, runtime.Version())
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

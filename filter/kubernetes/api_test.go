@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,10 +138,29 @@ func TestAPIMetadata(t *testing.T) {
 		t.Fatalf("meta %+v", m)
 	}
 	st := srv.Stats()
-	if st.WatchLists+st.Lists < 2 {
-		t.Errorf("stats %+v: pods and namespaces were not listed", st)
+	if os.Getenv("KUBE_FEATURE_WatchListClient") == "false" {
+		if st.Lists < 2 || st.WatchLists != 0 {
+			t.Errorf("stats %+v: with WatchListClient off, pods and namespaces are listed plainly", st)
+		}
+	} else if st.WatchLists < 2 || st.Lists != 0 {
+		t.Errorf("stats %+v: pods and namespaces were not listed with streaming lists", st)
 	}
 	_ = other
+}
+
+// The same with client-go's plain list + watch (WatchListClient off, as
+// against an API server without streaming lists), in a child process: the
+// feature gate is read from the environment once per process.
+func TestAPIMetadataPlainList(t *testing.T) {
+	if os.Getenv("KUBE_FEATURE_WatchListClient") == "false" {
+		t.Skip("already the child")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAPIMetadata$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "KUBE_FEATURE_WatchListClient=false")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestAPIMetadata") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
 }
 
 // A pod created after the agent started: its first record is right (the
@@ -312,4 +334,56 @@ func TestAPIDroppedWatchResumes(t *testing.T) {
 	if k.api.gets.Load() != 0 {
 		t.Errorf("direct GETs %d: the watch should have brought the pod", k.api.gets.Load())
 	}
+}
+
+// BenchmarkCache110Pods measures what the cache holds for a full node (110
+// pods, the kubelet's default maximum, each with 10 labels, 8 annotations,
+// managed fields and 3 containers): the Go heap retained after both
+// informers have listed, reported as heap-B/node.
+func BenchmarkCache110Pods(b *testing.B) {
+	srv, err := kubetest.Start()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	for i := 0; i < 110; i++ {
+		p := testPod(fmt.Sprintf("ns%d", i%12), fmt.Sprintf("app%d", i), "node-a", "payments", i)
+		for j := 0; j < 7; j++ {
+			p.Labels[fmt.Sprintf("example.com/label-%d", j)] = fmt.Sprintf("value-%d-%d", i, j)
+			p.Annotations[fmt.Sprintf("example.com/annotation-%d", j)] = strings.Repeat("x", 200)
+		}
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "init", Image: "busybox:1.36"})
+		srv.AddPod(p)
+	}
+	for i := 0; i < 12; i++ {
+		srv.SetNamespace(fmt.Sprintf("ns%d", i), map[string]string{"team": "t", "env": "prod"})
+	}
+	kc, err := srv.Kubeconfig(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total uint64
+	for n := 0; n < b.N; n++ {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		k, err := NewWith(Config{API: &APIConfig{Kubeconfig: kc, NodeName: "node-a", MissWait: time.Second}, Labels: []string{"*"}, Annotations: []string{"app.kubernetes.io/*"}}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { k.Run(ctx); close(done) }()
+		<-k.api.synced
+		if k.api.podCount() != 110 {
+			b.Fatalf("%d pods", k.api.podCount())
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		total += after.HeapAlloc - before.HeapAlloc
+		runtime.KeepAlive(k)
+		cancel()
+		<-done
+	}
+	b.ReportMetric(float64(total)/float64(b.N), "heap-B/node")
 }

@@ -1,10 +1,12 @@
 // Package datadog is the `datadog` output: records go to Datadog's log intake
 // (POST <site intake>/api/v2/logs) through the official client,
-// github.com/DataDog/datadog-api-client-go/v2: its APIClient.PrepareRequest
-// and CallAPI, called as LogsApi.SubmitLog calls them, with a body that this
-// package writes and gzips itself (see post and body.go). Only this
-// package imports the client (it is large to compile); plugins/all imports
-// this package unless the build tag `nodatadog` is set.
+// github.com/DataDog/datadog-api-client-go/v2: the small package api/datadog
+// (configuration, servers, authentication, APIClient.PrepareRequest and
+// CallAPI), called as LogsApi.SubmitLog calls them, with a body that this
+// package writes and gzips itself (see post and body.go). The generated
+// api/datadogV2 package (one package of about 8,500 files, several GB of
+// memory to compile) is not imported: of it, SubmitLog only adds the
+// operation name and the path, which are constants here.
 //
 // The output keeps every documented limit of the intake itself: at most
 // 1000 entries and 5,000,000 bytes (uncompressed JSON) per request, at most
@@ -34,7 +36,6 @@ import (
 	"time"
 
 	"github.com/DataDog/datadog-api-client-go/v2/api/datadog"
-	"github.com/DataDog/datadog-api-client-go/v2/api/datadogV2"
 
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/output"
@@ -118,7 +119,7 @@ func (f field) append(dst []byte, e *event.Event) []byte {
 type Output struct {
 	cfg    Config
 	log    *slog.Logger
-	api    *datadogV2.LogsApi
+	client *datadog.APIClient
 	tr     *http.Transport
 	gzip   bool
 	keys   map[string]datadog.APIKey
@@ -211,7 +212,7 @@ func New(c *Config, env plugins.OutputEnv) (*Output, error) {
 	cfg.HTTPClient = &http.Client{Transport: o.tr, Timeout: c.RequestTimeout}
 	cfg.RetryConfiguration.EnableRetry = false // the delivery loop retries
 	cfg.UserAgent = "sidelog " + cfg.UserAgent
-	o.api = datadogV2.NewLogsApi(datadog.NewAPIClient(cfg))
+	o.client = datadog.NewAPIClient(cfg)
 	o.gzip = c.Compression == "gzip"
 	o.keys = map[string]datadog.APIKey{"apiKeyAuth": {Key: c.APIKey}}
 	if c.Endpoint != "" {
@@ -686,7 +687,7 @@ func (o *Output) post(ctx context.Context, body []byte) (*http.Response, []byte,
 	ctx = context.WithValue(ctx, datadog.ContextAPIKeys, o.keys)
 	ctx = context.WithValue(ctx, datadog.ContextOperationServerIndices, o.srvIdx)
 	ctx = context.WithValue(ctx, datadog.ContextOperationServerVariables, o.srvVar)
-	client := o.api.Client
+	client := o.client
 	base, err := client.Cfg.ServerURLWithContext(ctx, operation)
 	if err != nil {
 		return nil, nil, err
@@ -698,7 +699,7 @@ func (o *Output) post(ctx context.Context, body []byte) (*http.Response, []byte,
 		return nil, nil, err
 	}
 	if o.gzip {
-		req.Header.Set("Content-Encoding", string(datadogV2.CONTENTENCODING_GZIP))
+		req.Header.Set("Content-Encoding", "gzip")
 	}
 	resp, err := client.CallAPI(req)
 	if err != nil || resp == nil {

@@ -1,5 +1,3 @@
-//go:build !nodatadog
-
 package all
 
-import _ "github.com/sidelog/sidelog/output/datadog"
+import _ "github.com/sidelog/sidelog/output/datadog" // the datadog output

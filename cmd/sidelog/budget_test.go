@@ -1,0 +1,72 @@
+package main
+
+import (
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// packageBudget is the most packages the agent's import graph
+// (`go list -deps ./cmd/sidelog`, the standard library included) may hold.
+// Measured on 2026-12-02 (docs/benchmarks.md, "Build"): 362 after the
+// Elasticsearch and Datadog outputs left their generated APIs, 494 once the
+// kubernetes filter added client-go (rest, tools/cache, tools/clientcmd,
+// core/v1: 132 packages).
+//
+// Raise it only in the commit that adds the dependency, with the measured
+// cold-build cost (wall time and peak memory of `go build ./cmd/sidelog`
+// with empty GOCACHE and GOMODCACHE) in the commit message and in
+// docs/benchmarks.md.
+const packageBudget = 510
+
+// TestPackageBudget keeps a generated API of a whole cloud or cluster from
+// entering the build by accident: the root go-elasticsearch client
+// (858 packages of typed API) and datadogV2 (one package of 8,500 files)
+// once made the first build take minutes and gigabytes.
+func TestPackageBudget(t *testing.T) {
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	cmd := exec.Command(goCmd, "list", "-deps", ".")
+	out, err := cmd.Output()
+	if err != nil {
+		msg := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			msg = string(ee.Stderr)
+		}
+		t.Fatalf("go list -deps: %v\n%s", err, msg)
+	}
+	pkgs := strings.Fields(string(out))
+	if len(pkgs) < 100 {
+		t.Fatalf("go list -deps listed %d packages: not the agent's graph?\n%s", len(pkgs), out)
+	}
+	t.Logf("%d packages (budget %d)", len(pkgs), packageBudget)
+	if len(pkgs) > packageBudget {
+		byModule := map[string]int{}
+		for _, p := range pkgs {
+			parts := strings.Split(p, "/")
+			if len(parts) >= 3 && strings.Contains(parts[0], ".") {
+				byModule[strings.Join(parts[:3], "/")]++
+			}
+		}
+		var top []string
+		for m, n := range byModule {
+			if n >= 20 {
+				top = append(top, m+": "+strconv.Itoa(n))
+			}
+		}
+		sort.Strings(top)
+		t.Fatalf("the agent imports %d packages, over the build budget of %d.\n"+
+			"Every package adds to the cold build (a newcomer's first `go run ./cmd/sidelog run`) and to CI.\n"+
+			"Import the smallest package that does the job (not a client's generated API of a whole cloud or cluster).\n"+
+			"If the dependency is worth it, raise packageBudget in cmd/sidelog/budget_test.go in the commit that adds it,\n"+
+			"with the measured cold-build cost (empty GOCACHE and GOMODCACHE: wall time, peak memory) in the commit message\n"+
+			"and in docs/benchmarks.md (\"Build\").\nPaths with 20 or more packages: %s",
+			len(pkgs), packageBudget, strings.Join(top, ", "))
+	}
+}
