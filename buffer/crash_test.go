@@ -34,8 +34,8 @@ func TestMain(m *testing.M) {
 const crashBatch = 100 // max_events of the child's reader
 
 // crashChild: env DIR, ACKED, DELIVERED, RUN, KILL ("point:n" to SIGKILL
-// itself at the n-th call of a write-path hook), DRAIN (read everything,
-// then exit).
+// itself at the n-th call of a write-path hook, after writing the point's
+// name to the file FIRED), DRAIN (read everything, then exit).
 func crashChild() {
 	dir := os.Getenv("DIR")
 	run, _ := strconv.Atoi(os.Getenv("RUN"))
@@ -57,6 +57,13 @@ func crashChild() {
 		c := calls
 		hookMu.Unlock()
 		if c == killAt {
+			// Tell the parent that this kill came from the hook (not from
+			// its fallback timer).
+			if f, err := os.OpenFile(os.Getenv("FIRED"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644); err == nil {
+				f.WriteString(p)
+				f.Sync()
+				f.Close()
+			}
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
 		}
@@ -177,14 +184,20 @@ func TestCrashSIGKILL(t *testing.T) {
 	dir := filepath.Join(root, "buffer", "out")
 	acked := filepath.Join(root, "acked")
 	delivered := filepath.Join(root, "delivered")
+	fired := filepath.Join(root, "fired")
 	rng := rand.New(rand.NewPCG(42, 42))
 	points := []string{"fsync", "roll", "write", "ledger", "remove"}
 	const runs = 60
-	hookKills := map[string]int{}
+	hookKills := map[string]int{}  // kills configured at a hook
+	hookFired := map[string]int{}  // kills that the hook itself made
+	timerKills := map[string]int{} // hook kills that the fallback timer made
 	for run := 1; run <= runs+1; run++ {
 		drain := run == runs+1
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		env := append(os.Environ(), crashChildEnv+"=1", "DIR="+dir, "ACKED="+acked, "DELIVERED="+delivered, "RUN="+strconv.Itoa(run))
+		env := append(os.Environ(), crashChildEnv+"=1", "DIR="+dir, "ACKED="+acked, "DELIVERED="+delivered, "RUN="+strconv.Itoa(run), "FIRED="+fired)
+		if err := os.Remove(fired); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
 		kill := ""
 		if drain {
 			env = append(env, "DRAIN=1")
@@ -201,7 +214,9 @@ func TestCrashSIGKILL(t *testing.T) {
 		if !drain {
 			after := time.Duration(20+rng.IntN(200)) * time.Millisecond
 			if kill != "" {
-				after = 3 * time.Second // the child kills itself at the hook
+				// The child kills itself at the hook; the timer is a
+				// fallback, counted apart (a hook called fewer times).
+				after = 10 * time.Second
 			}
 			pid := cmd.Process.Pid
 			timer = time.AfterFunc(after, func() { syscall.Kill(pid, syscall.SIGKILL) })
@@ -221,7 +236,16 @@ func TestCrashSIGKILL(t *testing.T) {
 			t.Fatalf("run %d: child ended with %v, not SIGKILL", run, err)
 		}
 		if kill != "" {
-			hookKills[strings.Split(kill, ":")[0]]++
+			point := strings.Split(kill, ":")[0]
+			hookKills[point]++
+			switch b, err := os.ReadFile(fired); {
+			case err == nil && string(b) == point:
+				hookFired[point]++
+			case errors.Is(err, os.ErrNotExist):
+				timerKills[point]++
+			default:
+				t.Fatalf("run %d: fired file: %q, %v (want %q)", run, b, err, point)
+			}
 		}
 	}
 	// Check: every record acknowledged to the writer was delivered; count
@@ -264,7 +288,13 @@ func TestCrashSIGKILL(t *testing.T) {
 			lost = append(lost, id)
 		}
 	}
-	t.Logf("%d kills (%d at hooks: %v), %d records acknowledged to the writer, %d deliveries, %d duplicates", runs, runs/2, hookKills, len(ackedIDs), len(dels), total)
+	t.Logf("%d kills (%d configured at hooks: %v; made by the hook: %v; by the fallback timer: %v), %d records acknowledged to the writer, %d deliveries, %d duplicates",
+		runs, runs/2, hookKills, hookFired, timerKills, len(ackedIDs), len(dels), total)
+	for _, p := range points {
+		if hookFired[p] == 0 {
+			t.Errorf("no kill at hook %q actually fired (%d configured): that point of the write path was never crashed in", p, hookKills[p])
+		}
+	}
 	if len(lost) > 0 {
 		t.Fatalf("%d acknowledged records never delivered, e.g. %v", len(lost), lost[:min(10, len(lost))])
 	}

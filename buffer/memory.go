@@ -7,8 +7,9 @@ import (
 )
 
 // Memory is a buffer held in memory, bounded in bytes. Records are
-// acknowledged to the input only once delivered, so a crash loses nothing:
-// the input re-reads what was not acknowledged.
+// acknowledged to the input only once delivered, so after a crash the input
+// reads what was not acknowledged again from its files; what those files no
+// longer hold (deleted, truncated) is lost (docs/buffer.md).
 type Memory struct {
 	mu       sync.Mutex
 	cond     *sync.Cond // signalled on writes, acks, seal

@@ -34,6 +34,7 @@ type Config struct {
 	API             API              `yaml:"api"`
 	ShutdownTimeout time.Duration    `yaml:"shutdown_timeout"`
 	DeadLetter      DeadLetterConfig `yaml:"dead_letter"`
+	Metrics         MetricsConfig    `yaml:"metrics"`
 	// Parsers are the named parsers (`parser: <name>` on an input, or a
 	// pod's sidelog.io/parser annotation with the kubernetes filter's api).
 	Parsers []parser.Named `yaml:"parsers"`
@@ -46,6 +47,13 @@ type Config struct {
 
 	secrets []secret
 	root    *yaml.Node
+}
+
+// MetricsConfig is the metrics block.
+type MetricsConfig struct {
+	// PerFileLag exports sidelog_input_file_lag_bytes, one series per
+	// open file (off: a DaemonSet node holds hundreds of files).
+	PerFileLag bool `yaml:"per_file_lag"`
 }
 
 // API is the HTTP API block.

@@ -21,7 +21,9 @@ type Input interface {
 	// Run reads until ctx is cancelled, then stops discovering new files,
 	// reads the open files to their current end, emits what it read and
 	// returns. With exit_on_eof it returns by itself once every file is
-	// read to its end and every event it emitted is acknowledged.
+	// read to its end and every event it emitted is acknowledged. Every
+	// wait for acknowledgements also ends when Env.ShutdownDeadline is
+	// closed: the pipeline aborts then, and emit fails.
 	Run(ctx context.Context, emit Emit) error
 }
 

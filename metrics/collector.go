@@ -153,7 +153,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 				continue // two generations of one path (rotation): report the first
 			}
 			seen[f.Path] = true
-			gauge(ch, dFileLag, float64(f.Lag()), name, f.Path)
+			if c.m.perFileLag.Load() {
+				gauge(ch, dFileLag, float64(f.Lag()), name, f.Path)
+			}
 		}
 		gauge(ch, dInLag, float64(lag), name)
 	}

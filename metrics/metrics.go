@@ -142,8 +142,11 @@ type Metrics struct {
 	outputs map[string]*OutputMetrics
 	bufs    map[string]func() buffer.Stats
 	tails   map[string]func() TailStats
-	fcounts map[string]func() []filter.Count
-	blocks  *delivery.BlockState
+	// perFileLag: export sidelog_input_file_lag_bytes (one series per open
+	// file: opt-in, as a DaemonSet holds hundreds of files per node).
+	perFileLag atomic.Bool
+	fcounts    map[string]func() []filter.Count
+	blocks     *delivery.BlockState
 
 	duration *prometheus.HistogramVec
 
@@ -258,6 +261,13 @@ func (m *Metrics) RegisterBuffer(output string, stats func() buffer.Stats) {
 	m.mu.Lock()
 	m.bufs[output] = stats
 	m.mu.Unlock()
+}
+
+// SetPerFileLag turns the per-file lag series on or off (metrics.per_file_lag).
+func (m *Metrics) SetPerFileLag(on bool) {
+	if m != nil {
+		m.perFileLag.Store(on)
+	}
 }
 
 // RegisterTail makes a file input's open files, rotations and lag visible.

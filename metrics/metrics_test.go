@@ -191,6 +191,11 @@ func TestPullGauges(t *testing.T) {
 	want(t, reg, "sidelog_input_rotations_total", app, 3)
 	want(t, reg, "sidelog_input_file_truncations_total", app, 1)
 	want(t, reg, "sidelog_input_lag_bytes", app, 600)
+	// Issue 20: per-file series are opt-in (cardinality in a DaemonSet).
+	if _, ok := value(t, reg, "sidelog_input_file_lag_bytes", map[string]string{"input": "app", "path": "/var/log/a.log"}); ok {
+		t.Fatal("per-file lag exported without metrics.per_file_lag")
+	}
+	m.SetPerFileLag(true)
 	want(t, reg, "sidelog_input_file_lag_bytes", map[string]string{"input": "app", "path": "/var/log/a.log"}, 600)
 	want(t, reg, "sidelog_input_file_lag_bytes", map[string]string{"input": "app", "path": "/var/log/c.log"}, 0)
 	want(t, reg, "sidelog_filter_events_total", map[string]string{"filter": "filters[1].throttle", "kind": "throttled"}, 17)

@@ -68,16 +68,24 @@ type Pipeline struct {
 	inputs  []*inputStage
 	filters []*filterStage
 	outputs []*outputStage
-	// shutdownDL is closed when the shutdown deadline passes: inputs
-	// waiting for their last acknowledgements save their position and
-	// return (input.Env.ShutdownDeadline).
-	shutdownDL chan struct{}
+	// abortCtx is cancelled when a shutdown passes shutdown_timeout: emit
+	// fails, workers stop, and inputs (Env.ShutdownDeadline) stop waiting
+	// for acknowledgements.
+	abortCtx  context.Context
+	abortWork context.CancelFunc
 	// steer is the first filter that steers lines before parsing (the
 	// kubernetes filter with api), steerStage its stage; nil: none.
 	steer          filter.Steerer
 	steerStage     *filterStage
 	unknownParsers sync.Map
 }
+
+// abortGrace is how long Run waits, once it aborted a shutdown at
+// shutdown_timeout, for inputs and delivery loops to return. Everything of
+// the engine returns at once on abort; the grace only bounds a plugin that
+// ignores it (an output blocked in a write(2) to a full pipe): Run logs it,
+// leaves it behind and returns.
+var abortGrace = 2 * time.Second
 
 type inputStage struct {
 	name   string
@@ -126,7 +134,8 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 		opts.Hostname, _ = os.Hostname()
 	}
 	reg := opts.Registry
-	p := &Pipeline{cfg: cfg, opts: opts, log: opts.Logger, shutdownDL: make(chan struct{})}
+	p := &Pipeline{cfg: cfg, opts: opts, log: opts.Logger}
+	p.abortCtx, p.abortWork = context.WithCancel(context.Background())
 	var errs []error
 
 	keys, allKeys := map[string]bool{}, false
@@ -221,7 +230,7 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 		in, err := plug.New(ic.Plugin, input.Env{
 			Name: ic.Name, DataDir: cfg.DataDir, NewAssembler: newAsm,
 			ExitOnEOF: opts.ExitOnEOF, Logger: opts.Logger.With("input", ic.Name),
-			ShutdownDeadline: p.shutdownDL,
+			ShutdownDeadline: p.abortCtx.Done(),
 		})
 		if err != nil {
 			errs = append(errs, cfg.EntryError("inputs", i, err))
@@ -294,6 +303,12 @@ func (p *Pipeline) openBuffers() error {
 // inputs read their open files to the current end, workers finish, buffers
 // are sealed and drained as far as the outputs allow; what is left stays in
 // the disk buffers (or in the files, unacknowledged) for the next start.
+//
+// Past shutdown_timeout it aborts: every wait of the engine (emit, the
+// workers' buffer writes, the inputs' waits for acknowledgements through
+// Env.ShutdownDeadline, the delivery loops) ends at once, so Run returns within
+// shutdown_timeout plus a small constant whatever an output does (at most
+// abortGrace more for a plugin that ignores the abort).
 func (p *Pipeline) Run(ctx context.Context) error {
 	if err := p.openBuffers(); err != nil {
 		return err
@@ -303,7 +318,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	outCtx, abortOutputs := context.WithCancel(context.Background())
 	defer abortOutputs()
 	// Emit fails only when the pipeline aborts (deadline passed).
-	workCtx, abortWork := context.WithCancel(context.Background())
+	workCtx, abortWork := p.abortCtx, p.abortWork
 	defer abortWork()
 
 	// Filters that keep state up to date (informers) run as long as the
@@ -318,27 +333,28 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 	}
 
-	var outWG sync.WaitGroup
+	outDone := make([]chan struct{}, len(p.outputs))
 	runErrs := make([]error, len(p.outputs))
 	for i, o := range p.outputs {
-		outWG.Add(1)
+		outDone[i] = make(chan struct{})
 		go func() {
-			defer outWG.Done()
+			defer close(outDone[i])
 			runErrs[i] = o.runner.Run(outCtx)
 		}()
 	}
 
-	var inWG sync.WaitGroup
+	inDone := make([]chan struct{}, len(p.inputs))
 	inErrs := make([]error, len(p.inputs))
 	for i, in := range p.inputs {
 		ch := make(chan []*event.Event, 2)
-		inWG.Add(2)
+		var wg sync.WaitGroup
+		wg.Add(2)
 		go func() {
-			defer inWG.Done()
+			defer wg.Done()
 			p.work(workCtx, in, ch)
 		}()
 		go func() {
-			defer inWG.Done()
+			defer wg.Done()
 			defer close(ch)
 			inErrs[i] = in.in.Run(ctx, func(batch []*event.Event) error {
 				select {
@@ -349,44 +365,84 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				}
 			})
 		}()
+		inDone[i] = make(chan struct{})
+		go func() { wg.Wait(); close(inDone[i]) }()
 	}
 	if p.opts.Started != nil {
 		p.opts.Started()
 	}
-	inputsDone := make(chan struct{})
-	go func() { inWG.Wait(); close(inputsDone) }()
 
+	// The shutdown deadline starts when ctx is cancelled, in either phase
+	// (an exit_on_eof run that drains its outputs stops on a signal too).
 	var deadline <-chan time.Time
-	select {
-	case <-inputsDone:
-		// exit_on_eof: everything read; deliver everything, however long.
-	case <-ctx.Done():
+	stop := ctx.Done()
+	onStop := func() {
+		stop = nil
 		p.log.Info("shutting down", "timeout", p.cfg.ShutdownTimeout.String())
 		t := time.NewTimer(p.cfg.ShutdownTimeout)
-		defer t.Stop()
 		deadline = t.C
+	}
+	aborted := false
+	abort := func() {
+		if !aborted {
+			aborted = true
+			p.log.Warn("shutdown_timeout passed: aborting", "timeout", p.cfg.ShutdownTimeout.String())
+		}
+		abortWork()
+		abortOutputs()
+	}
+
+	// Phase 1: the inputs read to the end of their files and return.
+	inputsDone := allClosed(inDone)
+	for waiting := true; waiting; {
 		select {
 		case <-inputsDone:
+			waiting = false
+		case <-stop:
+			onStop()
 		case <-deadline:
-			close(p.shutdownDL)
-			abortWork()
-			<-inputsDone
-			deadline = closedChan()
+			abort()
+			waiting = false
 		}
 	}
+	// Phase 2: the buffers drain.
 	for _, o := range p.outputs {
 		o.buf.Seal()
 	}
-	outputsDone := make(chan struct{})
-	go func() { outWG.Wait(); close(outputsDone) }()
-	select {
-	case <-outputsDone:
-	case <-deadline:
-		abortOutputs()
-		<-outputsDone
+	outputsDone := allClosed(outDone)
+	for waiting := !aborted; waiting; {
+		select {
+		case <-outputsDone:
+			waiting = false
+		case <-stop:
+			onStop()
+		case <-deadline:
+			abort()
+			waiting = false
+		}
+	}
+	if aborted {
+		// Everything returns at once now; the grace bounds only a plugin
+		// that ignores cancellation.
+		grace := time.NewTimer(abortGrace)
+		select {
+		case <-allClosed(append(append([]chan struct{}(nil), inDone...), outDone...)):
+		case <-grace.C:
+		}
+		grace.Stop()
 	}
 	var errs []error
 	for i, o := range p.outputs {
+		if !isClosed(outDone[i]) {
+			// Its Write ignores ctx (a write to a blocked pipe): it may
+			// still use the output, so it is neither closed nor waited for.
+			p.log.Error("output did not stop after the shutdown was aborted: left behind", "output", o.name)
+			errs = append(errs, fmt.Errorf("output %s: did not stop within shutdown_timeout", o.name))
+			if err := o.buf.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("output %s: buffer close: %w", o.name, err))
+			}
+			continue
+		}
 		st := o.buf.Stats()
 		if st.Records > 0 {
 			p.log.Warn("undelivered records left in the buffer", "output", o.name, "records", st.Records, "bytes", st.Bytes)
@@ -401,18 +457,38 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("output %s: buffer close: %w", o.name, err))
 		}
 	}
-	for i, err := range inErrs {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			errs = append(errs, fmt.Errorf("input %s: %w", p.inputs[i].name, err))
+	for i, in := range p.inputs {
+		if !isClosed(inDone[i]) {
+			p.log.Error("input did not stop after the shutdown was aborted: left behind", "input", in.name)
+			errs = append(errs, fmt.Errorf("input %s: did not stop within shutdown_timeout", in.name))
+			continue
+		}
+		if err := inErrs[i]; err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, fmt.Errorf("input %s: %w", in.name, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func closedChan() <-chan time.Time {
-	c := make(chan time.Time)
-	close(c)
-	return c
+// allClosed returns a channel closed once every channel of cs is closed.
+func allClosed(cs []chan struct{}) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		for _, c := range cs {
+			<-c
+		}
+		close(done)
+	}()
+	return done
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // work parses, filters, routes and encodes the batches of one input.
@@ -497,8 +573,11 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 			if len(routed[i]) == 0 {
 				continue
 			}
+			if ctx.Err() != nil {
+				break // aborting: nothing more is taken (nor acknowledged)
+			}
 			o.tap.PublishBatch(routed[i])
-			recs, arena := p.encode(o, routed[i], arenaSize[i])
+			recs, arena := p.encode(ctx, o, routed[i], arenaSize[i])
 			// The next arena is sized from this batch's bytes per record
 			// (a large batch must not make every small one allocate big).
 			arenaSize[i] = arena / max(len(routed[i]), 1)
@@ -520,8 +599,10 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 
 // encode turns events into buffer records. The records' bytes share one
 // arena per call, which the buffer then owns; sizeHint is the bytes per
-// record of the previous batch (0: unknown).
-func (p *Pipeline) encode(o *outputStage, evs []*event.Event, sizeHint int) ([]buffer.Record, int) {
+// record of the previous batch (0: unknown). A record the output cannot
+// encode goes to the dead-letter file; it is acknowledged only once it is
+// there (ctx: the pipeline's abort).
+func (p *Pipeline) encode(ctx context.Context, o *outputStage, evs []*event.Event, sizeHint int) ([]buffer.Record, int) {
 	recs := make([]buffer.Record, 0, len(evs))
 	// sizeHint is the bytes per record of this output's last batch.
 	perRecord := sizeHint
@@ -543,8 +624,10 @@ func (p *Pipeline) encode(o *outputStage, evs []*event.Event, sizeHint int) ([]b
 			arena = arena[:start]
 			if o.dl != nil {
 				rec := event.AppendJSON(delivery.AppendSource(nil, e), e)
-				if derr := o.dl.Write(o.name, [][]byte{rec}, []string{"encode: " + err.Error()}); derr != nil {
-					p.log.Error("cannot write a dead letter", "output", o.name, "error", derr.Error())
+				if !p.deadLetter(ctx, o, rec, "encode: "+err.Error()) {
+					// Aborting: the record stays unacknowledged, so the
+					// input reads it again at the next start.
+					continue
 				}
 			} else {
 				p.log.Warn("cannot encode record", "output", o.name, "error", err.Error())
@@ -555,6 +638,35 @@ func (p *Pipeline) encode(o *outputStage, evs []*event.Event, sizeHint int) ([]b
 		recs = append(recs, buffer.Record{Data: arena[start:len(arena):len(arena)], Ack: e.Releaser()})
 	}
 	return recs, len(arena)
+}
+
+// deadLetterRetry is the first wait before a failed dead-letter write is
+// tried again (doubling up to 10 s).
+var deadLetterRetry = 100 * time.Millisecond
+
+// deadLetter writes one record that the output cannot encode to its
+// dead-letter file, retrying while that fails (a full or read-only disk,
+// dead_letter.when_full: block): the worker waits, like on a full buffer,
+// and the record is never acknowledged before it is there. It reports false
+// when the pipeline aborts first.
+func (p *Pipeline) deadLetter(ctx context.Context, o *outputStage, rec []byte, reason string) bool {
+	wait := deadLetterRetry
+	for {
+		err := o.dl.Write(o.name, [][]byte{rec}, []string{reason})
+		if err == nil {
+			return true
+		}
+		p.log.Error("cannot write a dead letter for a record the output cannot encode: the input waits, retrying",
+			"output", o.name, "error", err.Error(), "retry_in", wait.String())
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
 }
 
 // filter runs the filter chain; false means the event was dropped (and

@@ -19,7 +19,8 @@ import (
 	"github.com/sidelog/sidelog/plugins"
 )
 
-// genInput emits Lines in batches of Batch, then waits for every ack.
+// genInput emits Lines in batches of Batch, then waits for every ack (or
+// the pipeline's abort), as the tail does.
 type genConfig struct {
 	Lines []string `yaml:"lines"`
 	Count int      `yaml:"count"` // generate count lines {"n":i,"level":...}
@@ -28,7 +29,9 @@ type genConfig struct {
 
 type genInput struct {
 	cfg     *genConfig
+	h       *harness
 	emitted *atomic.Int64
+	abort   <-chan struct{}
 }
 
 func (g *genInput) Run(ctx context.Context, emit input.Emit) error {
@@ -37,12 +40,25 @@ func (g *genInput) Run(ctx context.Context, emit input.Emit) error {
 		lvl := []string{"info", "debug", "warn", "error"}[i%4]
 		lines = append(lines, fmt.Sprintf(`{"n":%d,"level":%q}`, i, lvl))
 	}
-	var pending sync.WaitGroup
+	// left counts the batches not acknowledged, plus one until every
+	// batch is emitted; zero is signalled on allAcked.
+	var left atomic.Int64
+	allAcked := make(chan struct{}, 1)
+	release := func() {
+		if left.Add(-1) == 0 {
+			allAcked <- struct{}{}
+		}
+	}
+	left.Add(1)
 	for start := 0; start < len(lines); start += g.cfg.Batch {
 		end := min(start+g.cfg.Batch, len(lines))
 		batch := make([]*event.Event, 0, end-start)
-		pending.Add(1)
-		ack := event.NewAck(end-start, pending.Done)
+		left.Add(1)
+		n := start / g.cfg.Batch
+		ack := event.NewAck(end-start, func() {
+			g.h.acked.Store(int64(n), true)
+			release()
+		})
 		for _, l := range lines[start:end] {
 			e := &event.Event{Raw: []byte(l), Input: "gen", Time: time.Unix(0, 0)}
 			e.SetAck(ack)
@@ -56,8 +72,16 @@ func (g *genInput) Run(ctx context.Context, emit input.Emit) error {
 			break
 		}
 	}
-	pending.Wait()
-	return nil
+	release()
+	if g.h.waiting != nil {
+		close(g.h.waiting)
+	}
+	select {
+	case <-allAcked:
+		return nil
+	case <-g.abort:
+		return nil
+	}
 }
 
 // testParser parses JSON objects with encoding/json.
@@ -119,6 +143,14 @@ type harness struct {
 	outputs  map[string]*capture
 	emitted  atomic.Int64
 	blockOut map[string]chan struct{}
+	// acked holds the numbers of the batches whose ack was released.
+	acked sync.Map
+	// waiting, if set, is closed when the input has emitted everything
+	// and waits for its acknowledgements.
+	waiting chan struct{}
+	// newOutput, if set, makes the outputs of type capture.
+	newOutput func(name string) output.Output
+	opts      Options
 }
 
 func newHarness() *harness {
@@ -126,7 +158,7 @@ func newHarness() *harness {
 	h.reg.AddInput("gen", plugins.Input{
 		Config: func() any { return &genConfig{Batch: 10} },
 		New: func(cfg any, env input.Env) (input.Input, error) {
-			return &genInput{cfg: cfg.(*genConfig), emitted: &h.emitted}, nil
+			return &genInput{cfg: cfg.(*genConfig), h: h, emitted: &h.emitted, abort: env.ShutdownDeadline}, nil
 		},
 	})
 	h.reg.AddParser("json", plugins.Parser{New: func(parser.Config, plugins.ParserEnv) (parser.Parser, func() parser.Assembler, error) {
@@ -135,6 +167,9 @@ func newHarness() *harness {
 	h.reg.AddOutput("capture", plugins.Output{
 		Config: func() any { return &captureConfig{} },
 		New: func(cfg any, env plugins.OutputEnv) (output.Output, error) {
+			if h.newOutput != nil {
+				return h.newOutput(env.Name), nil
+			}
 			c := &capture{block: h.blockOut[env.Name]}
 			h.outputs[env.Name] = c
 			return c, nil
@@ -149,7 +184,9 @@ func (h *harness) build(t *testing.T, yml string) *Pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Build(cfg, Options{Registry: h.reg})
+	opts := h.opts
+	opts.Registry = h.reg
+	p, err := Build(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

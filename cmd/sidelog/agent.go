@@ -125,6 +125,7 @@ func (a *agent) options(cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log
 // orphaned buffers.
 func (a *agent) attach(cfg *config.Config, p *pipeline.Pipeline) {
 	a.current.Store(p)
+	a.metrics.SetPerFileLag(cfg.Metrics.PerFileLag)
 	a.metrics.Prune(p.Names())
 	for name, in := range p.Inputs() {
 		if t, ok := in.(*tail.Tailer); ok {

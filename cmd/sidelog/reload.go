@@ -35,6 +35,7 @@ var reloadKeys = map[string]string{
 	"api":              "applied: listeners rebound (a bind error refuses the reload), api.tap, api.pprof and the token file switched",
 	"shutdown_timeout": "applied: by the new pipeline",
 	"dead_letter":      "applied: by the new pipeline",
+	"metrics":          "applied: per_file_lag switches at once",
 	"parsers":          "applied: by the new pipeline",
 	"inputs":           "applied: by the new pipeline (from the checkpoints)",
 	"filters":          "applied: by the new pipeline",

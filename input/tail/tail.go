@@ -255,15 +255,19 @@ func (t *Tailer) waitDrained() {
 func (t *Tailer) runToEOF(ctx context.Context) error {
 	err := t.drain(true)
 	if err == nil {
-		done := make(chan struct{})
-		go func() {
-			t.waitInflight(-1)
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			t.waitDrained()
+		// One waiter, no goroutine: a helper waiting for every ack stayed
+		// blocked after a cancel (and could take the zero signal that
+		// waitDrained then waited for).
+	wait:
+		for t.inflight.Load() > 0 {
+			select {
+			case <-t.inflightZero:
+			case <-t.shutdownDL: // the pipeline aborts (nil: never)
+				break wait
+			case <-ctx.Done():
+				t.waitDrained()
+				break wait
+			}
 		}
 	}
 	t.persist()

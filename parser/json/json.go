@@ -10,6 +10,7 @@
 package json
 
 import (
+	"sync"
 	"sync/atomic"
 
 	"github.com/sidelog/sidelog/event"
@@ -35,6 +36,7 @@ type Parser struct {
 	lazy     func(*event.Event)          // p.complete, bound once
 	want     func([]byte) (string, bool) // p.wantKey, bound once
 	strs     internTable                 // selected string values seen often
+	spare    atomic.Pointer[[]span]      // key spans kept between lines (one worker: no pool needed)
 }
 
 var (
@@ -91,14 +93,25 @@ func (p *Parser) Parse(e *event.Event) {
 		return
 	}
 	e.Fields = m
-	setFlags(e, s.badUTF8)
+	setFlags(e, s.badUTF8, s.dup)
 }
 
-func setFlags(e *event.Event, badUTF8 bool) {
-	if badUTF8 {
+// setFlags sets RawJSON unless the line has invalid UTF-8 or a duplicate
+// key: such a line is written from Fields, where the last value of a
+// duplicated key won (Elasticsearch refuses a document with a duplicate
+// field; the raw line would be dead-lettered).
+// spanPool holds the key spans of skipped objects (duplicate detection)
+// between lines, so that a line allocates none.
+var spanPool = sync.Pool{New: func() any { s := make([]span, 0, 64); return &s }}
+
+func setFlags(e *event.Event, badUTF8, dup bool) {
+	switch {
+	case badUTF8:
 		e.Flags |= event.InvalidUTF8
 		e.Flags &^= event.RawJSON
-	} else {
+	case dup:
+		e.Flags &^= event.RawJSON
+	default:
 		e.Flags |= event.RawJSON
 	}
 }
@@ -140,10 +153,23 @@ func notObject(s *scanner, i int) scanner {
 }
 
 func (p *Parser) parseSelected(e *event.Event) {
-	s := scanner{buf: e.Raw, intern: &p.strs}
+	spans := p.spare.Swap(nil)
+	if spans == nil {
+		spans = spanPool.Get().(*[]span)
+	}
+	s := scanner{buf: e.Raw, intern: &p.strs, keys: (*spans)[:0]}
+	p.parseSelectedWith(e, &s)
+	*spans = s.keys[:0]
+	if old := p.spare.Swap(spans); old != nil {
+		spanPool.Put(old)
+	}
+}
+
+func (p *Parser) parseSelectedWith(e *event.Event, sp *scanner) {
+	s := sp
 	i := skipWS(s.buf, 0)
 	if i >= len(s.buf) || s.buf[i] != '{' {
-		notObject(&s, i)
+		notObject(s, i)
 		parser.Fail(e, s.reason())
 		return
 	}
@@ -164,7 +190,7 @@ func (p *Parser) parseSelected(e *event.Event) {
 		return
 	}
 	e.Fields = m
-	setFlags(e, s.badUTF8)
+	setFlags(e, s.badUTF8, s.dup)
 	e.SetLazy(p.lazy)
 }
 

@@ -358,3 +358,44 @@ func TestSelectedValuesInterned(t *testing.T) {
 		t.Fatalf("%.0f allocations per parse of repeated values", allocs)
 	}
 }
+
+// Issue 20: a line with a duplicate key (at any depth) is not RawJSON, so
+// outputs write it from Fields, where the last value won; Elasticsearch
+// would refuse the raw line. Lines without duplicates stay RawJSON.
+func TestDuplicateKeysNormalised(t *testing.T) {
+	full := New()
+	sel := New()
+	sel.SelectKeys([]string{"level"}, false)
+	none := New()
+	none.SelectKeys(nil, false)
+	for _, tc := range []struct {
+		line string
+		dup  bool
+		want string
+	}{
+		{`{"a":1,"b":2,"a":3}`, true, `{"a":3,"b":2}`},
+		{`{"level":"x","n":{"k":1,"k":2}}`, true, `{"level":"x","n":{"k":2}}`},
+		{`{"l":[{"x":1,"y":2,"x":3}]}`, true, `{"l":[{"x":3,"y":2}]}`},
+		{`{"ab":1,"ba":2,"a":{"ab":1},"b":{"ab":2}}`, false, ``}, // same hashes, no duplicate
+		{`{"level":"info","a":{"b":1},"b":{"a":1}}`, false, ``},
+	} {
+		for name, p := range map[string]*Parser{"full": full, "selected": sel, "validate-only": none} {
+			e := &event.Event{Raw: []byte(tc.line)}
+			p.Parse(e)
+			if e.Has(event.ParseFailed) {
+				t.Fatalf("%s %s: %v", name, tc.line, e.Fields)
+			}
+			if e.Has(event.RawJSON) == tc.dup {
+				t.Errorf("%s %s: RawJSON %v", name, tc.line, e.Has(event.RawJSON))
+				continue
+			}
+			got := string(event.AppendJSON(nil, e))
+			if tc.dup && got != tc.want {
+				t.Errorf("%s %s: written %s, want %s", name, tc.line, got, tc.want)
+			}
+			if !tc.dup && got != tc.line {
+				t.Errorf("%s %s: written %s, want the line verbatim", name, tc.line, got)
+			}
+		}
+	}
+}

@@ -39,6 +39,37 @@ type scanner struct {
 	depth   int
 	err     errCode
 	errPos  int
+	// dup: an object of the line holds a key twice. keys are the raw key
+	// spans of the objects being skipped (see noteKey).
+	dup  bool
+	keys []span
+}
+
+// span is a key's raw bytes in buf (between its quotes).
+type span struct{ a, b int32 }
+
+// noteKey records the key buf[a:b] of the object whose keys start at
+// keys[base] and sets dup when the object already holds it. A 64-bit set
+// of cheap key hashes (length, first and last byte) rules out most keys
+// without comparing; only a hash hit compares bytes. Keys are compared as
+// written (an escaped spelling of the same key is not seen).
+func (s *scanner) noteKey(set *uint64, base, a, b int) {
+	k := s.buf[a:b]
+	h := uint(len(k))
+	if len(k) > 0 {
+		h += uint(k[0])*3 + uint(k[len(k)-1])*5
+	}
+	bit := uint64(1) << (h & 63)
+	if *set&bit != 0 && !s.dup {
+		for _, sp := range s.keys[base:] {
+			if string(s.buf[sp.a:sp.b]) == string(k) {
+				s.dup = true
+				break
+			}
+		}
+	}
+	*set |= bit
+	s.keys = append(s.keys, span{int32(a), int32(b)})
 }
 
 func (s *scanner) fail(c errCode, i int) int {
@@ -449,6 +480,8 @@ func (s *scanner) skipObject(i int) int {
 		s.depth--
 		return i + 1
 	}
+	var set uint64
+	base := len(s.keys)
 	for {
 		if i >= len(b) {
 			return s.fail(errEOF, i)
@@ -456,9 +489,11 @@ func (s *scanner) skipObject(i int) int {
 		if b[i] != '"' {
 			return s.fail(errChar, i)
 		}
+		ks := i
 		if i = s.skipString(i); i < 0 {
 			return -1
 		}
+		s.noteKey(&set, base, ks+1, i-1)
 		if i = skipWS(b, i); i >= len(b) {
 			return s.fail(errEOF, i)
 		}
@@ -476,6 +511,7 @@ func (s *scanner) skipObject(i int) int {
 			i = skipWS(b, i+1)
 		case '}':
 			s.depth--
+			s.keys = s.keys[:base]
 			return i + 1
 		default:
 			return s.fail(errChar, i)
@@ -558,6 +594,11 @@ func (s *scanner) parseObject(i int, m map[string]any, want func(key []byte) (st
 		s.depth--
 		return i + 1
 	}
+	// Duplicate keys: a built map holds fewer keys than the object had
+	// members; a selection compares raw keys (noteKey).
+	members := 0
+	var set uint64
+	base := len(s.keys)
 	for {
 		if i >= len(b) {
 			return s.fail(errEOF, i)
@@ -569,8 +610,9 @@ func (s *scanner) parseObject(i int, m map[string]any, want func(key []byte) (st
 		ks := i
 		if want == nil {
 			key, i = s.parseString(i)
-		} else {
-			i = s.skipString(i)
+			members++
+		} else if i = s.skipString(i); i >= 0 {
+			s.noteKey(&set, base, ks+1, i-1)
 		}
 		if i < 0 {
 			return -1
@@ -612,6 +654,10 @@ func (s *scanner) parseObject(i int, m map[string]any, want func(key []byte) (st
 			i = skipWS(b, i+1)
 		case '}':
 			s.depth--
+			if want == nil && len(m) != members {
+				s.dup = true
+			}
+			s.keys = s.keys[:base]
 			return i + 1
 		default:
 			return s.fail(errChar, i)

@@ -1,0 +1,65 @@
+package buffer
+
+import (
+	"context"
+	"fmt"
+	"testing"
+)
+
+// A memory buffer holds the only copy of its records: their acks must be
+// released once the batch holding them is delivered (Ack), never at Write
+// or at Read, or a crash in between loses them with the checkpoint already
+// past them.
+func TestMemoryReleasesAcksOnlyWhenDelivered(t *testing.T) {
+	ctx := context.Background()
+	a := newAcks()
+	m := NewMemory(1<<20, "block")
+	var recs []Record
+	for i := range 10 {
+		recs = append(recs, a.rec(fmt.Sprint("r", i)))
+	}
+	if err := m.Write(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if n := a.n.Load(); n != 0 {
+		t.Fatalf("%d acks released by Write", n)
+	}
+	b1, err := m.Read(ctx, Limits{MaxEvents: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := m.Read(ctx, Limits{MaxEvents: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := a.n.Load(); n != 0 {
+		t.Fatalf("%d acks released by Read", n)
+	}
+	// Out of order: the second batch first.
+	if err := m.Ack(b2); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		want := 0
+		if i >= 4 && i < 8 {
+			want = 1
+		}
+		if got := a.count(fmt.Sprint("r", i)); got != want {
+			t.Fatalf("after the second batch's Ack, r%d released %d times, want %d", i, got, want)
+		}
+	}
+	if err := m.Ack(b1); err != nil {
+		t.Fatal(err)
+	}
+	if n := a.n.Load(); n != 8 {
+		t.Fatalf("%d acks released after two batches of 4, want 8", n)
+	}
+	// Sealed and closed with records never delivered: still held.
+	m.Seal()
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.count("r8") + a.count("r9"); got != 0 {
+		t.Fatalf("undelivered records released at Close (%d)", got)
+	}
+}
