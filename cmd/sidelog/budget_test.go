@@ -15,13 +15,15 @@ import (
 // Measured on 2026-12-02 (docs/benchmarks.md, "Build"): 362 after the
 // Elasticsearch and Datadog outputs left their generated APIs, 494 once the
 // kubernetes filter added client-go (rest, tools/cache, tools/clientcmd,
-// core/v1: 132 packages).
+// core/v1: 132 packages), 520 with the kafka output and input (franz-go's
+// kgo, kmsg, kerr, kbin, sasl/plain, sasl/scram, with lz4, s2 and pbkdf2:
+// 20 packages, and 4 of sidelog).
 //
 // Raise it only in the commit that adds the dependency, with the measured
 // cold-build cost (wall time and peak memory of `go build ./cmd/sidelog`
 // with empty GOCACHE and GOMODCACHE) in the commit message and in
 // docs/benchmarks.md.
-const packageBudget = 510
+const packageBudget = 535
 
 // TestPackageBudget keeps a generated API of a whole cloud or cluster from
 // entering the build by accident: the root go-elasticsearch client

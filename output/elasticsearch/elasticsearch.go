@@ -30,6 +30,7 @@ import (
 
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/output"
+	"github.com/sidelog/sidelog/output/sourceid"
 	"github.com/sidelog/sidelog/output/template"
 	"github.com/sidelog/sidelog/plugins"
 )
@@ -50,7 +51,7 @@ type Output struct {
 	logger       *slog.Logger
 	index        *template.Template
 	stableID     bool
-	idPrefix     [16]byte
+	idPrefix     sourceid.Prefix
 	actionPrefix []byte
 	actionSuffix []byte
 	keys         []string
@@ -90,7 +91,7 @@ func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
 		logger:   logger,
 		index:    tpl,
 		stableID: cfg.ID == "source",
-		idPrefix: idPrefixFor(env.InstanceID, env.Hostname),
+		idPrefix: sourceid.NewPrefix(env.InstanceID, env.Hostname),
 		gzip:     cfg.Compression == "gzip",
 		maxBytes: int(cfg.MaxRequestBytes),
 		sem:      make(chan struct{}, cfg.MaxInFlight),
