@@ -1,12 +1,22 @@
 package e2e_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -192,4 +202,144 @@ func searchExactlyOnce(t *testing.T, url, typ, mode string) {
 	}
 	t.Logf("FIGURES engine=%s type=%s mode=%s lines=%d good=%d indexed=%d missing=%d duplicates=%d dead_lettered=%d (again after a kill: %d) kills=3 elapsed=%v",
 		url, typ, mode, lines, good, len(seen), missing, twice, len(dead), deadAgain, elapsed.Round(time.Millisecond))
+}
+
+// bulkRecorder is a 127.0.0.1 reverse proxy in front of a node that
+// records every _bulk request it forwards: its body (decompressed) and the
+// _id of each action line.
+type bulkRecorder struct {
+	mu       sync.Mutex
+	bodies   map[[32]byte]int // request body hash → times sent
+	ids      map[string]int   // document _id → times sent
+	requests int              // _bulk requests
+	other    []string         // other requests ("GET /")
+	statuses map[int]int      // answers to _bulk requests, by status
+}
+
+func startBulkRecorder(t *testing.T, upstream string) (*bulkRecorder, string) {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &bulkRecorder{bodies: map[[32]byte]int{}, ids: map[string]int{}, statuses: map[int]int{}}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		if strings.HasSuffix(resp.Request.URL.Path, "/_bulk") {
+			rec.mu.Lock()
+			rec.statuses[resp.StatusCode]++
+			rec.mu.Unlock()
+		}
+		return nil
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/_bulk") {
+			rec.mu.Lock()
+			rec.other = append(rec.other, r.Method+" "+r.URL.Path)
+			rec.mu.Unlock()
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		raw, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		body := raw
+		if r.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(bytes.NewReader(raw))
+			if err == nil {
+				body, err = io.ReadAll(zr)
+			}
+			if err != nil {
+				t.Errorf("a gzip bulk body that does not decompress: %v", err)
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		rec.mu.Lock()
+		rec.requests++
+		rec.bodies[sha256.Sum256(body)]++
+		lines := bytes.Split(bytes.TrimRight(body, "\n"), []byte("\n"))
+		for i := 0; i+1 < len(lines); i += 2 {
+			var action map[string]struct {
+				ID string `json:"_id"`
+			}
+			if err := json.Unmarshal(lines[i], &action); err != nil {
+				t.Errorf("unreadable action line %q: %v", lines[i], err)
+			}
+			for _, a := range action {
+				rec.ids[a.ID]++
+			}
+		}
+		rec.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(raw))
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return rec, srv.URL
+}
+
+// An OpenSearch node with type: elasticsearch (the Elasticsearch client
+// once resent every applied request forever: OpenSearch sends no
+// X-Elastic-Product): through a recording proxy, each bulk request is sent
+// once and each document once, and the node holds every line.
+func TestSearchOpenSearchAsElasticsearchOnce(t *testing.T) {
+	const lines = 10_000
+	upstream := testservers.OpenSearch(t)
+	es := newEngine(t, upstream)
+	rec, proxyURL := startBulkRecorder(t, upstream)
+	index := testservers.UniqueName(t, "sidelogtest-accept")
+	createSeqIndex(t, es, index, "bulk")
+	dir := t.TempDir()
+	cfg := searchConfig(t, dir, "elasticsearch", proxyURL, index, "bulk", "")
+	var b []byte
+	for n := range lines {
+		b = seqLine(b, n, false, "a")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "logs", "app.log"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	finalRun(t, cfg, 3*time.Minute)
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.requests == 0 {
+		t.Fatal("no bulk request went through the proxy")
+	}
+	for _, c := range rec.bodies {
+		if c > 1 {
+			t.Errorf("a bulk request was sent %d times", c)
+		}
+	}
+	if len(rec.bodies) != rec.requests {
+		t.Errorf("%d bulk requests, %d distinct", rec.requests, len(rec.bodies))
+	}
+	again := 0
+	for id, c := range rec.ids {
+		if id == "" {
+			t.Errorf("%d documents sent without an _id (id: source)", c)
+		}
+		if c > 1 {
+			again += c - 1
+		}
+	}
+	if len(rec.ids) != lines || again > 0 {
+		t.Errorf("%d distinct documents sent, %d sent again; want %d, each once", len(rec.ids), again, lines)
+	}
+	for st, c := range rec.statuses {
+		if st != http.StatusOK {
+			t.Errorf("%d bulk requests answered %d", c, st)
+		}
+	}
+	if got := es.count(index); got != lines {
+		t.Errorf("_count = %d, want %d", got, lines)
+	}
+	seen := es.seqCounts(index)
+	for n := range lines {
+		if seen[n] != 1 {
+			t.Errorf("line %d is in the index %d times", n, seen[n])
+			break
+		}
+	}
+	t.Logf("FIGURES lines=%d bulk_requests=%d distinct=%d documents_sent=%d other_requests=%v", lines, rec.requests, len(rec.bodies), len(rec.ids)+again, rec.other)
 }
