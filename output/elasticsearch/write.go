@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/sidelog/sidelog/output"
@@ -187,7 +186,7 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte) (int, bulkItems, error
 	if o.gzip {
 		hdr["Content-Encoding"] = []string{"gzip"}
 	}
-	resp, err := esapi.BulkRequest{Body: bytes.NewReader(body), Header: hdr}.Do(rctx, o.client)
+	resp, err := o.perform(rctx, http.MethodPost, "/_bulk", hdr, body)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, bulkItems{}, ctx.Err()
