@@ -37,7 +37,11 @@ func (o *Output) Write(ctx context.Context, batch [][]byte) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	res := &result{}
+	srv, err := o.ready(ctx)
+	if err != nil {
+		return err
+	}
+	res := &result{srv: srv}
 	var ranges [][2]int
 	lo, size := 0, 0
 	for i, r := range batch {
@@ -75,6 +79,7 @@ func (o *Output) Write(ctx context.Context, batch [][]byte) error {
 
 // result collects per-record failures of one Write.
 type result struct {
+	srv    *serverInfo
 	mu     sync.Mutex
 	failed map[int]error
 	whole  error // the error of the first whole-range failure
@@ -117,7 +122,7 @@ func (r *result) err(n int) error {
 
 // send delivers batch[lo:hi] in one request, splitting on 413.
 func (o *Output) send(ctx context.Context, batch [][]byte, lo, hi int, res *result) {
-	status, items, err := o.bulk(ctx, batch[lo:hi])
+	status, items, err := o.bulk(ctx, batch[lo:hi], res.srv)
 	if err != nil {
 		res.failRange(lo, hi, err)
 		return
@@ -152,7 +157,7 @@ type bulkItems struct {
 // bulk sends recs as one _bulk request. err is set for errors that are not
 // an HTTP answer (connection, timeout); a non-2xx answer sets
 // items.wholeErr.
-func (o *Output) bulk(ctx context.Context, recs [][]byte) (int, bulkItems, error) {
+func (o *Output) bulk(ctx context.Context, recs [][]byte, srv *serverInfo) (int, bulkItems, error) {
 	bp := o.getBuf()
 	defer o.putBuf(bp)
 	body := (*bp)[:0]
@@ -186,7 +191,13 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte) (int, bulkItems, error
 	if o.gzip {
 		hdr["Content-Encoding"] = []string{"gzip"}
 	}
-	resp, err := o.perform(rctx, http.MethodPost, "/_bulk", hdr, body)
+	path := "/_bulk"
+	if o.cfg.Mode == "data_stream" && srv.requireDataStream {
+		// A request parameter, not an action-line key: buffered records
+		// stay valid for any server, and only servers that know it get it.
+		path += "?require_data_stream=true"
+	}
+	resp, err := o.perform(rctx, http.MethodPost, path, hdr, body)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, bulkItems{}, ctx.Err()
@@ -218,6 +229,7 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte) (int, bulkItems, error
 	}
 	return status, bulkItems{items: items}, nil
 }
+
 
 // requestError classifies a non-2xx answer to a whole request.
 func (o *Output) requestError(status int, h http.Header, body []byte, n int) error {
