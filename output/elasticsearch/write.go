@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/sidelog/sidelog/output"
@@ -192,13 +191,13 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte, srv *serverInfo) (int,
 	if o.gzip {
 		hdr["Content-Encoding"] = []string{"gzip"}
 	}
-	breq := esapi.BulkRequest{Body: bytes.NewReader(body), Header: hdr}
+	path := "/_bulk"
 	if o.cfg.Mode == "data_stream" && srv.requireDataStream {
 		// A request parameter, not an action-line key: buffered records
 		// stay valid for any server, and only servers that know it get it.
-		breq.RequireDataStream = &yes
+		path += "?require_data_stream=true"
 	}
-	resp, err := breq.Do(rctx, o.client)
+	resp, err := o.perform(rctx, http.MethodPost, path, hdr, body)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, bulkItems{}, ctx.Err()
@@ -231,7 +230,6 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte, srv *serverInfo) (int,
 	return status, bulkItems{items: items}, nil
 }
 
-var yes = true
 
 // requestError classifies a non-2xx answer to a whole request.
 func (o *Output) requestError(status int, h http.Header, body []byte, n int) error {
