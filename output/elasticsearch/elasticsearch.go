@@ -54,6 +54,7 @@ type Output struct {
 	actionPrefix []byte
 	actionSuffix []byte
 	keys         []string
+	ecs          *ecsLayout // ecs: true
 
 	client    *elastictransport.Client
 	transport *http.Transport
@@ -94,6 +95,9 @@ func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
 		gzip:     cfg.Compression == "gzip",
 		maxBytes: int(cfg.MaxRequestBytes),
 		sem:      make(chan struct{}, cfg.MaxInFlight),
+	}
+	if cfg.ECS {
+		o.ecs = newECSLayout(env.InstanceID, env.Hostname, env.Version, cfg.Mode == "data_stream")
 	}
 	if o.stableID && env.InstanceID == "" {
 		logger.Warn("elasticsearch: no instance id: document ids from two agents on hosts with the same name may collide", "output", env.Name)
