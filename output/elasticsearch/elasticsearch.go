@@ -24,6 +24,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/elastic/elastic-transport-go/v8/elastictransport"
@@ -65,6 +66,14 @@ type Output struct {
 
 	bufs  sync.Pool // *[]byte request bodies
 	gzips sync.Pool // *gzip.Writer
+
+	// kind is the output's type (elasticsearch, opensearch), for messages;
+	// expect the distribution that type expects ("": either).
+	kind, expect string
+	// info is the start-up probe's result (nil until it succeeded);
+	// probeMu lets one Write probe at a time.
+	info    atomic.Pointer[serverInfo]
+	probeMu chan struct{}
 }
 
 var (
@@ -72,8 +81,16 @@ var (
 	_ output.DefaultBufferer = (*Output)(nil)
 )
 
-// New builds the output from a validated config.
+// New builds the output from a validated config (type elasticsearch: it
+// works with Elasticsearch and OpenSearch alike).
 func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
+	return NewFor(cfg, env, "")
+}
+
+// NewFor builds the output for the distribution expect (Elasticsearch,
+// OpenSearch, or "" for either): the start-up probe warns when the server
+// is another one. Messages name the output's type after it.
+func NewFor(cfg *Config, env plugins.OutputEnv, expect string) (*Output, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -95,6 +112,12 @@ func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
 		gzip:     cfg.Compression == "gzip",
 		maxBytes: int(cfg.MaxRequestBytes),
 		sem:      make(chan struct{}, cfg.MaxInFlight),
+		kind:     "elasticsearch",
+		expect:   expect,
+		probeMu:  make(chan struct{}, 1),
+	}
+	if expect == OpenSearch {
+		o.kind = "opensearch"
 	}
 	if cfg.ECS {
 		o.ecs = newECSLayout(env.InstanceID, env.Hostname, env.Version, cfg.Mode == "data_stream")

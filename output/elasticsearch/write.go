@@ -38,7 +38,11 @@ func (o *Output) Write(ctx context.Context, batch [][]byte) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	res := &result{}
+	srv, err := o.ready(ctx)
+	if err != nil {
+		return err
+	}
+	res := &result{srv: srv}
 	var ranges [][2]int
 	lo, size := 0, 0
 	for i, r := range batch {
@@ -76,6 +80,7 @@ func (o *Output) Write(ctx context.Context, batch [][]byte) error {
 
 // result collects per-record failures of one Write.
 type result struct {
+	srv    *serverInfo
 	mu     sync.Mutex
 	failed map[int]error
 	whole  error // the error of the first whole-range failure
@@ -118,7 +123,7 @@ func (r *result) err(n int) error {
 
 // send delivers batch[lo:hi] in one request, splitting on 413.
 func (o *Output) send(ctx context.Context, batch [][]byte, lo, hi int, res *result) {
-	status, items, err := o.bulk(ctx, batch[lo:hi])
+	status, items, err := o.bulk(ctx, batch[lo:hi], res.srv)
 	if err != nil {
 		res.failRange(lo, hi, err)
 		return
@@ -153,7 +158,7 @@ type bulkItems struct {
 // bulk sends recs as one _bulk request. err is set for errors that are not
 // an HTTP answer (connection, timeout); a non-2xx answer sets
 // items.wholeErr.
-func (o *Output) bulk(ctx context.Context, recs [][]byte) (int, bulkItems, error) {
+func (o *Output) bulk(ctx context.Context, recs [][]byte, srv *serverInfo) (int, bulkItems, error) {
 	bp := o.getBuf()
 	defer o.putBuf(bp)
 	body := (*bp)[:0]
@@ -187,7 +192,13 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte) (int, bulkItems, error
 	if o.gzip {
 		hdr["Content-Encoding"] = []string{"gzip"}
 	}
-	resp, err := esapi.BulkRequest{Body: bytes.NewReader(body), Header: hdr}.Do(rctx, o.client)
+	breq := esapi.BulkRequest{Body: bytes.NewReader(body), Header: hdr}
+	if o.cfg.Mode == "data_stream" && srv.requireDataStream {
+		// A request parameter, not an action-line key: buffered records
+		// stay valid for any server, and only servers that know it get it.
+		breq.RequireDataStream = &yes
+	}
+	resp, err := breq.Do(rctx, o.client)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, bulkItems{}, ctx.Err()
@@ -219,6 +230,8 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte) (int, bulkItems, error
 	}
 	return status, bulkItems{items: items}, nil
 }
+
+var yes = true
 
 // requestError classifies a non-2xx answer to a whole request.
 func (o *Output) requestError(status int, h http.Header, body []byte, n int) error {
