@@ -32,6 +32,8 @@ var (
 	dInOpen      = desc("sidelog_input_open_files", "Files an input holds open.", "input")
 	dInRotations = desc("sidelog_input_rotations_total", "Rotated or removed files followed to their end.", "input")
 	dInTruncates = desc("sidelog_input_file_truncations_total", "Files truncated in place (copytruncate).", "input")
+	dInLost      = desc("sidelog_input_lost_bytes_total", "Bytes an input gave up, by reason (truncated, deleted, read_error, line_cut, group_cut).", "input", "reason")
+	dInOpenErr   = desc("sidelog_input_open_errors_total", "Failed opens of matched files (permissions, file descriptor limits); retried at the next scan.", "input")
 	dInLag       = desc("sidelog_input_lag_bytes", "Bytes written to an input's open files and not read yet.", "input")
 	dFileLag     = desc("sidelog_input_file_lag_bytes", "Bytes written to one open file and not read yet.", "input", "path")
 
@@ -67,7 +69,7 @@ var (
 // allDescs lists every family the collector emits.
 var allDescs = []*prometheus.Desc{
 	dBuildInfo, dStart, dReloads, dLastReload, dDropped,
-	dInRecords, dInBytes, dInParseErr, dInTruncated, dInUnrouted, dInRouteErr, dInOpen, dInRotations, dInTruncates, dInLag, dFileLag,
+	dInRecords, dInBytes, dInParseErr, dInTruncated, dInUnrouted, dInRouteErr, dInOpen, dInRotations, dInTruncates, dInLost, dInOpenErr, dInLag, dFileLag,
 	dFRecords, dFDropped, dFErrors, dFEvents,
 	dOutRecordsIn, dOutBytesIn, dOutEncodeErr, dOutRecordsOut, dOutBytesOut, dOutRetries, dOutDead, dOutRequests, dOutErrors, dOutState, dOutLastOK, dOutBlocked,
 	dBufRecords, dBufBytes, dBufOldestAge, dBufSegments, dBufInFlight, dBufStalled, dBufNoSpace, dBufIOErrors, dBufCorruptB,
@@ -145,6 +147,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, dInOpen, float64(st.OpenFiles), name)
 		counter(ch, dInRotations, u(st.Rotations), name)
 		counter(ch, dInTruncates, u(st.Truncations), name)
+		for _, r := range sortedKeys(st.LostBytes) {
+			counter(ch, dInLost, u(st.LostBytes[r]), name, r)
+		}
+		counter(ch, dInOpenErr, u(st.OpenErrors), name)
 		var lag int64
 		seen := make(map[string]bool, len(st.Files))
 		for _, f := range st.Files {

@@ -118,7 +118,12 @@ type TailStats struct {
 	OpenFiles   int
 	Rotations   int64 // rotations seen (renamed or removed files followed to their end)
 	Truncations int64 // files truncated in place (copytruncate)
-	Files       []FileStats
+	// LostBytes are the bytes given up, by reason (truncated, deleted,
+	// read_error, line_cut, group_cut): every reason the input knows, 0
+	// included.
+	LostBytes  map[string]int64
+	OpenErrors int64 // failed opens of matched files (retried)
+	Files      []FileStats
 }
 
 // FileStats is one open file: how far it is read.

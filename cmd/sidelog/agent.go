@@ -173,7 +173,11 @@ func (a *agent) close() {
 }
 
 func tailStats(s tail.Stats) metrics.TailStats {
-	out := metrics.TailStats{OpenFiles: s.OpenFiles, Rotations: int64(s.Rotations), Truncations: int64(s.Truncations)}
+	out := metrics.TailStats{OpenFiles: s.OpenFiles, Rotations: int64(s.Rotations), Truncations: int64(s.Truncations),
+		LostBytes: make(map[string]int64, len(s.Lost)), OpenErrors: int64(s.OpenErrors)}
+	for r, n := range s.Lost {
+		out.LostBytes[r] = int64(n)
+	}
 	for _, f := range s.Files {
 		out.Files = append(out.Files, metrics.FileStats{Path: f.Path, Size: f.Size, Offset: f.Offset})
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sidelog/sidelog/event"
 	ilines "github.com/sidelog/sidelog/input/lines"
+	"github.com/sidelog/sidelog/parser"
 )
 
 // maxPending is how many events of small reads the reader gathers into
@@ -180,7 +181,14 @@ func (t *Tailer) flushDue(now time.Time) error {
 		f.mu.Lock()
 		var out []*event.Event
 		if f.asm != nil {
-			out = f.asm.Flush(nil)
+			// only what is due: a composite assembler holds groups with
+			// deadlines of their own (partials per stream, multiline)
+			if e, ok := f.asm.(parser.Expirer); ok {
+				out = e.Expire(now, nil)
+			} else {
+				out = f.asm.Flush(nil)
+			}
+			t.asmLost(f)
 			t.noteDeadline(f)
 		}
 		f.mu.Unlock()
@@ -342,6 +350,7 @@ func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Even
 	}
 	lines := make([]*event.Event, 0, n)
 	gen := f.tr.gen
+	var cut int64 // bytes past max_line_bytes given up
 	s := 0
 	for {
 		i := bytes.IndexByte(data[s:], '\n')
@@ -354,6 +363,7 @@ func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Even
 		if f.skipping { // the rest of a line already cut
 			f.skipping = false
 			f.lineStart = base + int64(s)
+			cut += int64(len(line))
 			continue
 		}
 		f.lineStart = base + int64(s)
@@ -364,7 +374,9 @@ func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Even
 		ev := &slab[len(lines)]
 		off := base + int64(s)
 		if len(line) > maxLine {
+			n := len(line)
 			line = ilines.Cut(line, maxLine) // never inside a UTF-8 character
+			cut += int64(n - len(line))
 			ev.Flags = event.Truncated
 			off = start + int64(maxLine)
 		}
@@ -378,10 +390,12 @@ func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Even
 	rest := data[s:]
 	switch {
 	case f.skipping:
+		cut += int64(len(rest))
 		f.partial = f.partial[:0]
 	case len(rest) >= maxLine:
 		ev := &slab[len(lines)]
 		ev.Raw = ilines.Cut(rest, maxLine)
+		cut += int64(len(rest) - len(ev.Raw))
 		ev.Flags = event.Truncated
 		ev.Input, ev.Path, ev.Time = t.name, f.path, now
 		ev.Pos = event.Position{FileID: f.id, Generation: gen, Offset: f.lineStart + int64(maxLine)}
@@ -392,6 +406,7 @@ func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Even
 		f.partial = append(f.partial[:0], rest...)
 	}
 	t.stats.linesRead.Add(uint64(len(lines)))
+	t.lose(f.path, lossLineCut, cut)
 	out, ack := t.seal(f, lines, f.lineStart)
 	// The held partial line was copied out of data, so only the events
 	// reference the chunk and the slab: those that come back through
@@ -436,7 +451,18 @@ func (t *Tailer) seal(f *file, lines []*event.Event, end int64) ([]*event.Event,
 	for _, ev := range lines {
 		out = f.asm.Push(ev, out)
 	}
+	t.asmLost(f)
 	return out, ack
+}
+
+// asmFlush appends everything f's assembler holds. Call with f.mu held.
+func (t *Tailer) asmFlush(f *file, out []*event.Event) []*event.Event {
+	if f.asm == nil {
+		return out
+	}
+	out = f.asm.Flush(out)
+	t.asmLost(f)
+	return out
 }
 
 // sealPartial emits the held unterminated line as it is (the file was

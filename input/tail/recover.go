@@ -48,9 +48,8 @@ func (t *Tailer) recoverRotated(now time.Time) {
 		}
 		f.mu.Lock()
 		if unread := f.size - f.lineStart; unread > 0 {
-			t.stats.lostBytes.Add(uint64(unread))
-			t.log.Warn("tail: a rotated file with unread bytes is gone (deleted or compressed while the agent was down); its unread bytes are lost",
-				"path", f.path, "lost_bytes", unread, "offset", f.lineStart)
+			t.lose(f.path, lossDeleted, unread, "offset", f.lineStart,
+				"detail", "a rotated file with unread bytes is gone (deleted or compressed while the agent was down)")
 			f.size = f.lineStart // counted once
 			t.dirty.Store(true)
 		}

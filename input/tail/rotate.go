@@ -17,11 +17,8 @@ func (t *Tailer) atEOF(f *file, now time.Time) []*event.Event {
 	if !deleted && !rotated {
 		return nil
 	}
-	out := t.sealPartial(f, now, nil)
-	if f.asm != nil {
-		out = f.asm.Flush(out)
-		delete(t.deadlines, f)
-	}
+	out := t.asmFlush(f, t.sealPartial(f, now, nil))
+	delete(t.deadlines, f)
 	t.closeLocked(f)
 	return out
 }
@@ -50,10 +47,7 @@ func (t *Tailer) closeLocked(f *file) {
 // newGeneration handles a truncation: what was held is emitted, and reading
 // starts again at offset 0 under the next generation. Call with f.mu held.
 func (t *Tailer) newGeneration(f *file, now time.Time) []*event.Event {
-	out := t.sealPartial(f, now, nil)
-	if f.asm != nil {
-		out = f.asm.Flush(out)
-	}
+	out := t.asmFlush(f, t.sealPartial(f, now, nil))
 	f.truncated = false
 	f.mFP, f.mLen, f.vhLen = 0, 0, 0 // learnt again from the new content
 	f.tr = newTracker(f.tr.gen+1, 0, &t.dirty)
@@ -118,12 +112,8 @@ func (t *Tailer) sweep(now time.Time) {
 		t.checkSize(f, st.Size(), st.ModTime())
 		switch {
 		case !f.deletedAt.IsZero() && now.Sub(f.deletedAt) > t.cfg.MaxDeletedHold:
-			lost := f.size - f.lineStart
-			if lost > 0 {
-				t.stats.lostBytes.Add(uint64(lost))
-			}
-			t.log.Error("tail: deleted file held past max_deleted_hold released; its unread bytes are lost",
-				"path", f.path, "lost_bytes", lost, "held", now.Sub(f.deletedAt).Round(time.Second))
+			t.lose(f.path, lossDeleted, f.size-f.lineStart,
+				"detail", "held past max_deleted_hold", "held", now.Sub(f.deletedAt).Round(time.Second))
 			t.closeLocked(f)
 		case !f.deletedAt.IsZero(), !f.rotatedAt.IsZero() && now.Sub(f.rotatedAt) >= t.cfg.RotateWait:
 			t.enqueue(f) // the reader finishes and closes it at EOF

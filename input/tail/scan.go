@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -190,8 +191,12 @@ func (t *Tailer) checkSize(f *file, size int64, mtime time.Time) {
 
 // open opens a newly matched path and decides where to start reading.
 func (t *Tailer) open(p string, now time.Time) {
-	fd, err := openNoAtime(p)
+	fd, err := t.openFile(p)
 	if err != nil {
+		// gone between the glob and the open: not a failure
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.openFailed(p, err, now)
+		}
 		return
 	}
 	st, err := fd.Stat()
@@ -283,6 +288,17 @@ func (t *Tailer) open(p string, now time.Time) {
 	t.stats.opened.Add(1)
 	if needRead {
 		t.enqueue(f)
+	}
+}
+
+// openFailed counts and logs a failed open of a matched file (EACCES,
+// EMFILE, ENFILE...): it is tried again at the next scan. The warning is
+// rate-limited per path like the loss warnings.
+func (t *Tailer) openFailed(p string, err error, now time.Time) {
+	t.stats.openErrors.Add(1)
+	if ok, _, n := t.openWarn.due(warnKey{path: p}, 0, now); ok {
+		t.log.Warn("tail: cannot open a matched file; it is tried again at the next scan",
+			"path", p, "error", err, "failures", n)
 	}
 }
 

@@ -102,7 +102,11 @@ type Tailer struct {
 	// read_buffer_bytes one), a large one takes it over. Reader only.
 	scratch []byte
 
-	stats counters
+	stats    counters
+	warn     warner // loss warnings, rate-limited per file and reason
+	openWarn warner // open failure warnings, rate-limited per file
+	// openFile opens a matched file (openNoAtime; tests inject failures).
+	openFile func(path string) (*os.File, error)
 }
 
 // New builds a tail input.
@@ -134,6 +138,7 @@ func New(cfg *Config, env input.Env) (*Tailer, error) {
 		unwatched:    map[string]bool{},
 		deadlines:    map[*file]time.Time{},
 		missGrace:    defaultMissGrace,
+		openFile:     openNoAtime,
 	}
 	for i, p := range t.cfg.Paths {
 		t.cfg.Paths[i] = filepath.Clean(p)
@@ -316,9 +321,7 @@ func (t *Tailer) drain(toEOF bool) error {
 		if toEOF {
 			out = t.sealPartial(f, time.Now(), nil)
 		}
-		if f.asm != nil {
-			out = f.asm.Flush(out)
-		}
+		out = t.asmFlush(f, out)
 		f.mu.Unlock()
 		delete(t.deadlines, f)
 		if err := t.send(out); err != nil {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"sync"
 
-	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/sidelog/sidelog/output"
@@ -190,13 +189,13 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte, srv *serverInfo) (int,
 	if o.gzip {
 		hdr["Content-Encoding"] = []string{"gzip"}
 	}
-	breq := esapi.BulkRequest{Body: bytes.NewReader(body), Header: hdr}
+	path := "/_bulk"
 	if o.cfg.Mode == "data_stream" && srv.requireDataStream {
 		// A request parameter, not an action-line key: buffered records
 		// stay valid for any server, and only servers that know it get it.
-		breq.RequireDataStream = &yes
+		path += "?require_data_stream=true"
 	}
-	resp, err := breq.Do(rctx, o.client)
+	resp, err := o.perform(rctx, http.MethodPost, path, hdr, body)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, bulkItems{}, ctx.Err()
@@ -229,7 +228,6 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte, srv *serverInfo) (int,
 	return status, bulkItems{items: items}, nil
 }
 
-var yes = true
 
 // bulkItem is one entry of a _bulk response's items.
 type bulkItem struct {
