@@ -228,7 +228,6 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte, srv *serverInfo) (int,
 	return status, bulkItems{items: items}, nil
 }
 
-
 // bulkItem is one entry of a _bulk response's items.
 type bulkItem struct {
 	op     string
