@@ -183,6 +183,8 @@ func (t *Tailer) checkSize(f *file, size int64, mtime time.Time) {
 	}
 	if f.truncated {
 		t.changed = true
+	} else if size > f.genMax {
+		f.genMax = size
 	}
 	if f.truncated || size > f.offset {
 		t.enqueue(f)
@@ -261,6 +263,11 @@ func (t *Tailer) open(p string, now time.Time) {
 		}
 	}
 	f.checkPrefix(head)
+	if !f.truncated {
+		f.genMax = size
+	} else if old != nil {
+		f.genMax = old.size // truncated while we were away: its size then
+	}
 	f.size, f.mtime = size, st.ModTime()
 	f.sizeA.Store(size)
 	f.offsetA.Store(f.offset)
