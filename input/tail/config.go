@@ -32,6 +32,11 @@ type Config struct {
 	// (because the pipeline blocks) is kept open before it is released and
 	// its unread bytes are counted as lost.
 	MaxDeletedHold time.Duration `yaml:"max_deleted_hold"`
+	// MaxReadErrorHold is how long reads of a file that fail (EIO, ESTALE:
+	// not the end of the file) are retried, at each scan, before the bytes
+	// from the read position to the file's size are given up and counted
+	// as lost; reading then goes on after them.
+	MaxReadErrorHold time.Duration `yaml:"max_read_error_hold"`
 	// ExitOnEOF: read every matched file to its end, wait for every
 	// acknowledgement, then stop.
 	ExitOnEOF bool `yaml:"exit_on_eof"`
@@ -84,6 +89,7 @@ func DefaultConfig() *Config {
 		PollInterval:       250 * time.Millisecond,
 		MaxLine:            1 << 20,
 		MaxDeletedHold:     10 * time.Minute,
+		MaxReadErrorHold:   time.Minute,
 		ReadBufferBytes:    256 << 10,
 		FingerprintBytes:   1024,
 		RotateWait:         5 * time.Second,
@@ -134,6 +140,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxDeletedHold < 0 {
 		bad("max_deleted_hold", "must not be negative")
+	}
+	if c.MaxReadErrorHold < 0 {
+		bad("max_read_error_hold", "must not be negative")
 	}
 	if c.ReadBufferBytes < 4<<10 || c.ReadBufferBytes > 64<<20 {
 		bad("read_buffer_bytes", "must be between 4KiB and 64MiB, not %v", c.ReadBufferBytes)

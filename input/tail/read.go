@@ -279,10 +279,14 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 	copy(buf[winBytes:], f.partial)
 	n, err := f.pread(buf[s-w:], f.offset-int64(w))
 	if err != nil {
-		t.log.Warn("tail: read failed", "path", f.path, "error", err)
+		return t.readFailed(f, err, now), false
+	}
+	if !f.readErrAt.IsZero() {
+		t.log.Info("tail: reads work again", "path", f.path, "failing_for", now.Sub(f.readErrAt).Round(time.Millisecond))
+		f.readErrAt = time.Time{}
 	}
 	if w > 0 {
-		if err == nil && (n < w || !bytes.Equal(buf[s-w:s], f.win[:w])) {
+		if n < w || !bytes.Equal(buf[s-w:s], f.win[:w]) {
 			f.truncated = true // the next call starts a new generation
 			return nil, true
 		}
@@ -293,6 +297,7 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 	if n == 0 {
 		return t.atEOF(f, now), false
 	}
+	f.eofAt = time.Time{} // more was written: rotate_wait starts again at the end
 	// the window for the next read: the last bytes now consumed
 	end := s + n
 	f.winN = copy(f.win[:], buf[max(min(s-w, winBytes), end-winBytes):end])
@@ -322,6 +327,38 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 		t.noteDeadline(f)
 	}
 	return batch, n == want && target < 0 || target >= 0 && f.offset < target
+}
+
+// readFailed handles a failed read (EIO, ESTALE): not the end of the file.
+// The read is tried again at each scan for max_read_error_hold; then the
+// bytes from the read position to the file's size are given up (counted as
+// lost), the held partial line is emitted as it is, and reading goes on
+// after them. Call with f.mu held.
+func (t *Tailer) readFailed(f *file, err error, now time.Time) []*event.Event {
+	if f.readErrAt.IsZero() {
+		f.readErrAt = now
+		t.log.Warn("tail: read failed; retried at each scan for max_read_error_hold", "path", f.path,
+			"offset", f.offset, "error", err, "max_read_error_hold", t.cfg.MaxReadErrorHold)
+	}
+	t.stats.readErrors.Add(1)
+	if now.Sub(f.readErrAt) < t.cfg.MaxReadErrorHold {
+		return nil
+	}
+	size := f.size
+	if st, serr := f.fd.Stat(); serr == nil {
+		size = st.Size()
+	}
+	out := t.sealPartial(f, now, nil)
+	if size > f.offset {
+		t.lose(f.path, lossReadError, size-f.offset, "offset", f.offset, "error", err,
+			"failing_for", now.Sub(f.readErrAt).Round(time.Millisecond))
+		f.offset, f.lineStart = size, size
+		f.offsetA.Store(size)
+		f.winN = 0 // the bytes before the new offset were not read
+		f.tr.addDone(size)
+	}
+	f.readErrAt = time.Time{}
+	return out
 }
 
 // winBytes is how many bytes before its offset each read of a file reads

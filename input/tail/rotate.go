@@ -9,11 +9,16 @@ import (
 	"github.com/sidelog/sidelog/event"
 )
 
-// atEOF runs when a read returns nothing: a file renamed away (after
-// rotate_wait) or deleted is finished and closed. Call with f.mu held.
+// atEOF runs when a read returns nothing: a file renamed away (rotate_wait
+// after its end was first read: a reader held back by a blocked output may
+// reach it long after the rename) or deleted is finished and closed. Call
+// with f.mu held.
 func (t *Tailer) atEOF(f *file, now time.Time) []*event.Event {
 	deleted := !f.deletedAt.IsZero()
-	rotated := !f.rotatedAt.IsZero() && now.Sub(f.rotatedAt) >= t.cfg.RotateWait
+	if !f.rotatedAt.IsZero() && f.eofAt.IsZero() {
+		f.eofAt = now // rotate_wait starts when the end is read, not at the rename
+	}
+	rotated := !f.rotatedAt.IsZero() && now.Sub(f.eofAt) >= t.cfg.RotateWait
 	if !deleted && !rotated {
 		return nil
 	}
@@ -21,6 +26,23 @@ func (t *Tailer) atEOF(f *file, now time.Time) []*event.Event {
 	delete(t.deadlines, f)
 	t.closeLocked(f)
 	return out
+}
+
+// dropHeld gives up the lines f's assembler holds (a file released
+// unread): their acknowledgements are released, so that the tracker drains
+// and a stop does not wait for them. It returns their bytes (newlines
+// included). Call with f.mu held.
+func (t *Tailer) dropHeld(f *file) int64 {
+	if f.asm == nil {
+		return 0
+	}
+	var n int64
+	for _, ev := range f.asm.Flush(nil) {
+		n += int64(len(ev.Raw)) + 1
+		ev.Done()
+	}
+	t.asmLost(f)
+	return n
 }
 
 // closeLocked closes f and forgets its paths; the identity stays known for
@@ -48,6 +70,12 @@ func (t *Tailer) closeLocked(f *file) {
 // starts again at offset 0 under the next generation. Call with f.mu held.
 func (t *Tailer) newGeneration(f *file, now time.Time) []*event.Event {
 	out := t.asmFlush(f, t.sealPartial(f, now, nil))
+	if lost := f.genMax - f.offset; lost > 0 {
+		// truncated while the reader was behind: never read
+		t.lose(f.path, lossTruncated, lost, "offset", f.offset, "size_before", f.genMax, "generation", f.tr.gen)
+	}
+	f.genMax = 0
+	f.readErrAt = time.Time{}
 	f.truncated = false
 	f.mFP, f.mLen, f.vhLen = 0, 0, 0 // learnt again from the new content
 	f.tr = newTracker(f.tr.gen+1, 0, &t.dirty)
@@ -112,11 +140,12 @@ func (t *Tailer) sweep(now time.Time) {
 		t.checkSize(f, st.Size(), st.ModTime())
 		switch {
 		case !f.deletedAt.IsZero() && now.Sub(f.deletedAt) > t.cfg.MaxDeletedHold:
-			t.lose(f.path, lossDeleted, f.size-f.lineStart,
+			held := t.dropHeld(f)
+			t.lose(f.path, lossDeleted, f.size-f.lineStart+held,
 				"detail", "held past max_deleted_hold", "held", now.Sub(f.deletedAt).Round(time.Second))
 			t.closeLocked(f)
-		case !f.deletedAt.IsZero(), !f.rotatedAt.IsZero() && now.Sub(f.rotatedAt) >= t.cfg.RotateWait:
-			t.enqueue(f) // the reader finishes and closes it at EOF
+		case !f.deletedAt.IsZero(), !f.rotatedAt.IsZero() && (f.eofAt.IsZero() || now.Sub(f.eofAt) >= t.cfg.RotateWait):
+			t.enqueue(f) // the reader reads it to its end, and closes it rotate_wait after
 		}
 		f.mu.Unlock()
 	}

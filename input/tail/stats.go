@@ -12,6 +12,7 @@ type counters struct {
 	truncations      atomic.Uint64
 	lost             [nLoss]atomic.Uint64 // bytes given up, by reason
 	openErrors       atomic.Uint64
+	readErrors       atomic.Uint64
 	opened           atomic.Uint64
 	closed           atomic.Uint64
 	checkpoints      atomic.Uint64
@@ -34,6 +35,7 @@ type Stats struct {
 	LostBytes        uint64            // bytes given up, every reason
 	Lost             map[string]uint64 // bytes given up by reason (LossReasons)
 	OpenErrors       uint64            // failed opens of matched files (retried at the next scan)
+	ReadErrors       uint64            // failed reads (retried for max_read_error_hold)
 	FilesOpened      uint64
 	FilesClosed      uint64
 	Checkpoints      uint64 // checkpoint files written
@@ -70,6 +72,7 @@ func (t *Tailer) Stats() Stats {
 		Truncations:      t.stats.truncations.Load(),
 		Lost:             make(map[string]uint64, nLoss),
 		OpenErrors:       t.stats.openErrors.Load(),
+		ReadErrors:       t.stats.readErrors.Load(),
 		FilesOpened:      t.stats.opened.Load(),
 		FilesClosed:      t.stats.closed.Load(),
 		Checkpoints:      t.stats.checkpoints.Load(),

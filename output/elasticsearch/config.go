@@ -41,6 +41,9 @@ type Config struct {
 	MaxRequestBytes units.Size `yaml:"max_request_bytes"`
 	// Timeout bounds one bulk request (connect, send, wait for the answer).
 	Timeout time.Duration `yaml:"timeout"`
+	// ECS adds the Elastic Common Schema fields (agent, host, log,
+	// data_stream) and writes the kubernetes object in ECS form (ecs.go).
+	ECS bool `yaml:"ecs"`
 
 	Username    string     `yaml:"username"`
 	Password    string     `yaml:"password"`

@@ -1,6 +1,7 @@
 package elasticsearch
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -23,7 +24,10 @@ func (n node) do(method, path, body string) (int, string) {
 	if body != "" {
 		r = strings.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(n.t.Context(), method, n.url+path, r)
+	// Not t.Context(): cleanups use it too, after it is cancelled.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, n.url+path, r)
 	if err != nil {
 		n.t.Fatal(err)
 	}

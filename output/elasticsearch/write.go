@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"sync"
-	"time"
 
 	"github.com/klauspost/compress/gzip"
 
@@ -142,7 +140,7 @@ func (o *Output) send(ctx context.Context, batch [][]byte, lo, hi int, res *resu
 		return
 	}
 	for k, it := range items.items {
-		if e := it.classify(); e != nil {
+		if e := it.classify(o.kind, actionIndex(batch[lo+k])); e != nil {
 			res.fail(lo+k, e)
 		}
 	}
@@ -203,9 +201,9 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte, srv *serverInfo) (int,
 			return 0, bulkItems{}, ctx.Err()
 		}
 		if rctx.Err() != nil {
-			return 0, bulkItems{}, fmt.Errorf("elasticsearch: bulk request of %d documents timed out after %s", len(recs), o.cfg.Timeout)
+			return 0, bulkItems{}, fmt.Errorf("%s: bulk request of %d documents timed out after %s", o.kind, len(recs), o.cfg.Timeout)
 		}
-		return 0, bulkItems{}, fmt.Errorf("elasticsearch: bulk request: %s", o.redact(err.Error()))
+		return 0, bulkItems{}, fmt.Errorf("%s: bulk request: %s", o.kind, o.redact(err.Error()))
 	}
 	defer resp.Body.Close()
 	rp := o.getBuf()
@@ -217,7 +215,7 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte, srv *serverInfo) (int,
 		if ctx.Err() != nil {
 			return 0, bulkItems{}, ctx.Err()
 		}
-		return 0, bulkItems{}, fmt.Errorf("elasticsearch: reading the bulk response: %s", o.redact(rerr.Error()))
+		return 0, bulkItems{}, fmt.Errorf("%s: reading the bulk response: %s", o.kind, o.redact(rerr.Error()))
 	}
 	status := resp.StatusCode
 	if status < 200 || status > 299 {
@@ -230,51 +228,6 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte, srv *serverInfo) (int,
 	return status, bulkItems{items: items}, nil
 }
 
-
-// requestError classifies a non-2xx answer to a whole request.
-func (o *Output) requestError(status int, h http.Header, body []byte, n int) error {
-	err := fmt.Errorf("elasticsearch: bulk request of %d documents: HTTP %d%s", n, status, o.redact(reasonOf(body)))
-	switch {
-	case status == http.StatusTooManyRequests:
-		return output.ThrottledError(err, retryAfter(h.Get("Retry-After")))
-	default:
-		// 413: the caller splits, permanent at one record. 5xx, and
-		// 400/401/403/404/other 4xx that concern the request (bad
-		// credentials, a proxy's answer): never dead-letter a whole batch
-		// for them; retry until it is fixed.
-		return err
-	}
-}
-
-// reasonOf extracts ": type: reason" from an Elasticsearch error body.
-func reasonOf(body []byte) string {
-	var e struct {
-		Error json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal(body, &e) != nil || len(e.Error) == 0 {
-		if len(body) > 0 && len(body) < 200 && bytes.IndexByte(body, '{') < 0 {
-			return ": " + string(bytes.TrimSpace(body))
-		}
-		return ""
-	}
-	return ": " + errorText(e.Error)
-}
-
-func retryAfter(v string) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
-			return d
-		}
-	}
-	return 0
-}
-
 // bulkItem is one entry of a _bulk response's items.
 type bulkItem struct {
 	op     string
@@ -282,50 +235,6 @@ type bulkItem struct {
 	ID     string          `json:"_id"`
 	Status int             `json:"status"`
 	Error  json.RawMessage `json:"error"`
-}
-
-func (it *bulkItem) classify() error {
-	s := it.Status
-	switch {
-	case s >= 200 && s <= 299:
-		return nil
-	case s == http.StatusConflict && it.op == "create":
-		return nil // already there: delivered earlier
-	}
-	err := fmt.Errorf("elasticsearch: %s into index [%s] refused with status %d: %s", it.op, it.Index, s, errorText(it.Error))
-	switch {
-	case s == http.StatusTooManyRequests:
-		return output.ThrottledError(err, 0)
-	case s >= 500 || s == 0:
-		return err
-	default:
-		return output.PermanentError(err)
-	}
-}
-
-// errorText renders an Elasticsearch error object as "type: reason (caused
-// by: type: reason)".
-func errorText(raw json.RawMessage) string {
-	if len(raw) == 0 {
-		return "no reason given"
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	var e struct {
-		Type     string          `json:"type"`
-		Reason   string          `json:"reason"`
-		CausedBy json.RawMessage `json:"caused_by"`
-	}
-	if json.Unmarshal(raw, &e) != nil {
-		return string(raw)
-	}
-	t := e.Type + ": " + e.Reason
-	if len(e.CausedBy) > 0 && string(e.CausedBy) != "null" {
-		t += " (caused by: " + errorText(e.CausedBy) + ")"
-	}
-	return t
 }
 
 // parseBulkResponse returns the items of a 2xx _bulk answer; nil items and

@@ -76,6 +76,10 @@ type RequestFault struct {
 	Status int
 	// RetryAfter is sent as the Retry-After header with Status.
 	RetryAfter string
+	// Type and Reason are the error's type and reason with Status
+	// (defaults: es_rejected_execution_exception for 429, else
+	// estest_injected_exception; "injected fault").
+	Type, Reason string
 }
 
 // Request is what the server saw of one HTTP request (for assertions).
@@ -383,11 +387,18 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 		if f.RetryAfter != "" {
 			w.Header().Set("Retry-After", f.RetryAfter)
 		}
-		typ := "estest_injected_exception"
-		if f.Status == http.StatusTooManyRequests {
+		typ, reason := f.Type, f.Reason
+		switch {
+		case typ != "":
+		case f.Status == http.StatusTooManyRequests:
 			typ = "es_rejected_execution_exception"
+		default:
+			typ = "estest_injected_exception"
 		}
-		writeError(w, f.Status, typ, "injected fault")
+		if reason == "" {
+			reason = "injected fault"
+		}
+		writeError(w, f.Status, typ, reason)
 		return
 	}
 	if maxLen <= 0 {
