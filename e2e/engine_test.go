@@ -23,12 +23,12 @@ import (
 
 // engine is a real search engine node.
 type engine struct {
-	t   *testing.T
+	t   testing.TB
 	url string
 	hc  *http.Client
 }
 
-func newEngine(t *testing.T, url string) *engine {
+func newEngine(t testing.TB, url string) *engine {
 	return &engine{t: t, url: url, hc: &http.Client{Timeout: 60 * time.Second}}
 }
 

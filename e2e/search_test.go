@@ -35,11 +35,11 @@ import (
 // field: none missing, none twice), every bad line in the dead-letter files
 // with the engine's reason, nothing else dead-lettered.
 func TestSearchExactlyOnceOpenSearchBulk(t *testing.T) {
-	searchExactlyOnce(t, testservers.OpenSearch(t), "elasticsearch", "bulk")
+	searchExactlyOnce(t, testservers.OpenSearch(t), "opensearch", "bulk")
 }
 
 func TestSearchExactlyOnceOpenSearchDataStream(t *testing.T) {
-	searchExactlyOnce(t, testservers.OpenSearch(t), "elasticsearch", "data_stream")
+	searchExactlyOnce(t, testservers.OpenSearch(t), "opensearch", "data_stream")
 }
 
 func TestSearchExactlyOnceES7Bulk(t *testing.T) {

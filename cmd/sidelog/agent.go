@@ -109,6 +109,7 @@ func (a *agent) options(cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log
 		Logger:     log,
 		ExitOnEOF:  exitOnEOF,
 		InstanceID: dd.InstanceID,
+		Version:    agentVersion(),
 		Metrics:    a.metrics,
 		Blocks:     a.blocks,
 		Tap:        a.hub,

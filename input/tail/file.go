@@ -67,6 +67,9 @@ type file struct {
 	pathScan  uint64    // scan number when f.path itself matched it
 	altPath   string    // another matching path seen in this scan
 	rotatedAt time.Time // no path matches it any more (renamed away)
+	// eofAt: the reader reached the end of a file renamed away (rotatedAt
+	// set); rotate_wait counts from it, cleared when a read finds more.
+	eofAt     time.Time
 	deletedAt time.Time // its link count dropped to zero
 	truncated bool      // truncation seen: the reader starts a new generation
 

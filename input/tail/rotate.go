@@ -9,11 +9,16 @@ import (
 	"github.com/sidelog/sidelog/event"
 )
 
-// atEOF runs when a read returns nothing: a file renamed away (after
-// rotate_wait) or deleted is finished and closed. Call with f.mu held.
+// atEOF runs when a read returns nothing: a file renamed away (rotate_wait
+// after its end was first read: a reader held back by a blocked output may
+// reach it long after the rename) or deleted is finished and closed. Call
+// with f.mu held.
 func (t *Tailer) atEOF(f *file, now time.Time) []*event.Event {
 	deleted := !f.deletedAt.IsZero()
-	rotated := !f.rotatedAt.IsZero() && now.Sub(f.rotatedAt) >= t.cfg.RotateWait
+	if !f.rotatedAt.IsZero() && f.eofAt.IsZero() {
+		f.eofAt = now // rotate_wait starts when the end is read, not at the rename
+	}
+	rotated := !f.rotatedAt.IsZero() && now.Sub(f.eofAt) >= t.cfg.RotateWait
 	if !deleted && !rotated {
 		return nil
 	}
@@ -139,8 +144,8 @@ func (t *Tailer) sweep(now time.Time) {
 			t.lose(f.path, lossDeleted, f.size-f.lineStart+held,
 				"detail", "held past max_deleted_hold", "held", now.Sub(f.deletedAt).Round(time.Second))
 			t.closeLocked(f)
-		case !f.deletedAt.IsZero(), !f.rotatedAt.IsZero() && now.Sub(f.rotatedAt) >= t.cfg.RotateWait:
-			t.enqueue(f) // the reader finishes and closes it at EOF
+		case !f.deletedAt.IsZero(), !f.rotatedAt.IsZero() && (f.eofAt.IsZero() || now.Sub(f.eofAt) >= t.cfg.RotateWait):
+			t.enqueue(f) // the reader reads it to its end, and closes it rotate_wait after
 		}
 		f.mu.Unlock()
 	}

@@ -145,7 +145,7 @@ func (t *Tailer) refresh(f *file, p string, st os.FileInfo, now time.Time) {
 		f.altPath = p
 	}
 	if !f.rotatedAt.IsZero() {
-		f.rotatedAt = time.Time{} // back under a matched path
+		f.rotatedAt, f.eofAt = time.Time{}, time.Time{} // back under a matched path
 	}
 	ev := f.wev.Load()
 	if size := st.Size(); size > f.size && size > f.offset && ev == f.wevSeen && !f.queued.Load() &&
@@ -231,6 +231,9 @@ func (t *Tailer) open(p string, now time.Time) {
 		f.asm = t.newAsm()
 	}
 	head := f.readHead(t.headBuf, size)
+	if old == nil {
+		old = t.movedDevice(p, k, head)
+	}
 	resumed := false
 	if old != nil {
 		old.mu.Lock()
@@ -296,6 +299,40 @@ func (t *Tailer) open(p string, now time.Time) {
 	if needRead {
 		t.enqueue(f)
 	}
+}
+
+// movedDevice finds the remembered (closed) file that the new file at p
+// with key k and first bytes head is, when its device number changed (a
+// remount, a volume attached again): a closed entry for the same path on
+// another device whose first bytes match. The device number no longer
+// says anything then, so the fingerprint alone decides (the inode is not
+// required either). The entry takes the new key; its FileID (the positions
+// already emitted) stays. Nil when there is none.
+func (t *Tailer) movedDevice(p string, k key, head []byte) *file {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for ck, c := range t.files {
+		if ck.dev == k.dev {
+			continue
+		}
+		c.mu.Lock()
+		same := c.fd == nil && (c.path == p || c.target == p) && c.mLen > 0 &&
+			len(head) >= c.mLen && fingerprint(head[:c.mLen]) == c.mFP
+		if same {
+			c.key = k
+		}
+		c.mu.Unlock()
+		if !same {
+			continue
+		}
+		delete(t.files, ck)
+		t.files[k] = c
+		t.dirty.Store(true)
+		t.log.Info("tail: a known file on a new device (remount): resumed by its fingerprint",
+			"path", p, "old_dev", ck.dev, "dev", k.dev)
+		return c
+	}
+	return nil
 }
 
 // openFailed counts and logs a failed open of a matched file (EACCES,

@@ -48,6 +48,9 @@ type Config struct {
 	// Lifecycle names an existing ILM policy (Elasticsearch) that the
 	// template created by setup sets on new indices.
 	Lifecycle string `yaml:"lifecycle"`
+	// ECS adds the Elastic Common Schema fields (agent, host, log,
+	// data_stream) and writes the kubernetes object in ECS form (ecs.go).
+	ECS bool `yaml:"ecs"`
 
 	Username    string     `yaml:"username"`
 	Password    string     `yaml:"password"`

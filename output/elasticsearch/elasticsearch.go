@@ -55,6 +55,7 @@ type Output struct {
 	actionPrefix []byte
 	actionSuffix []byte
 	keys         []string
+	ecs          *ecsLayout // ecs: true
 
 	client    *elastictransport.Client
 	transport *http.Transport
@@ -117,6 +118,9 @@ func NewFor(cfg *Config, env plugins.OutputEnv, expect string) (*Output, error) 
 	}
 	if expect == OpenSearch {
 		o.kind = "opensearch"
+	}
+	if cfg.ECS {
+		o.ecs = newECSLayout(env.InstanceID, env.Hostname, env.Version, cfg.Mode == "data_stream")
 	}
 	if o.stableID && env.InstanceID == "" {
 		logger.Warn("elasticsearch: no instance id: document ids from two agents on hosts with the same name may collide", "output", env.Name)

@@ -34,6 +34,7 @@ func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 		return dst[:start], errEmptyIndex
 	}
 	sanitizeIndex(dst[idx:])
+	idxEnd := len(dst)
 	dst = append(dst, '"')
 	if o.stableID {
 		if id, ok := o.docID(e); ok {
@@ -56,6 +57,9 @@ func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 		}
 		dst[i+j] = ' '
 		i += j + 1
+	}
+	if o.ecs != nil {
+		dst = o.ecs.apply(dst, doc, e, dst[idx:idxEnd])
 	}
 	if !hasTimestamp(e) {
 		dst = o.spliceTimestamp(dst, doc, e.Time)
