@@ -2,6 +2,7 @@ package elasticsearch
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -69,6 +70,9 @@ func (c *Config) validateManaged(add func(key, format string, args ...any)) {
 				"(the collection assigns ids; delivery stays at-least-once: a batch retried after a lost answer may be indexed twice)")
 		}
 	}
+	if c.serverless() && c.Lifecycle != "" {
+		add("lifecycle", "OpenSearch Serverless has no ISM or index lifecycle: retention is the collection's data lifecycle policy (aoss:UpdateLifecyclePolicy)")
+	}
 	if c.CloudID != "" {
 		if len(c.Endpoints) > 0 {
 			add("cloud_id", "set either cloud_id or endpoints, not both")
@@ -91,4 +95,18 @@ func (c *Config) signingTransport(rt http.RoundTripper) (http.RoundTripper, erro
 		return nil, &plugins.KeyError{Key: "auth.aws", Err: err}
 	}
 	return awsauth.NewTransport(rt, creds, opts), nil
+}
+
+// probeManaged is the start-up probe. OpenSearch Serverless may not serve
+// GET / (or answer it with something that is not a node's banner): there
+// the probe degrades to a warning and conservative defaults (no optional
+// request parameters) instead of refusing the server.
+func (o *Output) probeManaged(ctx context.Context) (*serverInfo, error) {
+	s, err := o.probe(ctx)
+	if err != nil && o.cfg.serverless() && errors.Is(err, errUnsupported) {
+		o.logger.Warn(o.kind+": OpenSearch Serverless did not identify itself on GET /: going on with conservative defaults",
+			"output", o.name, "answer", err.Error())
+		return &serverInfo{}, nil
+	}
+	return s, err
 }
