@@ -7,6 +7,7 @@ import (
 
 	"github.com/sidelog/sidelog/buffer"
 	"github.com/sidelog/sidelog/filter"
+	"github.com/sidelog/sidelog/output"
 )
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -53,6 +54,7 @@ var (
 	dOutErrors     = desc("sidelog_output_errors_total", "Write calls that failed in whole or in part, by error class.", "output", "class")
 	dOutState      = desc("sidelog_output_state", "1 for the output's current state (starting, ok, partial, throttled, failing, blocked).", "output", "state")
 	dOutBlocked    = desc("sidelog_output_blocked", "Keys (indices, topics; one for the whole output) an output is blocked on now, by reason: records kept and retried until the cause is fixed (0 once it ended).", "output", "reason")
+	dOutEvents     = desc("sidelog_output_events_total", "An output's own counters (possible_duplicates, too_old_redated, too_old_dropped, ...).", "output", "kind")
 	dOutLastOK     = desc("sidelog_output_last_success_timestamp_seconds", "Unix time of the output's last successful write (0: none yet).", "output")
 
 	dBufRecords   = desc("sidelog_buffer_records", "Records in an output's buffer, not yet delivered.", "output")
@@ -71,7 +73,7 @@ var allDescs = []*prometheus.Desc{
 	dBuildInfo, dStart, dReloads, dLastReload, dDropped,
 	dInRecords, dInBytes, dInParseErr, dInTruncated, dInUnrouted, dInRouteErr, dInOpen, dInRotations, dInTruncates, dInLost, dInOpenErr, dInLag, dFileLag,
 	dFRecords, dFDropped, dFErrors, dFEvents,
-	dOutRecordsIn, dOutBytesIn, dOutEncodeErr, dOutRecordsOut, dOutBytesOut, dOutRetries, dOutDead, dOutRequests, dOutErrors, dOutState, dOutLastOK, dOutBlocked,
+	dOutRecordsIn, dOutBytesIn, dOutEncodeErr, dOutRecordsOut, dOutBytesOut, dOutRetries, dOutDead, dOutRequests, dOutErrors, dOutState, dOutLastOK, dOutBlocked, dOutEvents,
 	dBufRecords, dBufBytes, dBufOldestAge, dBufSegments, dBufInFlight, dBufStalled, dBufNoSpace, dBufIOErrors, dBufCorruptB,
 }
 
@@ -129,6 +131,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	fcounts := make(map[string]func() []filter.Count, len(m.fcounts))
 	for k, v := range m.fcounts {
 		fcounts[k] = v
+	}
+	ocounts := make(map[string]func() []output.Count, len(m.ocounts))
+	for k, v := range m.ocounts {
+		ocounts[k] = v
 	}
 	m.mu.RUnlock()
 
@@ -214,6 +220,19 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			last = float64(st.LastSuccess.UnixNano()) / 1e9
 		}
 		gauge(ch, dOutLastOK, last, name)
+	}
+	for _, name := range sortedKeys(ocounts) {
+		seen := map[string]bool{}
+		for _, c := range ocounts[name]() {
+			if seen[c.Name] {
+				continue
+			}
+			seen[c.Name] = true
+			counter(ch, dOutEvents, u(c.Value), name, c.Name)
+			if c.Dropped {
+				counter(ch, dDropped, u(c.Value), "output", name, c.Name)
+			}
+		}
 	}
 	m.mu.RLock()
 	blocks := m.blocks

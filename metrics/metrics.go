@@ -34,6 +34,7 @@ import (
 	"github.com/sidelog/sidelog/buffer"
 	"github.com/sidelog/sidelog/delivery"
 	"github.com/sidelog/sidelog/filter"
+	"github.com/sidelog/sidelog/output"
 )
 
 // Counter is a monotonically increasing count, safe for concurrent use.
@@ -151,6 +152,7 @@ type Metrics struct {
 	// file: opt-in, as a DaemonSet holds hundreds of files per node).
 	perFileLag atomic.Bool
 	fcounts    map[string]func() []filter.Count
+	ocounts    map[string]func() []output.Count
 	blocks     *delivery.BlockState
 
 	duration *prometheus.HistogramVec
@@ -173,6 +175,7 @@ func New(reg *prometheus.Registry, version string) (*Metrics, error) {
 		bufs:    map[string]func() buffer.Stats{},
 		tails:   map[string]func() TailStats{},
 		fcounts: map[string]func() []filter.Count{},
+		ocounts: map[string]func() []output.Count{},
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sidelog_output_write_duration_seconds",
 			Help:    "Duration of an output's Write calls (one batch each).",
@@ -296,6 +299,19 @@ func (m *Metrics) RegisterFilterCounters(id string, counts func() []filter.Count
 	m.mu.Unlock()
 }
 
+// RegisterOutputCounters exports an output's own counters (output.Counter)
+// as sidelog_output_events_total{output, kind}, those marked Dropped also in
+// sidelog_dropped_records_total, and in /status. A second call for the same
+// output replaces the first (reload).
+func (m *Metrics) RegisterOutputCounters(name string, counts func() []output.Count) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.ocounts[name] = counts
+	m.mu.Unlock()
+}
+
 // Names lists the inputs, filters and outputs of a config.
 type Names struct {
 	Inputs, Filters, Outputs []string
@@ -330,6 +346,7 @@ func (m *Metrics) Prune(keep Names) {
 	}
 	prune(m.outputs, out)
 	prune(m.bufs, out)
+	prune(m.ocounts, out)
 }
 
 func prune[T any](m map[string]T, keep map[string]bool) {

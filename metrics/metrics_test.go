@@ -520,3 +520,34 @@ func TestOutputBlocked(t *testing.T) {
 		t.Fatalf("gauge after %v", v)
 	}
 }
+
+type countingOut struct{ counts []output.Count }
+
+func (c countingOut) Counts() []output.Count { return c.counts }
+
+// An output's own counters (output.Counter) are in
+// sidelog_output_events_total and /status; those it drops on purpose also
+// in sidelog_dropped_records_total.
+func TestOutputCounters(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Output("dd")
+	out := countingOut{[]output.Count{{Name: "possible_duplicates", Value: 7}, {Name: "too_old_dropped", Value: 3, Dropped: true}}}
+	m.RegisterOutputCounters("dd", out.Counts)
+	want(t, reg, "sidelog_output_events_total", map[string]string{"output": "dd", "kind": "possible_duplicates"}, 7)
+	want(t, reg, "sidelog_output_events_total", map[string]string{"output": "dd", "kind": "too_old_dropped"}, 3)
+	want(t, reg, "sidelog_dropped_records_total", map[string]string{"component": "output", "name": "dd", "reason": "too_old_dropped"}, 3)
+	if _, ok := value(t, reg, "sidelog_dropped_records_total", map[string]string{"component": "output", "name": "dd", "reason": "possible_duplicates"}); ok {
+		t.Error("possible_duplicates counted as dropped")
+	}
+	if c := m.Snapshot().Outputs["dd"].Counters; c["possible_duplicates"] != 7 || c["too_old_dropped"] != 3 {
+		t.Fatalf("/status counters %v", c)
+	}
+	m.Prune(Names{})
+	if _, ok := value(t, reg, "sidelog_output_events_total", map[string]string{"output": "dd", "kind": "possible_duplicates"}); ok {
+		t.Error("pruned output still reported")
+	}
+}

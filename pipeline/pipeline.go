@@ -287,6 +287,9 @@ func (p *Pipeline) openBuffers() error {
 			dl = o.m.WrapDeadLetter(p.opts.DeadLetter(oc))
 		}
 		p.opts.Metrics.RegisterBuffer(o.name, o.buf.Stats)
+		if c, ok := o.out.(output.Counter); ok {
+			p.opts.Metrics.RegisterOutputCounters(o.name, c.Counts)
+		}
 		o.runner = &delivery.Runner{
 			Name: o.name, Out: o.m.Wrap(o.out), Buf: o.buf, Batch: oc.Batch, Retry: oc.Retry,
 			DeadLetter: dl, Logger: p.log.With("output", o.name), Blocks: p.opts.Blocks,

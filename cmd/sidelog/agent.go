@@ -83,7 +83,7 @@ func newAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEO
 	o := apiOptions(cfg)
 	o.Gatherer = a.reg
 	o.Ready = a.ready.Load
-	o.Status = func() any { return a.metrics.Snapshot() }
+	o.Status = a.status // the metrics snapshot and what outputs report of themselves
 	o.Hub = a.hub
 	o.Logger = log
 	o.Reload = reload

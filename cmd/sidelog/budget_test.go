@@ -70,3 +70,26 @@ func TestPackageBudget(t *testing.T) {
 			len(pkgs), packageBudget, strings.Join(top, ", "))
 	}
 }
+
+// heavyPackages are single packages whose cold compile alone costs more than
+// the rest of the agent (measured with -toolexec, docs/benchmarks.md
+// "Build"): a package count cannot see them.
+var heavyPackages = map[string]string{
+	"github.com/elastic/go-elasticsearch/v8/esapi":              "125 CPU s and 1.9 GB to compile; build the request and send it with elastictransport's Perform (output/elasticsearch/perform.go)",
+	"github.com/DataDog/datadog-api-client-go/v2/api/datadogV2": "one package of about 8,500 files; use api/datadog (PrepareRequest, CallAPI)",
+	"github.com/elastic/go-elasticsearch/v8/typedapi/types":     "the typed API's types: 858 packages come with it",
+	"github.com/elastic/go-elasticsearch/v8":                    "the root client pulls the typed API; use elastictransport",
+}
+
+// TestNoHeavyPackage keeps the packages above out of the agent's build.
+func TestNoHeavyPackage(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if why, bad := heavyPackages[p]; bad {
+			t.Errorf("the agent imports %s: %s (issue 13)", p, why)
+		}
+	}
+}

@@ -41,6 +41,13 @@ type Config struct {
 	MaxRequestBytes units.Size `yaml:"max_request_bytes"`
 	// Timeout bounds one bulk request (connect, send, wait for the answer).
 	Timeout time.Duration `yaml:"timeout"`
+	// Setup creates an index template for the output's names when none
+	// of that name exists (at run, after the start-up probe): default
+	// true in data_stream mode, false in bulk mode. See setup.go.
+	Setup *bool `yaml:"setup"`
+	// Lifecycle names an existing ILM policy (Elasticsearch) that the
+	// template created by setup sets on new indices.
+	Lifecycle string `yaml:"lifecycle"`
 	// ECS adds the Elastic Common Schema fields (agent, host, log,
 	// data_stream) and writes the kubernetes object in ECS form (ecs.go).
 	ECS bool `yaml:"ecs"`
@@ -94,6 +101,14 @@ func (c *Config) indexTemplate() string {
 		return defaultStreamIndex
 	}
 	return defaultBulkIndex
+}
+
+// setup reports whether setup is on (its default depends on the mode).
+func (c *Config) setup() bool {
+	if c.Setup != nil {
+		return *c.Setup
+	}
+	return c.Mode == "data_stream"
 }
 
 // Validate checks values and combinations; errors name their key. It never
@@ -158,6 +173,17 @@ func (c *Config) Validate() error {
 		add("index", "index names must be lowercase: %q", c.Index)
 	} else if i := strings.IndexAny(lit, invalidIndexChars); i >= 0 {
 		add("index", "%q may not appear in an index name", lit[i:i+1])
+	}
+	if c.Setup != nil && *c.Setup {
+		if t, err := template.Compile(c.indexTemplate()); err == nil && strings.HasPrefix(t.Glob(), "*") {
+			add("setup", "the index %q starts with a field or a date: an index template for it would match every index (*); create the template yourself, or start the name with fixed text", c.indexTemplate())
+		}
+	}
+	if c.Lifecycle != "" && !c.setup() {
+		add("lifecycle", "is applied by the template that setup creates: set setup: true")
+	}
+	if strings.ContainsAny(c.Lifecycle, "\"\\\n") {
+		add("lifecycle", "invalid policy name %q", c.Lifecycle)
 	}
 	if strings.ContainsAny(c.Pipeline, "\"\\\n") {
 		add("pipeline", "invalid pipeline name %q", c.Pipeline)

@@ -80,6 +80,9 @@ func (o *Output) ready(ctx context.Context) (*serverInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := o.setupTemplates(ctx, s); err != nil {
+		return nil, err
+	}
 	o.info.Store(s)
 	return s, nil
 }
