@@ -68,8 +68,35 @@ func (o *Output) templateBody(s *serverInfo, lifecycle bool) []byte {
 	if o.cfg.Mode == "data_stream" {
 		body["data_stream"] = props{}
 	}
+	if c := stockComponents(s, o.index.Glob()); c != nil {
+		// Elasticsearch 8's logs-*-* template (priority 100) would apply
+		// to these names but for ours: keep what it brings (ECS and logs
+		// mappings, the logs lifecycle, logs@custom) by composing the
+		// same component templates; ours then adds its own block.
+		body["composed_of"] = c
+		if s.major > 8 || s.minor >= 7 {
+			body["ignore_missing_component_templates"] = c
+		}
+	}
 	b, _ := json.Marshal(body)
 	return b
+}
+
+// stockComponents returns the component templates of Elasticsearch 8's
+// built-in logs template when the pattern is a logs-* name on
+// Elasticsearch >= 8, else nil. 8.0-8.6 named them logs-mappings,
+// data-streams-mappings, logs-settings; 8.7+ logs@mappings,
+// logs@settings, logs@custom (and ecs@mappings from 8.13), each listed in
+// ignore_missing_component_templates (8.7+) so that a version without one
+// of them still takes the template.
+func stockComponents(s *serverInfo, glob string) []string {
+	if s.distribution != Elasticsearch || s.major < 8 || !strings.HasPrefix(glob, "logs-") {
+		return nil
+	}
+	if s.major == 8 && s.minor < 7 {
+		return []string{"logs-mappings", "data-streams-mappings", "logs-settings"}
+	}
+	return []string{"logs@mappings", "logs@settings", "logs@custom", "ecs@mappings"}
 }
 
 // setupTemplates creates the output's index template when setup is on and
