@@ -476,3 +476,24 @@ func TestDatadogProxyFromConfig(t *testing.T) {
 		t.Fatalf("%d proxied requests, %d entries", proxied, len(srv.Entries()))
 	}
 }
+
+// Bad values of the datadog output's new keys are refused with file, line
+// and key.
+func TestDatadogValidateNewKeys(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sidelog.yaml")
+	writeFile(t, cfg, ddConfig(dir, "", "http://127.0.0.1:1", "", "    too_old: keep\n    message_key: a.b\n    tls: {ca_file: "+dir+"/missing.pem}\n"))
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"validate", "-c", cfg}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr.String())
+	}
+	for _, want := range []string{
+		cfg + `:13: outputs[0].too_old: must be dead_letter, redate or drop, not "keep"`,
+		cfg + `:14: outputs[0].message_key: must be a top-level field name`,
+		cfg + `:15: outputs[0].tls.ca_file: open ` + dir + `/missing.pem`,
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("missing %q in:\n%s", want, stderr.String())
+		}
+	}
+}

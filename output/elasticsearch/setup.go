@@ -2,6 +2,8 @@ package elasticsearch
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,15 +27,20 @@ import (
 //
 // Without it a data stream's first document creates a plain index of that
 // name, which then refuses the data stream for ever. The priority, 200,
-// wins over Elasticsearch 8's built-in logs-*-* (100), which would
-// otherwise make logs-x-y names data streams with its own mappings and
-// lifecycle; a template of the user's at 200 or above on the same names
+// wins over Elasticsearch 8's built-in logs-*-* (100); since templates do
+// not merge, a logs-* template on Elasticsearch >= 8 composes the stock
+// template's component templates (stockComponents) to keep its mappings
+// and lifecycle; a template of the user's at 200 or above on the same names
 // wins or collides (the server refuses two templates of equal priority on
 // overlapping patterns: a warning, and the output goes on). An existing
 // template of that name is left as it is (never overwritten: the user's
-// changes stay). 403 (no manage_index_templates privilege) warns and goes
-// on: the template may have been created by someone who has it. No answer
-// retries with the probe (the output is blocked meanwhile).
+// changes stay), if it covers the output's names; a template of that name
+// for other names (another agent's output of the same name, writing
+// elsewhere) is left too, and this output's is named
+// sidelog-<output>-<hash of its index pattern>, with a warning. 403 (no
+// manage_index_templates privilege) warns and goes on: the template may
+// have been created by someone who has it. No answer retries with the
+// probe (the output is blocked meanwhile).
 
 // templatePriority is the priority of the templates setup creates.
 const templatePriority = 200
@@ -122,9 +129,21 @@ func (o *Output) setupTemplates(ctx context.Context, s *serverInfo) error {
 	if err != nil {
 		return err
 	}
+	if st == http.StatusOK && !templateCovers(body, o.index.Glob()) {
+		// A template of that name for other names: another agent's output
+		// of the same name writing elsewhere. Leaving it would leave this
+		// output's names without a template (a data stream would become a
+		// plain index): this output's template gets a name of its own.
+		other := name
+		name = name + "-" + globHash(o.index.Glob())
+		o.logger.Warn(o.kind+": setup: an index template named "+other+" exists for other index names: this output's template is named after its own", "template", name, "index_patterns", o.index.Glob())
+		if st, body, err = o.adminRequest(ctx, http.MethodGet, "/_index_template/"+url.PathEscape(name), nil); err != nil {
+			return err
+		}
+	}
 	switch {
 	case st == http.StatusOK:
-		o.logger.Info(o.kind+": setup: the index template exists, left as it is", "output", o.name, "template", name)
+		o.logger.Info(o.kind+": setup: the index template exists, left as it is", "template", name)
 		return nil
 	case st == http.StatusForbidden || st == http.StatusUnauthorized:
 		warn("cannot read index templates (no privilege to manage them): going on; the template must exist already", "status", st, "answer", o.redact(reasonOf(body)))
@@ -165,6 +184,36 @@ func (o *Output) setupTemplates(ctx context.Context, s *serverInfo) error {
 		warn("the server refused the index template: going on without it", "status", st, "answer", o.redact(reasonOf(body)))
 	}
 	return nil
+}
+
+// templateCovers reports whether a GET /_index_template/NAME answer holds
+// glob among its index patterns (an unreadable answer counts as covering:
+// the template is then left as it is, as before).
+func templateCovers(body []byte, glob string) bool {
+	var r struct {
+		IndexTemplates []struct {
+			IndexTemplate struct {
+				IndexPatterns []string `json:"index_patterns"`
+			} `json:"index_template"`
+		} `json:"index_templates"`
+	}
+	if json.Unmarshal(body, &r) != nil || len(r.IndexTemplates) == 0 {
+		return true
+	}
+	for _, t := range r.IndexTemplates {
+		for _, p := range t.IndexTemplate.IndexPatterns {
+			if p == glob {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// globHash is a short hash of an index pattern, for template names.
+func globHash(glob string) string {
+	sum := sha256.Sum256([]byte(glob))
+	return hex.EncodeToString(sum[:4])
 }
 
 // adminRequest sends a small JSON request and reads the answer. An error is

@@ -393,3 +393,51 @@ func TestSetupRealNodes(t *testing.T) {
 		}
 	})
 }
+
+// TestSetupNameTakenByOtherNames: the template name comes from the
+// output's name, which other agents share ("es"): a template of that name
+// for other index names must not leave this output's names without one (a
+// data stream would become a plain index, as it did on the shared test
+// node). The output's template then gets a name of its own, with a
+// warning; a restart finds it.
+func TestSetupNameTakenByOtherNames(t *testing.T) {
+	s, admin := setupServer(t, nil)
+	first, _ := setupOutput(t, s, "es", nil)
+	if err := first.Write(t.Context(), docs(t, first, 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	admin.calls = nil
+	o, logs := setupOutput(t, s, "es", func(c *Config) { c.Index = "metrics-{{ service }}-prod" })
+	if err := o.Write(t.Context(), docs(t, o, 0, 3)); err != nil {
+		t.Fatal(err)
+	}
+	name := "sidelog-es-" + globHash("metrics-*-prod")
+	raw, ok := s.Template(name)
+	if !ok {
+		t.Fatalf("no template %s; requests: %s", name, admin.list())
+	}
+	var tb templateBody
+	if err := json.Unmarshal(raw, &tb); err != nil {
+		t.Fatal(err)
+	}
+	if len(tb.IndexPatterns) != 1 || tb.IndexPatterns[0] != "metrics-*-prod" || tb.DataStream == nil {
+		t.Errorf("template %s", raw)
+	}
+	if !s.IsDataStream("metrics-svc-prod") || s.Count("metrics-svc-prod") != 3 {
+		t.Errorf("data stream %v, %d documents", s.IsDataStream("metrics-svc-prod"), s.Count("metrics-svc-prod"))
+	}
+	if !strings.Contains(logs.String(), "exists for other index names") {
+		t.Errorf("no warning:\n%s", logs)
+	}
+	if raw, _ := s.Template("sidelog-es"); !strings.Contains(string(raw), "logs-*-default") {
+		t.Errorf("the other output's template changed: %s", raw)
+	}
+	admin.calls = nil
+	again, _ := setupOutput(t, s, "es", func(c *Config) { c.Index = "metrics-{{ service }}-prod" })
+	if err := again.Write(t.Context(), docs(t, again, 3, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := admin.list(); got != "GET /, GET /_index_template/sidelog-es, GET /_index_template/"+name {
+		t.Errorf("restart: %s", got)
+	}
+}

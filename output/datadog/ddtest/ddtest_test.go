@@ -166,3 +166,21 @@ func TestAttributes(t *testing.T) {
 		t.Fatalf("entry %+v", e)
 	}
 }
+
+// "Any log exceeding 1MB is accepted and truncated by Datadog" (2xx): the
+// fake answers 202 too, and flags the entry as what sidelog must never
+// send (it cuts records itself, keeping them JSON).
+func TestEntryOverOneMB(t *testing.T) {
+	s := New("key")
+	defer s.Close()
+	body := `[{"message":"` + strings.Repeat("x", MaxEntryBytes) + `"},{"message":"small"}]`
+	if st, _, _ := post(t, s.URL, "key", body, true); st != 202 {
+		t.Fatalf("status %d, want 202", st)
+	}
+	if n := len(s.Entries()); n != 2 {
+		t.Fatalf("%d entries stored", n)
+	}
+	if v := s.Violations(); len(v) != 1 || !strings.Contains(v[0], "entry 0 is") {
+		t.Fatalf("violations %q", v)
+	}
+}
