@@ -7,7 +7,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -42,11 +41,16 @@ type Config struct {
 	Filters []Filter       `yaml:"filters"`
 	Outputs []Output       `yaml:"outputs"`
 
-	// File is the path the config was read from.
+	// File is the path the config was read from (several, comma-joined,
+	// when it came from several files or a directory).
 	File string `yaml:"-"`
+	// Paths are the -c arguments the config was loaded from, as given
+	// (a file or a directory each): a reload loads them again.
+	Paths []string `yaml:"-"`
 
 	secrets []secret
 	root    *yaml.Node
+	files   []string // the files of a merged config (Errors.files)
 }
 
 // MetricsConfig is the metrics block.
@@ -169,6 +173,8 @@ type Error struct {
 	Line int
 	Path string
 	Msg  string
+
+	order int // file index × lineBlock + line: errors sort in file order
 }
 
 func (e Error) Error() string {
@@ -190,6 +196,9 @@ func (e Error) Error() string {
 type Errors struct {
 	File string
 	List []Error
+	// files are the files of a merged config, in order: a line number
+	// n × lineBlock + l is line l of files[n] (see files.go).
+	files []string
 	// secrets are substituted values and the references they came from:
 	// a message never shows a substituted value, only its ${...} text.
 	secrets []secret
@@ -223,7 +232,22 @@ func (e *Errors) scrub(msg string) string {
 }
 
 func (e *Errors) add(line int, path, msg string) {
-	e.List = append(e.List, Error{File: e.File, Line: line, Path: path, Msg: e.scrub(msg)})
+	file, l := e.File, line
+	if len(e.files) > 1 && line > 0 {
+		if i := line / lineBlock; i < len(e.files) {
+			file, l = e.files[i], line%lineBlock
+		}
+	}
+	e.List = append(e.List, Error{File: file, Line: l, Path: path, Msg: e.scrub(msg), order: line})
+}
+
+// firstAt names where a duplicated name was first used, when the config
+// was merged from several files (within one file the line says enough).
+func (e *Errors) firstAt(line int) string {
+	if len(e.files) < 2 || line <= 0 || line/lineBlock >= len(e.files) {
+		return ""
+	}
+	return fmt.Sprintf(" (first used at %s:%d)", e.files[line/lineBlock], line%lineBlock)
 }
 
 func (e *Errors) Error() string {
@@ -238,21 +262,27 @@ func (e *Errors) err() error {
 	if len(e.List) == 0 {
 		return nil
 	}
-	sort.SliceStable(e.List, func(i, j int) bool { return e.List[i].Line < e.List[j].Line })
+	sort.SliceStable(e.List, func(i, j int) bool { return e.List[i].order < e.List[j].order })
 	return e
 }
 
-// Load reads and checks the config file at path.
+// Load reads and checks the config at path: a file, or a directory whose
+// *.yaml and *.yml files are merged (files.go).
 func Load(path string, reg *plugins.Registry) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return Parse(path, data, reg)
+	return LoadFiles([]string{path}, reg)
 }
 
 // Parse checks a config given as bytes; name is used in error messages.
 func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
+	root, err := parseYAML(name, data)
+	if err != nil {
+		return nil, err
+	}
+	return parseRoot(name, root, nil, reg)
+}
+
+// parseYAML reads one YAML document; a syntax error names file and line.
+func parseYAML(name string, data []byte) (*yaml.Node, error) {
 	errs := &Errors{File: name}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -266,14 +296,24 @@ func Parse(name string, data []byte, reg *plugins.Registry) (*Config, error) {
 		errs.add(line, "", msg)
 		return nil, errs.err()
 	}
+	if len(doc.Content) == 0 {
+		return nil, nil
+	}
+	return doc.Content[0], nil
+}
+
+// parseRoot decodes and checks a config's root mapping; files, when the
+// root was merged from several files, turn its line numbers back into
+// file and line.
+func parseRoot(name string, root *yaml.Node, files []string, reg *plugins.Registry) (*Config, error) {
+	errs := &Errors{File: name, files: files}
 	// Defaults that an explicit empty value may override are set before
 	// decoding: `api: {address: ""}` turns the API off.
-	cfg := &Config{File: name, API: API{Address: "127.0.0.1:2020"}}
-	if len(doc.Content) == 0 {
+	cfg := &Config{File: name, Paths: []string{name}, API: API{Address: "127.0.0.1:2020"}, files: files}
+	if root == nil {
 		errs.add(0, "", "the config is empty")
 		return nil, errs.err()
 	}
-	root := doc.Content[0]
 	cfg.root = root
 	d := &decoder{errs: errs, original: map[*yaml.Node]string{}}
 	substitute(root, "", d)
@@ -428,16 +468,20 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 	}
 	c.checkParsers(reg, errs)
 	names := map[string]bool{}
+	first := map[string]int{} // section/name → line of its first use
 	for i := range c.Inputs {
 		in := &c.Inputs[i]
 		path := fmt.Sprintf("inputs[%d]", i)
 		if in.Name == "" {
 			errs.add(in.node.Line, path+".name", "an input needs a name")
 		} else if names[in.Name] {
-			errs.add(lineOf(in.node, "name"), path+".name", fmt.Sprintf("duplicate input name %q", in.Name))
+			errs.add(lineOf(in.node, "name"), path+".name", fmt.Sprintf("duplicate input name %q%s", in.Name, errs.firstAt(first["i/"+in.Name])))
 		} else if !validName.MatchString(in.Name) {
 			// It names the checkpoint file: "a/b" and "a_b" would share one.
 			errs.add(lineOf(in.node, "name"), path+".name", fmt.Sprintf("%q: use letters, digits, '-' and '_' (it names the checkpoint file)", in.Name))
+		}
+		if !names[in.Name] {
+			first["i/"+in.Name] = lineOf(in.node, "name")
 		}
 		names[in.Name] = true
 		if in.Plugin != nil {
@@ -454,9 +498,12 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 		path := fmt.Sprintf("filters[%d]", i)
 		if f.Name != "" {
 			if filterNames[f.Name] {
-				errs.add(lineOf(f.node, "name"), path+".name", fmt.Sprintf("duplicate filter name %q", f.Name))
+				errs.add(lineOf(f.node, "name"), path+".name", fmt.Sprintf("duplicate filter name %q%s", f.Name, errs.firstAt(first["f/"+f.Name])))
 			} else if !validName.MatchString(f.Name) {
 				errs.add(lineOf(f.node, "name"), path+".name", fmt.Sprintf("%q: use letters, digits, '-' and '_'", f.Name))
+			}
+			if !filterNames[f.Name] {
+				first["f/"+f.Name] = lineOf(f.node, "name")
 			}
 			filterNames[f.Name] = true
 		}
@@ -476,9 +523,12 @@ func (c *Config) check(reg *plugins.Registry, errs *Errors) {
 		if o.Name == "" {
 			errs.add(o.node.Line, path+".name", "an output needs a name")
 		} else if outNames[o.Name] {
-			errs.add(lineOf(o.node, "name"), path+".name", fmt.Sprintf("duplicate output name %q", o.Name))
+			errs.add(lineOf(o.node, "name"), path+".name", fmt.Sprintf("duplicate output name %q%s", o.Name, errs.firstAt(first["o/"+o.Name])))
 		} else if !validName.MatchString(o.Name) {
 			errs.add(lineOf(o.node, "name"), path+".name", fmt.Sprintf("%q: use letters, digits, '-' and '_' (it names a directory)", o.Name))
+		}
+		if !outNames[o.Name] {
+			first["o/"+o.Name] = lineOf(o.node, "name")
 		}
 		outNames[o.Name] = true
 		if o.Route != "" {
@@ -602,7 +652,7 @@ func (c *Config) EntryError(section string, i int, err error) error {
 	case "outputs":
 		node = c.Outputs[i].node
 	}
-	errs := &Errors{File: c.File, secrets: c.secrets}
+	errs := &Errors{File: c.File, secrets: c.secrets, files: c.files}
 	if node == nil {
 		errs.add(0, fmt.Sprintf("%s[%d]", section, i), err.Error())
 	} else {

@@ -26,7 +26,7 @@ var (
 	buildErr  error
 )
 
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "sidelog-e2e-")
@@ -183,8 +183,9 @@ func forbiddenES(t *testing.T) (*httptest.Server, *int64) {
 
 // The agent counts what passes through it: after N lines, the input and a
 // working output show N records, and the archive holds N lines. An output
-// answering 403 shows as failing in /status and in the metrics, while
-// /readyz stays ready. SIGTERM then exits 0 within shutdown_timeout.
+// answering 403 (security_exception: privileges or credentials, a
+// configuration problem, issue 16) shows as blocked in /status and in the
+// metrics, with the engine's reason, while /readyz stays ready. SIGTERM then exits 0 within shutdown_timeout.
 func TestMetricsStatusAndReadiness(t *testing.T) {
 	es, _ := forbiddenES(t)
 	dir := t.TempDir()
@@ -245,8 +246,10 @@ outputs:
 		t.Errorf("archive holds %d lines, want %d", lines, n)
 	}
 
-	// es fails with 403: /status says so, /readyz stays ready.
-	a.waitMetric(t, "sidelog_output_state", `{output="es",state="failing"}`, 1, 20*time.Second)
+	// es is refused with 403: blocked, /status says so, /readyz stays
+	// ready.
+	a.waitMetric(t, "sidelog_output_state", `{output="es",state="blocked"}`, 1, 20*time.Second)
+	a.waitMetric(t, "sidelog_output_blocked", `{output="es",reason="security_exception"}`, 1, 20*time.Second)
 	code, body := a.get(t, "/status")
 	var st struct {
 		Outputs map[string]struct {
@@ -259,8 +262,8 @@ outputs:
 		t.Fatalf("/status = %d %s", code, body)
 	}
 	es1 := st.Outputs["es"]
-	if es1.State != "failing" || !strings.Contains(es1.LastError, "403") {
-		t.Errorf("/status outputs.es = %+v, want failing with the 403", es1)
+	if es1.State != "blocked" || !strings.Contains(es1.LastError, "403") || !strings.Contains(es1.LastError, "security_exception") {
+		t.Errorf("/status outputs.es = %+v, want blocked with the 403 security_exception", es1)
 	}
 	if st.Outputs["archive"].State != "ok" {
 		t.Errorf("/status outputs.archive = %+v", st.Outputs["archive"])
@@ -279,7 +282,7 @@ outputs:
 	if took > 3*time.Second+2*time.Second {
 		t.Errorf("shutdown took %v with shutdown_timeout 3s", took)
 	}
-	t.Logf("shutdown with a failing output took %v", took)
+	t.Logf("shutdown with a blocked output took %v", took)
 }
 
 type syncBuffer struct {

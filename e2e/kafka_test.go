@@ -179,7 +179,7 @@ outputs:
 	// The big line, and only it, is dead-lettered with sidelog's reason
 	// (more than once if a kill came between its dead-letter write and
 	// the batch's acknowledgement: the same line, by its source offset).
-	dead := deadLetters(t, filepath.Join(dir, "agent", "dead-letter", "bus"))
+	dead := kafkaDeadLetters(t, filepath.Join(dir, "agent", "dead-letter", "bus"))
 	if len(dead) == 0 {
 		t.Fatal("the line over max.message.bytes was not dead-lettered")
 	}
@@ -258,12 +258,6 @@ outputs:
 		time.Sleep(50 * time.Millisecond)
 	}
 	wall += time.Since(start)
-	_, m := a.get(t, "/metrics")
-	for _, l := range strings.Split(m, "\n") {
-		if strings.Contains(l, "kafka") {
-			t.Log(l)
-		}
-	}
 	for p := range end {
 		a.waitMetric(t, "sidelog_input_kafka_lag_records", fmt.Sprintf(`{input="from-agents",partition="%d",topic="%s"}`, p, topic), 0, 30*time.Second)
 	}
@@ -292,7 +286,7 @@ outputs:
 	if res.Aggregations.Min.Value != 0 || res.Aggregations.Max.Value != float64(lines-1) || len(res.Aggregations.Twice.Buckets) != 0 {
 		t.Fatalf("sequence field: min %v max %v, values indexed twice %s", res.Aggregations.Min.Value, res.Aggregations.Max.Value, res.Aggregations.Twice.Buckets)
 	}
-	if dead := deadLetters(t, filepath.Join(dir, "aggregator", "dead-letter")); len(dead) != 0 {
+	if dead := kafkaDeadLetters(t, filepath.Join(dir, "aggregator", "dead-letter")); len(dead) != 0 {
 		t.Fatalf("the aggregator dead-lettered %d records: %.400s", len(dead), dead[0])
 	}
 	t.Logf("tier 2: %d documents, each sequence number once; %.0f records/s over %v of aggregator runs, %.2f CPU-s per 100,000 records",
@@ -310,8 +304,8 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// deadLetters returns the dead-letter lines under dir (recursively).
-func deadLetters(t *testing.T, dir string) []string {
+// kafkaDeadLetters returns the dead-letter lines under dir (recursively).
+func kafkaDeadLetters(t *testing.T, dir string) []string {
 	var out []string
 	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() || !strings.HasSuffix(p, ".ndjson") {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sidelog/sidelog/buffer"
 	"github.com/sidelog/sidelog/filter"
+	"github.com/sidelog/sidelog/output"
 )
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -33,6 +34,8 @@ var (
 	dInOpen      = desc("sidelog_input_open_files", "Files an input holds open.", "input")
 	dInRotations = desc("sidelog_input_rotations_total", "Rotated or removed files followed to their end.", "input")
 	dInTruncates = desc("sidelog_input_file_truncations_total", "Files truncated in place (copytruncate).", "input")
+	dInLost      = desc("sidelog_input_lost_bytes_total", "Bytes an input gave up, by reason (truncated, deleted, read_error, line_cut, group_cut).", "input", "reason")
+	dInOpenErr   = desc("sidelog_input_open_errors_total", "Failed opens of matched files (permissions, file descriptor limits); retried at the next scan.", "input")
 	dInLag       = desc("sidelog_input_lag_bytes", "Bytes written to an input's open files and not read yet.", "input")
 	dKafkaLag    = desc("sidelog_input_kafka_lag_records", "Records in a Kafka partition past the offset the input committed (as of its last fetch).", "input", "topic", "partition")
 	dFileLag     = desc("sidelog_input_file_lag_bytes", "Bytes written to one open file and not read yet.", "input", "path")
@@ -53,6 +56,7 @@ var (
 	dOutErrors     = desc("sidelog_output_errors_total", "Write calls that failed in whole or in part, by error class.", "output", "class")
 	dOutState      = desc("sidelog_output_state", "1 for the output's current state (starting, ok, partial, throttled, failing, blocked).", "output", "state")
 	dOutBlocked    = desc("sidelog_output_blocked", "Keys (indices, topics; one for the whole output) an output is blocked on now, by reason: records kept and retried until the cause is fixed (0 once it ended).", "output", "reason")
+	dOutEvents     = desc("sidelog_output_events_total", "An output's own counters (possible_duplicates, too_old_redated, too_old_dropped, ...).", "output", "kind")
 	dOutLastOK     = desc("sidelog_output_last_success_timestamp_seconds", "Unix time of the output's last successful write (0: none yet).", "output")
 
 	dBufRecords   = desc("sidelog_buffer_records", "Records in an output's buffer, not yet delivered.", "output")
@@ -69,9 +73,9 @@ var (
 // allDescs lists every family the collector emits.
 var allDescs = []*prometheus.Desc{
 	dBuildInfo, dStart, dReloads, dLastReload, dDropped,
-	dInRecords, dInBytes, dInParseErr, dInTruncated, dInUnrouted, dInRouteErr, dInOpen, dInRotations, dInTruncates, dInLag, dFileLag, dKafkaLag,
+	dInRecords, dInBytes, dInParseErr, dInTruncated, dInUnrouted, dInRouteErr, dInOpen, dInRotations, dInTruncates, dInLost, dInOpenErr, dInLag, dFileLag, dKafkaLag,
 	dFRecords, dFDropped, dFErrors, dFEvents,
-	dOutRecordsIn, dOutBytesIn, dOutEncodeErr, dOutRecordsOut, dOutBytesOut, dOutRetries, dOutDead, dOutRequests, dOutErrors, dOutState, dOutLastOK, dOutBlocked,
+	dOutRecordsIn, dOutBytesIn, dOutEncodeErr, dOutRecordsOut, dOutBytesOut, dOutRetries, dOutDead, dOutRequests, dOutErrors, dOutState, dOutLastOK, dOutBlocked, dOutEvents,
 	dBufRecords, dBufBytes, dBufOldestAge, dBufSegments, dBufInFlight, dBufStalled, dBufNoSpace, dBufIOErrors, dBufCorruptB,
 }
 
@@ -134,6 +138,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range m.fcounts {
 		fcounts[k] = v
 	}
+	ocounts := make(map[string]func() []output.Count, len(m.ocounts))
+	for k, v := range m.ocounts {
+		ocounts[k] = v
+	}
 	m.mu.RUnlock()
 
 	for _, name := range sortedKeys(inputs) {
@@ -151,6 +159,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, dInOpen, float64(st.OpenFiles), name)
 		counter(ch, dInRotations, u(st.Rotations), name)
 		counter(ch, dInTruncates, u(st.Truncations), name)
+		for _, r := range sortedKeys(st.LostBytes) {
+			counter(ch, dInLost, u(st.LostBytes[r]), name, r)
+		}
+		counter(ch, dInOpenErr, u(st.OpenErrors), name)
 		var lag int64
 		seen := make(map[string]bool, len(st.Files))
 		for _, f := range st.Files {
@@ -219,6 +231,19 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			last = float64(st.LastSuccess.UnixNano()) / 1e9
 		}
 		gauge(ch, dOutLastOK, last, name)
+	}
+	for _, name := range sortedKeys(ocounts) {
+		seen := map[string]bool{}
+		for _, c := range ocounts[name]() {
+			if seen[c.Name] {
+				continue
+			}
+			seen[c.Name] = true
+			counter(ch, dOutEvents, u(c.Value), name, c.Name)
+			if c.Dropped {
+				counter(ch, dDropped, u(c.Value), "output", name, c.Name)
+			}
+		}
 	}
 	m.mu.RLock()
 	blocks := m.blocks

@@ -34,6 +34,7 @@ import (
 	"github.com/sidelog/sidelog/buffer"
 	"github.com/sidelog/sidelog/delivery"
 	"github.com/sidelog/sidelog/filter"
+	"github.com/sidelog/sidelog/output"
 )
 
 // Counter is a monotonically increasing count, safe for concurrent use.
@@ -118,7 +119,12 @@ type TailStats struct {
 	OpenFiles   int
 	Rotations   int64 // rotations seen (renamed or removed files followed to their end)
 	Truncations int64 // files truncated in place (copytruncate)
-	Files       []FileStats
+	// LostBytes are the bytes given up, by reason (truncated, deleted,
+	// read_error, line_cut, group_cut): every reason the input knows, 0
+	// included.
+	LostBytes  map[string]int64
+	OpenErrors int64 // failed opens of matched files (retried)
+	Files      []FileStats
 }
 
 // FileStats is one open file: how far it is read.
@@ -147,6 +153,7 @@ type Metrics struct {
 	// file: opt-in, as a DaemonSet holds hundreds of files per node).
 	perFileLag atomic.Bool
 	fcounts    map[string]func() []filter.Count
+	ocounts    map[string]func() []output.Count
 	blocks     *delivery.BlockState
 
 	duration *prometheus.HistogramVec
@@ -170,6 +177,7 @@ func New(reg *prometheus.Registry, version string) (*Metrics, error) {
 		tails:   map[string]func() TailStats{},
 		kafka:   map[string]func() []PartitionLag{},
 		fcounts: map[string]func() []filter.Count{},
+		ocounts: map[string]func() []output.Count{},
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sidelog_output_write_duration_seconds",
 			Help:    "Duration of an output's Write calls (one batch each).",
@@ -312,6 +320,19 @@ func (m *Metrics) RegisterFilterCounters(id string, counts func() []filter.Count
 	m.mu.Unlock()
 }
 
+// RegisterOutputCounters exports an output's own counters (output.Counter)
+// as sidelog_output_events_total{output, kind}, those marked Dropped also in
+// sidelog_dropped_records_total, and in /status. A second call for the same
+// output replaces the first (reload).
+func (m *Metrics) RegisterOutputCounters(name string, counts func() []output.Count) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.ocounts[name] = counts
+	m.mu.Unlock()
+}
+
 // Names lists the inputs, filters and outputs of a config.
 type Names struct {
 	Inputs, Filters, Outputs []string
@@ -347,6 +368,7 @@ func (m *Metrics) Prune(keep Names) {
 	}
 	prune(m.outputs, out)
 	prune(m.bufs, out)
+	prune(m.ocounts, out)
 }
 
 func prune[T any](m map[string]T, keep map[string]bool) {

@@ -162,11 +162,12 @@ func TestPullGauges(t *testing.T) {
 			CorruptBytes: 99, NoSpace: 3, IOErrors: 1, Stalled: true, Segments: 4, InFlight: 2}
 	})
 	m.RegisterTail("app", func() TailStats {
-		return TailStats{OpenFiles: 2, Rotations: 3, Truncations: 1, Files: []FileStats{
-			{Path: "/var/log/a.log", Size: 1000, Offset: 400},
-			{Path: "/var/log/b.log", Size: 50, Offset: 50},
-			{Path: "/var/log/c.log", Size: 10, Offset: 20}, // truncated since the last read: no negative lag
-		}}
+		return TailStats{OpenFiles: 2, Rotations: 3, Truncations: 1, OpenErrors: 4,
+			LostBytes: map[string]int64{"truncated": 700, "line_cut": 12, "read_error": 0}, Files: []FileStats{
+				{Path: "/var/log/a.log", Size: 1000, Offset: 400},
+				{Path: "/var/log/b.log", Size: 50, Offset: 50},
+				{Path: "/var/log/c.log", Size: 10, Offset: 20}, // truncated since the last read: no negative lag
+			}}
 	})
 	m.RegisterFilterCounters("filters[1].throttle", func() []filter.Count {
 		return []filter.Count{{Name: "throttled", Value: 17}}
@@ -191,6 +192,11 @@ func TestPullGauges(t *testing.T) {
 	want(t, reg, "sidelog_input_rotations_total", app, 3)
 	want(t, reg, "sidelog_input_file_truncations_total", app, 1)
 	want(t, reg, "sidelog_input_lag_bytes", app, 600)
+	// Issue 14: every loss by reason, open failures.
+	want(t, reg, "sidelog_input_lost_bytes_total", map[string]string{"input": "app", "reason": "truncated"}, 700)
+	want(t, reg, "sidelog_input_lost_bytes_total", map[string]string{"input": "app", "reason": "line_cut"}, 12)
+	want(t, reg, "sidelog_input_lost_bytes_total", map[string]string{"input": "app", "reason": "read_error"}, 0)
+	want(t, reg, "sidelog_input_open_errors_total", app, 4)
 	// Issue 20: per-file series are opt-in (cardinality in a DaemonSet).
 	if _, ok := value(t, reg, "sidelog_input_file_lag_bytes", map[string]string{"input": "app", "path": "/var/log/a.log"}); ok {
 		t.Fatal("per-file lag exported without metrics.per_file_lag")
@@ -512,5 +518,36 @@ func TestOutputBlocked(t *testing.T) {
 	}
 	if v, ok := value(t, reg, "sidelog_output_blocked", lbl); !ok || v != 0 {
 		t.Fatalf("gauge after %v", v)
+	}
+}
+
+type countingOut struct{ counts []output.Count }
+
+func (c countingOut) Counts() []output.Count { return c.counts }
+
+// An output's own counters (output.Counter) are in
+// sidelog_output_events_total and /status; those it drops on purpose also
+// in sidelog_dropped_records_total.
+func TestOutputCounters(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Output("dd")
+	out := countingOut{[]output.Count{{Name: "possible_duplicates", Value: 7}, {Name: "too_old_dropped", Value: 3, Dropped: true}}}
+	m.RegisterOutputCounters("dd", out.Counts)
+	want(t, reg, "sidelog_output_events_total", map[string]string{"output": "dd", "kind": "possible_duplicates"}, 7)
+	want(t, reg, "sidelog_output_events_total", map[string]string{"output": "dd", "kind": "too_old_dropped"}, 3)
+	want(t, reg, "sidelog_dropped_records_total", map[string]string{"component": "output", "name": "dd", "reason": "too_old_dropped"}, 3)
+	if _, ok := value(t, reg, "sidelog_dropped_records_total", map[string]string{"component": "output", "name": "dd", "reason": "possible_duplicates"}); ok {
+		t.Error("possible_duplicates counted as dropped")
+	}
+	if c := m.Snapshot().Outputs["dd"].Counters; c["possible_duplicates"] != 7 || c["too_old_dropped"] != 3 {
+		t.Fatalf("/status counters %v", c)
+	}
+	m.Prune(Names{})
+	if _, ok := value(t, reg, "sidelog_output_events_total", map[string]string{"output": "dd", "kind": "possible_duplicates"}); ok {
+		t.Error("pruned output still reported")
 	}
 }

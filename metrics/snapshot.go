@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/sidelog/sidelog/delivery"
+	"github.com/sidelog/sidelog/output"
 )
 
 // Snapshot is the agent's state as /status shows it (JSON). It holds
@@ -42,6 +43,9 @@ type OutputSnapshot struct {
 	// the key (index, topic; absent for the whole output), the reason, the
 	// destination's message and since when.
 	Blocked []delivery.Block `json:"blocked,omitempty"`
+	// Counters are the output's own counters (output.Counter), e.g.
+	// possible_duplicates.
+	Counters map[string]int64 `json:"counters,omitempty"`
 }
 
 // Snapshot returns the state of every input and output, for /status.
@@ -73,6 +77,10 @@ func (m *Metrics) Snapshot() Snapshot {
 		}
 	}
 	blocks := m.blocks
+	ocounts := make(map[string]func() []output.Count, len(m.ocounts))
+	for k, v := range m.ocounts {
+		ocounts[k] = v
+	}
 	m.mu.RUnlock()
 
 	for name, im := range inputs {
@@ -106,6 +114,14 @@ func (m *Metrics) Snapshot() Snapshot {
 			os.BufferedRecords, os.BufferedBytes, oldest, os.BufferStalled = f()
 			if !oldest.IsZero() {
 				os.OldestUnackedSeconds = max(now.Sub(oldest).Seconds(), 0)
+			}
+		}
+		if f, ok := ocounts[name]; ok {
+			for _, c := range f() {
+				if os.Counters == nil {
+					os.Counters = map[string]int64{}
+				}
+				os.Counters[c.Name] = c.Value
 			}
 		}
 		s.Outputs[name] = os

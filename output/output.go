@@ -32,3 +32,21 @@ type Output interface {
 type DefaultBufferer interface {
 	DefaultBuffer() string
 }
+
+// Count is one of an output's own counters (see Counter).
+type Count struct {
+	// Name is the counter's kind: possible_duplicates, too_old_redated, ...
+	Name  string
+	Value int64
+	// Dropped marks records given up on purpose (a `drop` policy): they are
+	// also counted in sidelog_dropped_records_total with Name as the reason.
+	Dropped bool
+}
+
+// Counter is implemented by outputs that count what the engine cannot see
+// (requests whose outcome was unknown, records re-dated or dropped by a
+// policy). The engine exports them as sidelog_output_events_total{output,
+// kind} and in /status (outputs.<name>.counters). Counts only grow.
+type Counter interface {
+	Counts() []Count
+}

@@ -30,6 +30,23 @@ type Assembler interface {
 	Deadline() (time.Time, bool)
 }
 
+// Expirer is implemented by assemblers that hold several groups with
+// deadlines of their own (partials per stream, multiline per stream):
+// Expire appends only the groups whose deadline is at or before now and
+// keeps the others. An input calls it, when the Deadline passed, instead of
+// Flush.
+type Expirer interface {
+	Expire(now time.Time, out []*event.Event) []*event.Event
+}
+
+// LossCounter is implemented by assemblers that can give bytes up: a group
+// cut at max_line_bytes keeps its first bytes, and the pieces past the cut
+// are dropped (their acknowledgements go on with the joined event).
+// TakeLost returns the bytes given up since the last call.
+type LossCounter interface {
+	TakeLost() int64
+}
+
 // Config is the parsing part of an input's configuration.
 type Config struct {
 	Parser      string           `yaml:"parser"`
@@ -44,13 +61,35 @@ type Config struct {
 	// Europe/Paris, or Local. Default UTC.
 	Timezone string            `yaml:"timezone"`
 	Fields   map[string]string `yaml:"fields"`
+	// FlushTimeout (parser: cri or docker) is how long pending partial
+	// pieces of a stream wait for their final piece before they are
+	// emitted as one record: the last partial line of a container that
+	// exited (often its crash message) has no final piece. Default
+	// DefaultFlushTimeout.
+	FlushTimeout time.Duration `yaml:"flush_timeout"`
+	// PathKey and OffsetKey, when set, add the file's path and the byte
+	// offset just past the record's last line to every record, under
+	// these top-level keys.
+	PathKey   string `yaml:"path_key"`
+	OffsetKey string `yaml:"offset_key"`
 }
+
+// DefaultFlushTimeout is flush_timeout when unset.
+const DefaultFlushTimeout = 5 * time.Second
 
 // MultilineConfig groups lines into one event.
 type MultilineConfig struct {
 	Preset  string        `yaml:"preset"`
 	Start   string        `yaml:"start"`
 	Timeout time.Duration `yaml:"timeout"`
+	// MaxLines ends a group at this many lines: it is emitted as one
+	// record and the next line starts a new group (nothing is lost).
+	// Default 2000.
+	MaxLines int `yaml:"max_lines"`
+	// MaxAge ends a group this long after its first line, even while
+	// lines keep joining it (a group that never ends would hold the
+	// file's checkpoint back). Default 30s, or 10 × timeout when longer.
+	MaxAge time.Duration `yaml:"max_age"`
 }
 
 // KeySelector is implemented by parsers that can fill Fields with only some

@@ -41,6 +41,8 @@ type Options struct {
 	ExitOnEOF  bool
 	InstanceID string
 	Hostname   string
+	// Version is the agent's version, for outputs that name the agent.
+	Version string
 	// NewBuffer opens an output's buffer; nil: memory buffers.
 	NewBuffer func(o *config.Output, defaultType string) (buffer.Buffer, error)
 	// DeadLetter receives permanently failed records; may be nil.
@@ -189,7 +191,7 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 		plug, _ := reg.Output(oc.Type)
 		o, err := plug.New(oc.Plugin, plugins.OutputEnv{
 			Name: oc.Name, DataDir: cfg.DataDir, InstanceID: opts.InstanceID,
-			Hostname: opts.Hostname, Logger: opts.Logger.With("output", oc.Name),
+			Hostname: opts.Hostname, Version: opts.Version, Logger: opts.Logger.With("output", oc.Name),
 		})
 		if err != nil {
 			errs = append(errs, cfg.EntryError("outputs", i, err))
@@ -285,6 +287,9 @@ func (p *Pipeline) openBuffers() error {
 			dl = o.m.WrapDeadLetter(p.opts.DeadLetter(oc))
 		}
 		p.opts.Metrics.RegisterBuffer(o.name, o.buf.Stats)
+		if c, ok := o.out.(output.Counter); ok {
+			p.opts.Metrics.RegisterOutputCounters(o.name, c.Counts)
+		}
 		o.runner = &delivery.Runner{
 			Name: o.name, Out: o.m.Wrap(o.out), Buf: o.buf, Batch: oc.Batch, Retry: oc.Retry,
 			DeadLetter: dl, Logger: p.log.With("output", o.name), Blocks: p.opts.Blocks,

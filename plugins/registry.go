@@ -65,6 +65,7 @@ type OutputEnv struct {
 	DataDir    string
 	InstanceID string // stable per data_dir, for document ids
 	Hostname   string
+	Version    string // the agent's version (ECS agent.version)
 	Logger     *slog.Logger
 }
 

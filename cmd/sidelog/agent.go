@@ -84,7 +84,7 @@ func newAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, exitOnEO
 	o := apiOptions(cfg)
 	o.Gatherer = a.reg
 	o.Ready = a.ready.Load
-	o.Status = func() any { return a.metrics.Snapshot() }
+	o.Status = a.status // the metrics snapshot and what outputs report of themselves
 	o.Hub = a.hub
 	o.Logger = log
 	o.Reload = reload
@@ -110,6 +110,7 @@ func (a *agent) options(cfg *config.Config, dd *datadir.Dir, exitOnEOF bool, log
 		Logger:     log,
 		ExitOnEOF:  exitOnEOF,
 		InstanceID: dd.InstanceID,
+		Version:    agentVersion(),
 		Metrics:    a.metrics,
 		Blocks:     a.blocks,
 		Tap:        a.hub,
@@ -177,7 +178,11 @@ func (a *agent) close() {
 }
 
 func tailStats(s tail.Stats) metrics.TailStats {
-	out := metrics.TailStats{OpenFiles: s.OpenFiles, Rotations: int64(s.Rotations), Truncations: int64(s.Truncations)}
+	out := metrics.TailStats{OpenFiles: s.OpenFiles, Rotations: int64(s.Rotations), Truncations: int64(s.Truncations),
+		LostBytes: make(map[string]int64, len(s.Lost)), OpenErrors: int64(s.OpenErrors)}
+	for r, n := range s.Lost {
+		out.LostBytes[r] = int64(n)
+	}
 	for _, f := range s.Files {
 		out.Files = append(out.Files, metrics.FileStats{Path: f.Path, Size: f.Size, Offset: f.Offset})
 	}

@@ -39,14 +39,15 @@ const bufferUsage = `usage:
 
 // dataDirFlags resolves the data directory from -c or --data-dir.
 func dataDirFlags(fs *flag.FlagSet) func() (string, error) {
-	cfgPath := fs.String("c", "", "config file (its data_dir)")
+	var cfgPath configFlag
+	fs.Var(&cfgPath, "c", "config file or directory (its data_dir)")
 	dir := fs.String("data-dir", "", "the data directory")
 	return func() (string, error) {
 		switch {
 		case *dir != "":
 			return *dir, nil
-		case *cfgPath != "":
-			cfg, err := config.Load(*cfgPath, plugins.Default)
+		case len(cfgPath) > 0:
+			cfg, err := config.LoadFiles(cfgPath, plugins.Default)
 			if err != nil {
 				return "", err
 			}
@@ -155,16 +156,17 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("dead-letter replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("c", "", "config file")
+	var cfgPath configFlag
+	fs.Var(&cfgPath, "c", "config file or directory (repeatable)")
 	name := fs.String("output", "", "the output whose dead letters to send again")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
-	if *cfgPath == "" || *name == "" {
+	if len(cfgPath) == 0 || *name == "" {
 		fmt.Fprint(stderr, deadLetterUsage)
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath, plugins.Default)
+	cfg, err := config.LoadFiles(cfgPath, plugins.Default)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -187,7 +189,7 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 	defer p.Close()
 	out, ok := p.Outputs()[*name]
 	if !ok {
-		fmt.Fprintf(stderr, "sidelog dead-letter replay: no output %q in %s\n", *name, *cfgPath)
+		fmt.Fprintf(stderr, "sidelog dead-letter replay: no output %q in %s\n", *name, cfgPath.String())
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -1,13 +1,14 @@
 // Command sidelog is the log-collecting agent.
 //
-//	sidelog run [-c FILE] [--exit-on-eof] [--watch-config]   run the agent (no -c: the embedded quickstart config)
-//	sidelog validate -c FILE                check a config; exit 1 with every error listed
+//	sidelog run [-c FILE|DIR]... [--exit-on-eof] [--watch-config]   run the agent (no -c: the embedded quickstart config)
+//	sidelog validate -c FILE|DIR...         check a config; exit 1 with every error listed
 //	sidelog version                         print the version
 package main
 
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/sidelog/sidelog/config"
@@ -38,12 +40,13 @@ func main() {
 const usage = `usage: sidelog <command> [flags]
 
 commands:
-  run [-c FILE] [--exit-on-eof] [--watch-config]
+  run [-c FILE|DIR]... [--exit-on-eof] [--watch-config]
                                   run the agent (without -c: the embedded quickstart config);
-                                  --watch-config reloads when the config file changes
+                                  -c again, or a directory: files merged in order (docs/configuration.md);
+                                  --watch-config reloads when a config file changes
   reload [--address ADDR|--socket PATH] [--token-file FILE]
                                   reload a running agent's config (POST /-/reload on api.admin)
-  validate -c FILE                check a config file; exit 1 listing every error
+  validate -c FILE|DIR...         check a config; exit 1 listing every error
   test -c FILE TESTS.yaml         run rule tests (docs/testing-rules.md); exit 1 with a diff on mismatch
   tap --input NAME|--output NAME [--when EXPR] [--address ADDR|--socket PATH] [--token-file FILE]
                                   stream the records passing a point of a running agent
@@ -84,9 +87,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 // extraCommands are the commands added by other files of this package.
 var extraCommands = map[string]func(args []string, stdout, stderr io.Writer) int{}
 
+// configFlag is -c: a config file or a directory of them, given once or
+// more (merged in order: config/files.go).
+type configFlag []string
+
+func (c *configFlag) String() string { return strings.Join(*c, ", ") }
+func (c *configFlag) Set(v string) error {
+	if v == "" {
+		return errors.New("empty path")
+	}
+	*c = append(*c, v)
+	return nil
+}
+
 // loadConfig loads the config named by -c, or the embedded default.
-func loadConfig(path string) (*config.Config, bool, error) {
-	if path == "" {
+func loadConfig(paths []string) (*config.Config, bool, error) {
+	if len(paths) == 0 {
 		dir, err := filepath.Abs(filepath.Join("testdata", "quickstart"))
 		if err == nil {
 			_, err = os.Stat(dir)
@@ -98,7 +114,7 @@ func loadConfig(path string) (*config.Config, bool, error) {
 		cfg, err := config.Parse("<embedded default config>", defaultConfig, plugins.Default)
 		return cfg, true, err
 	}
-	cfg, err := config.Load(path, plugins.Default)
+	cfg, err := config.LoadFiles(paths, plugins.Default)
 	return cfg, false, err
 }
 
@@ -119,15 +135,16 @@ func newLevelLogger(w io.Writer, level string) (*slog.Logger, *slog.LevelVar) {
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("c", "", "config file")
+	var cfgPath configFlag
+	fs.Var(&cfgPath, "c", "config file or directory (repeatable: merged in order)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *cfgPath == "" {
+	if len(cfgPath) == 0 {
 		fmt.Fprintln(stderr, "sidelog validate: -c FILE is required")
 		return 2
 	}
-	cfg, _, err := loadConfig(*cfgPath)
+	cfg, _, err := loadConfig(cfgPath)
 	if err == nil {
 		// Build every plugin (nothing starts) so that errors found only
 		// when a plugin is built are reported too.
@@ -141,14 +158,15 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: OK (%d inputs, %d filters, %d outputs)\n", *cfgPath, len(cfg.Inputs), len(cfg.Filters), len(cfg.Outputs))
+	fmt.Fprintf(stdout, "%s: OK (%d inputs, %d filters, %d outputs)\n", cfgPath.String(), len(cfg.Inputs), len(cfg.Filters), len(cfg.Outputs))
 	return 0
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("c", "", "config file (default: the embedded quickstart config)")
+	var cfgPath configFlag
+	fs.Var(&cfgPath, "c", "config file or directory, repeatable: merged in order (default: the embedded quickstart config)")
 	exitOnEOF := fs.Bool("exit-on-eof", false, "read every file to its end, flush every output, exit 0")
 	watch := fs.Bool("watch-config", false, "reload when the config file changes (a mounted ConfigMap's symlink swap included)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file")
@@ -156,7 +174,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, embedded, err := loadConfig(*cfgPath)
+	cfg, embedded, err := loadConfig(cfgPath)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

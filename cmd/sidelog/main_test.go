@@ -292,3 +292,35 @@ outputs:
 		t.Fatalf("buffer still there: %v", err)
 	}
 }
+
+// Issue 20 (config files): -c given twice, or a directory, merges the files;
+// an error names the file it is in.
+func TestValidateSeveralFiles(t *testing.T) {
+	dir := t.TempDir()
+	base, extra := filepath.Join(dir, "base.yaml"), filepath.Join(dir, "conf.d", "out.yaml")
+	writeFile(t, base, `data_dir: `+dir+`/data
+inputs:
+  - {name: app, type: tail, paths: ["`+dir+`/*.log"], parser: json}
+`)
+	writeFile(t, extra, `outputs:
+  - {name: out, type: stdout}
+`)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"validate", "-c", base, "-c", filepath.Dir(extra)}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "OK (1 inputs, 0 filters, 1 outputs)") {
+		t.Errorf("stdout %q", stdout.String())
+	}
+	writeFile(t, extra, `outputs:
+  - {name: out, type: stdout, colour: blue}
+`)
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"validate", "-c", base, "-c", filepath.Dir(extra)}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1: %s", code, stderr.String())
+	}
+	if want := extra + ":2: outputs[0].colour: unknown key"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q lacks %q", stderr.String(), want)
+	}
+}

@@ -111,7 +111,7 @@ func runAgent(ctx context.Context, cfg *config.Config, dd *datadir.Dir, rf runFl
 		} else {
 			watchCtx, stopWatch := context.WithCancel(ctx)
 			defer stopWatch()
-			go watchConfig(watchCtx, cfg.File, log, func() {
+			go watchConfig(watchCtx, cfg.Paths, log, func() {
 				go func() {
 					if err := requestReload(watchCtx, "--watch-config"); err != nil && watchCtx.Err() == nil {
 						log.Debug("reload after a config change refused", "error", err.Error())
@@ -219,7 +219,7 @@ func reload(old *config.Config, dd *datadir.Dir, exitOnEOF bool, log *slog.Logge
 		log.Warn("reload ignored: the embedded config cannot be reloaded", "by", source)
 		return nil, nil, errors.New("the embedded config cannot be reloaded")
 	}
-	cfg, err := config.Load(old.File, plugins.Default)
+	cfg, err := config.LoadFiles(old.Paths, plugins.Default)
 	if err != nil {
 		log.Error("config reload refused, the old config keeps running", "by", source, "error", err.Error())
 		return nil, nil, err

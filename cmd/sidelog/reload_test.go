@@ -337,3 +337,30 @@ outputs:
 		t.Fatal("line 2 went to the old output")
 	}
 }
+
+// Issue 20 (config files): -c DIR with --watch-config: a file added to the
+// directory is a change, and the reloaded config is the merge of every file.
+func TestWatchConfigDirectory(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "conf.d")
+	out1, out2 := filepath.Join(dir, "out1.ndjson"), filepath.Join(dir, "out2.ndjson")
+	writeFile(t, filepath.Join(conf, "10-main.yaml"), `data_dir: `+dir+`/data
+api: {address: ""}
+inputs:
+  - {name: app, type: tail, paths: ["`+dir+`/logs/*.log"], poll_interval: 50ms}
+outputs:
+  - {name: out, type: file, path: `+out1+`, batch: {timeout: 10ms}}
+`)
+	logf := filepath.Join(dir, "logs", "app.log")
+	appendLine(t, logf, `{"n":1}`)
+	p := startAgentProc(t, "-c", conf, "--watch-config")
+	waitFor(t, "line 1 in out1", fileHas(out1, `{"n":1}`))
+
+	writeFile(t, filepath.Join(conf, "20-copy.yaml"), `outputs:
+  - {name: copy, type: file, path: `+out2+`, batch: {timeout: 10ms}}
+`)
+	p.waitLog(t, `"msg":"config reloaded","config":"`+conf+`","by":"--watch-config","inputs":1,"outputs":2`)
+	appendLine(t, logf, `{"n":2}`)
+	waitFor(t, "line 2 in out1", fileHas(out1, `{"n":2}`))
+	waitFor(t, "line 2 in the added file's output", fileHas(out2, `{"n":2}`))
+}

@@ -64,3 +64,10 @@ func versionLine() string {
 	ver, rev, when := buildInfo()
 	return fmt.Sprintf("sidelog %s (commit %s, built %s, %s %s/%s)", ver, rev, when, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
+
+// agentVersion is the version alone (outputs that name the agent: ECS
+// agent.version).
+func agentVersion() string {
+	ver, _, _ := buildInfo()
+	return ver
+}

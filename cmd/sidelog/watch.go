@@ -3,12 +3,16 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/sidelog/sidelog/config"
 )
 
 // watchPoll is how often --watch-config also re-reads the config file, in
@@ -24,14 +28,26 @@ const watchPoll = 2 * time.Second
 // and compares a hash of its content, so an atomic swap, an editor's
 // rename and an in-place write are all seen once, and a touch without a
 // change is not a reload.
-func watchConfig(ctx context.Context, path string, log *slog.Logger, changed func()) {
-	last, _ := fileHash(path)
+//
+// paths are -c's arguments: a directory is watched itself (its files are
+// the config), a file through its directory.
+func watchConfig(ctx context.Context, paths []string, log *slog.Logger, changed func()) {
+	last, _ := fileHash(paths)
 	w, err := fsnotify.NewWatcher()
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	if err == nil {
 		defer w.Close()
-		if err = w.Add(filepath.Dir(path)); err == nil {
+		for _, p := range paths {
+			dir := filepath.Dir(p)
+			if st, serr := os.Stat(p); serr == nil && st.IsDir() {
+				dir = p
+			}
+			if err = w.Add(dir); err != nil {
+				break
+			}
+		}
+		if err == nil {
 			events, errs = w.Events, w.Errors
 		}
 	}
@@ -65,23 +81,36 @@ func watchConfig(ctx context.Context, path string, log *slog.Logger, changed fun
 			settle = nil
 		case <-tick.C:
 		}
-		h, err := fileHash(path)
+		h, err := fileHash(paths)
 		if err != nil {
 			// Mid-swap, or removed: keep the old config, look again later.
 			continue
 		}
 		if h != last {
 			last = h
-			log.Info("config file changed: reloading", "config", path)
+			log.Info("config file changed: reloading", "config", strings.Join(paths, ", "))
 			changed()
 		}
 	}
 }
 
-func fileHash(path string) ([32]byte, error) {
-	b, err := os.ReadFile(path)
+// fileHash hashes the names and contents of the config's files, so a file
+// added to or removed from a config directory is a change too.
+func fileHash(paths []string) ([32]byte, error) {
+	files, err := config.Files(paths)
 	if err != nil {
 		return [32]byte{}, err
 	}
-	return sha256.Sum256(b), nil
+	h := sha256.New()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return [32]byte{}, err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", f, len(b))
+		h.Write(b)
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum, nil
 }

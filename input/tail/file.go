@@ -55,13 +55,27 @@ type file struct {
 	skipping bool // inside a line already cut at max_line_bytes
 	asm      parser.Assembler
 
-	size      int64     // last size seen by stat
+	size int64 // last size seen by stat
+	// genMax is the largest size seen in this generation before any
+	// truncation showed: a truncation loses the bytes from the read
+	// position up to it.
+	genMax    int64
+	readErrAt time.Time // a read failed (EIO, ESTALE) and is retried since
 	mtime     time.Time // last modification time seen by stat
 	seen      time.Time // last time a path matched it
 	seenScan  uint64    // scan number when a path matched it
 	pathScan  uint64    // scan number when f.path itself matched it
 	altPath   string    // another matching path seen in this scan
 	rotatedAt time.Time // no path matches it any more (renamed away)
+	// eofAt: the reader reached the end of a file renamed away (rotatedAt
+	// set); rotate_wait counts from it, cleared when a read finds more.
+	eofAt    time.Time
+	lastData time.Time // the last read that found bytes
+	opened   time.Time // when this descriptor was opened
+	// inactive: closed by sidelog while a path still matched it (idle for
+	// close_inactive, or to make room under max_open_files, or skipped by
+	// ignore_older): reopened by identity when a scan finds it changed.
+	inactive  bool
 	deletedAt time.Time // its link count dropped to zero
 	truncated bool      // truncation seen: the reader starts a new generation
 
@@ -111,6 +125,11 @@ func (f *file) setFD(fd *os.File) error {
 // nothing. n < len(b) means the end of the file. Call with mu held and fd
 // open.
 func (f *file) pread(b []byte, off int64) (int, error) {
+	if readFault != nil {
+		if err := readFault(f.path, off); err != nil {
+			return 0, &os.PathError{Op: "pread", Path: f.path, Err: err}
+		}
+	}
 	for {
 		n, err := syscall.Pread(f.sysfd, b, off)
 		if err == syscall.EINTR {
@@ -125,6 +144,10 @@ func (f *file) pread(b []byte, off int64) (int, error) {
 		return n, nil
 	}
 }
+
+// readFault, when set (tests, before a tailer runs), makes the reads of a
+// file fail with the error it returns.
+var readFault func(path string, off int64) error
 
 // extendPrefix learns the first bytes of a short file from data, the bytes
 // just read, which start at file offset base: when they continue the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sidelog/sidelog/event"
 	ilines "github.com/sidelog/sidelog/input/lines"
+	"github.com/sidelog/sidelog/parser"
 )
 
 // maxPending is how many events of small reads the reader gathers into
@@ -180,7 +181,14 @@ func (t *Tailer) flushDue(now time.Time) error {
 		f.mu.Lock()
 		var out []*event.Event
 		if f.asm != nil {
-			out = f.asm.Flush(nil)
+			// only what is due: a composite assembler holds groups with
+			// deadlines of their own (partials per stream, multiline)
+			if e, ok := f.asm.(parser.Expirer); ok {
+				out = e.Expire(now, nil)
+			} else {
+				out = f.asm.Flush(nil)
+			}
+			t.asmLost(f)
 			t.noteDeadline(f)
 		}
 		f.mu.Unlock()
@@ -271,10 +279,14 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 	copy(buf[winBytes:], f.partial)
 	n, err := f.pread(buf[s-w:], f.offset-int64(w))
 	if err != nil {
-		t.log.Warn("tail: read failed", "path", f.path, "error", err)
+		return t.readFailed(f, err, now), false
+	}
+	if !f.readErrAt.IsZero() {
+		t.log.Info("tail: reads work again", "path", f.path, "failing_for", now.Sub(f.readErrAt).Round(time.Millisecond))
+		f.readErrAt = time.Time{}
 	}
 	if w > 0 {
-		if err == nil && (n < w || !bytes.Equal(buf[s-w:s], f.win[:w])) {
+		if n < w || !bytes.Equal(buf[s-w:s], f.win[:w]) {
 			f.truncated = true // the next call starts a new generation
 			return nil, true
 		}
@@ -285,6 +297,8 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 	if n == 0 {
 		return t.atEOF(f, now), false
 	}
+	f.eofAt = time.Time{} // more was written: rotate_wait starts again at the end
+	f.lastData = now
 	// the window for the next read: the last bytes now consumed
 	end := s + n
 	f.winN = copy(f.win[:], buf[max(min(s-w, winBytes), end-winBytes):end])
@@ -316,6 +330,38 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 	return batch, n == want && target < 0 || target >= 0 && f.offset < target
 }
 
+// readFailed handles a failed read (EIO, ESTALE): not the end of the file.
+// The read is tried again at each scan for max_read_error_hold; then the
+// bytes from the read position to the file's size are given up (counted as
+// lost), the held partial line is emitted as it is, and reading goes on
+// after them. Call with f.mu held.
+func (t *Tailer) readFailed(f *file, err error, now time.Time) []*event.Event {
+	if f.readErrAt.IsZero() {
+		f.readErrAt = now
+		t.log.Warn("tail: read failed; retried at each scan for max_read_error_hold", "path", f.path,
+			"offset", f.offset, "error", err, "max_read_error_hold", t.cfg.MaxReadErrorHold)
+	}
+	t.stats.readErrors.Add(1)
+	if now.Sub(f.readErrAt) < t.cfg.MaxReadErrorHold {
+		return nil
+	}
+	size := f.size
+	if st, serr := f.fd.Stat(); serr == nil {
+		size = st.Size()
+	}
+	out := t.sealPartial(f, now, nil)
+	if size > f.offset {
+		t.lose(f.path, lossReadError, size-f.offset, "offset", f.offset, "error", err,
+			"failing_for", now.Sub(f.readErrAt).Round(time.Millisecond))
+		f.offset, f.lineStart = size, size
+		f.offsetA.Store(size)
+		f.winN = 0 // the bytes before the new offset were not read
+		f.tr.addDone(size)
+	}
+	f.readErrAt = time.Time{}
+	return out
+}
+
 // winBytes is how many bytes before its offset each read of a file reads
 // again and compares with what it consumed there.
 const winBytes = 32
@@ -342,6 +388,7 @@ func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Even
 	}
 	lines := make([]*event.Event, 0, n)
 	gen := f.tr.gen
+	var cut int64 // bytes past max_line_bytes given up
 	s := 0
 	for {
 		i := bytes.IndexByte(data[s:], '\n')
@@ -354,6 +401,7 @@ func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Even
 		if f.skipping { // the rest of a line already cut
 			f.skipping = false
 			f.lineStart = base + int64(s)
+			cut += int64(len(line))
 			continue
 		}
 		f.lineStart = base + int64(s)
@@ -364,7 +412,9 @@ func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Even
 		ev := &slab[len(lines)]
 		off := base + int64(s)
 		if len(line) > maxLine {
+			n := len(line)
 			line = ilines.Cut(line, maxLine) // never inside a UTF-8 character
+			cut += int64(n - len(line))
 			ev.Flags = event.Truncated
 			off = start + int64(maxLine)
 		}
@@ -378,10 +428,12 @@ func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Even
 	rest := data[s:]
 	switch {
 	case f.skipping:
+		cut += int64(len(rest))
 		f.partial = f.partial[:0]
 	case len(rest) >= maxLine:
 		ev := &slab[len(lines)]
 		ev.Raw = ilines.Cut(rest, maxLine)
+		cut += int64(len(rest) - len(ev.Raw))
 		ev.Flags = event.Truncated
 		ev.Input, ev.Path, ev.Time = t.name, f.path, now
 		ev.Pos = event.Position{FileID: f.id, Generation: gen, Offset: f.lineStart + int64(maxLine)}
@@ -392,6 +444,7 @@ func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Even
 		f.partial = append(f.partial[:0], rest...)
 	}
 	t.stats.linesRead.Add(uint64(len(lines)))
+	t.lose(f.path, lossLineCut, cut)
 	out, ack := t.seal(f, lines, f.lineStart)
 	// The held partial line was copied out of data, so only the events
 	// reference the chunk and the slab: those that come back through
@@ -436,7 +489,18 @@ func (t *Tailer) seal(f *file, lines []*event.Event, end int64) ([]*event.Event,
 	for _, ev := range lines {
 		out = f.asm.Push(ev, out)
 	}
+	t.asmLost(f)
 	return out, ack
+}
+
+// asmFlush appends everything f's assembler holds. Call with f.mu held.
+func (t *Tailer) asmFlush(f *file, out []*event.Event) []*event.Event {
+	if f.asm == nil {
+		return out
+	}
+	out = f.asm.Flush(out)
+	t.asmLost(f)
+	return out
 }
 
 // sealPartial emits the held unterminated line as it is (the file was

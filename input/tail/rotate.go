@@ -9,21 +9,40 @@ import (
 	"github.com/sidelog/sidelog/event"
 )
 
-// atEOF runs when a read returns nothing: a file renamed away (after
-// rotate_wait) or deleted is finished and closed. Call with f.mu held.
+// atEOF runs when a read returns nothing: a file renamed away (rotate_wait
+// after its end was first read: a reader held back by a blocked output may
+// reach it long after the rename) or deleted is finished and closed. Call
+// with f.mu held.
 func (t *Tailer) atEOF(f *file, now time.Time) []*event.Event {
 	deleted := !f.deletedAt.IsZero()
-	rotated := !f.rotatedAt.IsZero() && now.Sub(f.rotatedAt) >= t.cfg.RotateWait
+	if !f.rotatedAt.IsZero() && f.eofAt.IsZero() {
+		f.eofAt = now // rotate_wait starts when the end is read, not at the rename
+	}
+	rotated := !f.rotatedAt.IsZero() && now.Sub(f.eofAt) >= t.cfg.RotateWait
 	if !deleted && !rotated {
 		return nil
 	}
-	out := t.sealPartial(f, now, nil)
-	if f.asm != nil {
-		out = f.asm.Flush(out)
-		delete(t.deadlines, f)
-	}
+	out := t.asmFlush(f, t.sealPartial(f, now, nil))
+	delete(t.deadlines, f)
 	t.closeLocked(f)
 	return out
+}
+
+// dropHeld gives up the lines f's assembler holds (a file released
+// unread): their acknowledgements are released, so that the tracker drains
+// and a stop does not wait for them. It returns their bytes (newlines
+// included). Call with f.mu held.
+func (t *Tailer) dropHeld(f *file) int64 {
+	if f.asm == nil {
+		return 0
+	}
+	var n int64
+	for _, ev := range f.asm.Flush(nil) {
+		n += int64(len(ev.Raw)) + 1
+		ev.Done()
+	}
+	t.asmLost(f)
+	return n
 }
 
 // closeLocked closes f and forgets its paths; the identity stays known for
@@ -34,6 +53,7 @@ func (t *Tailer) closeLocked(f *file) {
 	}
 	f.fd.Close()
 	f.fd = nil
+	t.nOpen.Add(-1)
 	f.asm = nil
 	f.partial = nil
 	t.mu.Lock()
@@ -50,10 +70,13 @@ func (t *Tailer) closeLocked(f *file) {
 // newGeneration handles a truncation: what was held is emitted, and reading
 // starts again at offset 0 under the next generation. Call with f.mu held.
 func (t *Tailer) newGeneration(f *file, now time.Time) []*event.Event {
-	out := t.sealPartial(f, now, nil)
-	if f.asm != nil {
-		out = f.asm.Flush(out)
+	out := t.asmFlush(f, t.sealPartial(f, now, nil))
+	if lost := f.genMax - f.offset; lost > 0 {
+		// truncated while the reader was behind: never read
+		t.lose(f.path, lossTruncated, lost, "offset", f.offset, "size_before", f.genMax, "generation", f.tr.gen)
 	}
+	f.genMax = 0
+	f.readErrAt = time.Time{}
 	f.truncated = false
 	f.mFP, f.mLen, f.vhLen = 0, 0, 0 // learnt again from the new content
 	f.tr = newTracker(f.tr.gen+1, 0, &t.dirty)
@@ -77,12 +100,19 @@ func (t *Tailer) sweep(now time.Time) {
 	}
 	t.mu.Unlock()
 	var forget []key
+	var gone []*file
 	for _, f := range all {
 		f.mu.Lock()
 		if f.fd == nil {
 			_, out := f.tr.state()
 			if out == 0 && now.Sub(f.seen) > t.cfg.ForgetAfter {
 				forget = append(forget, f.key)
+			}
+			if f.inactive && f.seenScan != t.scanN {
+				// closed as idle, and no path matches it any more
+				// (renamed away): looked for by identity, once
+				f.inactive = false
+				gone = append(gone, f)
 			}
 			f.mu.Unlock()
 			continue
@@ -94,6 +124,7 @@ func (t *Tailer) sweep(now time.Time) {
 			if f.pathScan != t.scanN && f.altPath != "" { // renamed, still matched
 				t.renamed(f, f.altPath)
 			}
+			t.closeInactive(f, now)
 			f.mu.Unlock()
 			continue
 		}
@@ -118,17 +149,17 @@ func (t *Tailer) sweep(now time.Time) {
 		t.checkSize(f, st.Size(), st.ModTime())
 		switch {
 		case !f.deletedAt.IsZero() && now.Sub(f.deletedAt) > t.cfg.MaxDeletedHold:
-			lost := f.size - f.lineStart
-			if lost > 0 {
-				t.stats.lostBytes.Add(uint64(lost))
-			}
-			t.log.Error("tail: deleted file held past max_deleted_hold released; its unread bytes are lost",
-				"path", f.path, "lost_bytes", lost, "held", now.Sub(f.deletedAt).Round(time.Second))
+			held := t.dropHeld(f)
+			t.lose(f.path, lossDeleted, f.size-f.lineStart+held,
+				"detail", "held past max_deleted_hold", "held", now.Sub(f.deletedAt).Round(time.Second))
 			t.closeLocked(f)
-		case !f.deletedAt.IsZero(), !f.rotatedAt.IsZero() && now.Sub(f.rotatedAt) >= t.cfg.RotateWait:
-			t.enqueue(f) // the reader finishes and closes it at EOF
+		case !f.deletedAt.IsZero(), !f.rotatedAt.IsZero() && (f.eofAt.IsZero() || now.Sub(f.eofAt) >= t.cfg.RotateWait):
+			t.enqueue(f) // the reader reads it to its end, and closes it rotate_wait after
 		}
 		f.mu.Unlock()
+	}
+	if len(gone) > 0 {
+		t.lookForInactive(gone, now)
 	}
 	if len(forget) > 0 {
 		t.mu.Lock()

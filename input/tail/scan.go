@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -126,6 +127,13 @@ func (t *Tailer) visit(p string, st os.FileInfo, now time.Time) {
 			f.mu.Unlock()
 			return
 		}
+		// known and closed: a path matches it
+		f.seen, f.seenScan = now, t.scanN
+		if f.unchanged(st) { // closed as inactive, nothing new: stays closed
+			f.pathScan = t.scanN
+			f.mu.Unlock()
+			return
+		}
 		f.mu.Unlock()
 	}
 	t.open(p, now)
@@ -144,7 +152,7 @@ func (t *Tailer) refresh(f *file, p string, st os.FileInfo, now time.Time) {
 		f.altPath = p
 	}
 	if !f.rotatedAt.IsZero() {
-		f.rotatedAt = time.Time{} // back under a matched path
+		f.rotatedAt, f.eofAt = time.Time{}, time.Time{} // back under a matched path
 	}
 	ev := f.wev.Load()
 	if size := st.Size(); size > f.size && size > f.offset && ev == f.wevSeen && !f.queued.Load() &&
@@ -182,6 +190,8 @@ func (t *Tailer) checkSize(f *file, size int64, mtime time.Time) {
 	}
 	if f.truncated {
 		t.changed = true
+	} else if size > f.genMax {
+		f.genMax = size
 	}
 	if f.truncated || size > f.offset {
 		t.enqueue(f)
@@ -190,8 +200,19 @@ func (t *Tailer) checkSize(f *file, size int64, mtime time.Time) {
 
 // open opens a newly matched path and decides where to start reading.
 func (t *Tailer) open(p string, now time.Time) {
-	fd, err := openNoAtime(p)
+	if !t.room() { // max_open_files: every open file busy, next scan
+		if t.deferred == nil {
+			t.deferred = map[string]struct{}{}
+		}
+		t.deferred[p] = struct{}{}
+		return
+	}
+	fd, err := t.openFile(p)
 	if err != nil {
+		// gone between the glob and the open: not a failure
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.openFailed(p, err, now)
+		}
 		return
 	}
 	st, err := fd.Stat()
@@ -224,6 +245,14 @@ func (t *Tailer) open(p string, now time.Time) {
 		f.asm = t.newAsm()
 	}
 	head := f.readHead(t.headBuf, size)
+	if old == nil {
+		old = t.movedDevice(p, k, head)
+	}
+	if old == nil && t.cfg.IgnoreOlder > 0 && now.Sub(st.ModTime()) > t.cfg.IgnoreOlder {
+		t.ignoreOld(f, head, st, now)
+		fd.Close()
+		return
+	}
 	resumed := false
 	if old != nil {
 		old.mu.Lock()
@@ -256,6 +285,11 @@ func (t *Tailer) open(p string, now time.Time) {
 		}
 	}
 	f.checkPrefix(head)
+	if !f.truncated {
+		f.genMax = size
+	} else if old != nil {
+		f.genMax = old.size // truncated while we were away: its size then
+	}
 	f.size, f.mtime = size, st.ModTime()
 	f.sizeA.Store(size)
 	f.offsetA.Store(f.offset)
@@ -266,7 +300,9 @@ func (t *Tailer) open(p string, now time.Time) {
 	}
 	needRead := f.truncated || size > f.offset
 	t.changed = true
-	if !t.initial && now.Sub(changeTime(st, p)) > t.missGrace && t.watching() {
+	_, wasDeferred := t.deferred[p]
+	delete(t.deferred, p)
+	if old == nil && !wasDeferred && !t.initial && now.Sub(changeTime(st, p)) > t.missGrace && t.watching() {
 		// an old file found by a rescan, not announced by an event
 		t.missed(p, "create", now)
 	}
@@ -281,8 +317,67 @@ func (t *Tailer) open(p string, now time.Time) {
 	t.mu.Unlock()
 	t.dirty.Store(true)
 	t.stats.opened.Add(1)
+	if n := t.nOpen.Add(1); n > t.peakOpen.Load() {
+		t.peakOpen.Store(n) // scanner only
+	}
+	f.opened = now
 	if needRead {
 		t.enqueue(f)
+	}
+}
+
+// movedDevice finds the remembered (closed) file that the new file at p
+// with key k and first bytes head is, when its device number changed (a
+// remount, a volume attached again): a closed entry for the same path on
+// another device whose first bytes match. The device number no longer
+// says anything then, so the fingerprint alone decides (the inode is not
+// required either). The entry takes the new key; its FileID (the positions
+// already emitted) stays. Nil when there is none.
+func (t *Tailer) movedDevice(p string, k key, head []byte) *file {
+	// candidates under t.mu, checked under each f.mu after it is released
+	// (the reader takes t.mu with f.mu held, in closeLocked)
+	var cands []*file
+	t.mu.Lock()
+	for ck, c := range t.files {
+		if ck.dev != k.dev {
+			cands = append(cands, c)
+		}
+	}
+	t.mu.Unlock()
+	for _, c := range cands {
+		c.mu.Lock()
+		same := c.fd == nil && (c.path == p || c.target == p) && c.mLen > 0 &&
+			len(head) >= c.mLen && fingerprint(head[:c.mLen]) == c.mFP
+		c.mu.Unlock()
+		if !same {
+			continue
+		}
+		t.mu.Lock()
+		ck := c.key // only the scanner changes keys
+		if t.files[ck] == c {
+			delete(t.files, ck)
+		}
+		t.files[k] = c
+		t.mu.Unlock()
+		c.mu.Lock()
+		c.key = k
+		c.mu.Unlock()
+		t.dirty.Store(true)
+		t.log.Info("tail: a known file on a new device (remount): resumed by its fingerprint",
+			"path", p, "old_dev", ck.dev, "dev", k.dev)
+		return c
+	}
+	return nil
+}
+
+// openFailed counts and logs a failed open of a matched file (EACCES,
+// EMFILE, ENFILE...): it is tried again at the next scan. The warning is
+// rate-limited per path like the loss warnings.
+func (t *Tailer) openFailed(p string, err error, now time.Time) {
+	t.stats.openErrors.Add(1)
+	if ok, _, n := t.openWarn.due(warnKey{path: p}, 0, now); ok {
+		t.log.Warn("tail: cannot open a matched file; it is tried again at the next scan",
+			"path", p, "error", err, "failures", n)
 	}
 }
 

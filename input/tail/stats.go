@@ -10,7 +10,12 @@ type counters struct {
 	linesRead        atomic.Uint64
 	rotations        atomic.Uint64
 	truncations      atomic.Uint64
-	lostBytes        atomic.Uint64
+	lost             [nLoss]atomic.Uint64 // bytes given up, by reason
+	openErrors       atomic.Uint64
+	readErrors       atomic.Uint64
+	idleClosed       atomic.Uint64
+	deferred         atomic.Uint64
+	ignored          atomic.Uint64
 	opened           atomic.Uint64
 	closed           atomic.Uint64
 	checkpoints      atomic.Uint64
@@ -28,9 +33,16 @@ type Stats struct {
 
 	BytesRead        uint64
 	LinesRead        uint64
-	Rotations        uint64 // renames and deletions noticed
-	Truncations      uint64 // new generations (copytruncate, truncate)
-	LostBytes        uint64 // unread bytes of deleted files released after max_deleted_hold
+	Rotations        uint64            // renames and deletions noticed
+	Truncations      uint64            // new generations (copytruncate, truncate)
+	LostBytes        uint64            // bytes given up, every reason
+	Lost             map[string]uint64 // bytes given up by reason (LossReasons)
+	OpenErrors       uint64            // failed opens of matched files (retried at the next scan)
+	ReadErrors       uint64            // failed reads (retried for max_read_error_hold)
+	IdleClosed       uint64            // files closed as idle (close_inactive, max_open_files)
+	DeferredOpens    uint64            // opens put off by max_open_files (every open file busy)
+	IgnoredOld       uint64            // files skipped by ignore_older
+	PeakOpenFiles    int               // the most log files held open at once
 	FilesOpened      uint64
 	FilesClosed      uint64
 	Checkpoints      uint64 // checkpoint files written
@@ -65,7 +77,13 @@ func (t *Tailer) Stats() Stats {
 		LinesRead:        t.stats.linesRead.Load(),
 		Rotations:        t.stats.rotations.Load(),
 		Truncations:      t.stats.truncations.Load(),
-		LostBytes:        t.stats.lostBytes.Load(),
+		Lost:             make(map[string]uint64, nLoss),
+		OpenErrors:       t.stats.openErrors.Load(),
+		ReadErrors:       t.stats.readErrors.Load(),
+		IdleClosed:       t.stats.idleClosed.Load(),
+		DeferredOpens:    t.stats.deferred.Load(),
+		IgnoredOld:       t.stats.ignored.Load(),
+		PeakOpenFiles:    int(t.peakOpen.Load()),
 		FilesOpened:      t.stats.opened.Load(),
 		FilesClosed:      t.stats.closed.Load(),
 		Checkpoints:      t.stats.checkpoints.Load(),
@@ -73,6 +91,11 @@ func (t *Tailer) Stats() Stats {
 		Scans:            t.stats.scans.Load(),
 		MissedEvents:     t.stats.missedEvents.Load(),
 		InFlightBatches:  t.inflight.Load(),
+	}
+	for i, r := range LossReasons {
+		n := t.stats.lost[i].Load()
+		s.Lost[r] = n
+		s.LostBytes += n
 	}
 	t.mu.Lock()
 	all := make([]*file, 0, len(t.files))

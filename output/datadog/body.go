@@ -86,7 +86,8 @@ func appendJSONString(dst []byte, s string) []byte {
 }
 
 // appendEntry appends the JSON object of one entry: ent.size bytes. The
-// keys are in the order encoding/json writes a map's (sorted).
+// keys are in the order encoding/json writes a map's (sorted), then the
+// attributes of message_key.
 func appendEntry(dst []byte, ent *entry) []byte {
 	dst = append(dst, '{')
 	if ent.source != "" {
@@ -94,7 +95,14 @@ func appendEntry(dst []byte, ent *entry) []byte {
 		dst = appendJSONString(dst, ent.source)
 		dst = append(dst, ',')
 	}
-	if ent.tags != "" {
+	switch {
+	case ent.original && ent.tags != "":
+		dst = append(dst, `"ddtags":`...)
+		dst = appendJSONString(dst, ent.tags)
+		dst = append(dst[:len(dst)-1], `,`+redatedTag+`",`...)
+	case ent.original:
+		dst = append(dst, `"ddtags":"`+redatedTag+`",`...)
+	case ent.tags != "":
 		dst = append(dst, `"ddtags":`...)
 		dst = appendJSONString(dst, ent.tags)
 		dst = append(dst, ',')
@@ -123,6 +131,13 @@ func appendEntry(dst []byte, ent *entry) []byte {
 	dst = strconv.AppendInt(dst, ent.timestamp, 10)
 	if ent.flags&flagTruncated != 0 {
 		dst = append(dst, `,"truncated":true`...)
+	}
+	if ent.attrs != "" {
+		// message_key: the record's other fields, after the entry's own
+		// (the keys of the entry without them are sorted, as the client's
+		// encoder writes them).
+		dst = append(dst, ',')
+		dst = append(dst, ent.attrs...)
 	}
 	return append(dst, '}')
 }

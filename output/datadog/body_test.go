@@ -57,7 +57,12 @@ func clientItems(ents []entry) []map[string]any {
 		if ent.source != "" {
 			it["ddsource"] = &ent.source
 		}
-		if ent.tags != "" {
+		switch {
+		case ent.original && ent.tags != "":
+			it["ddtags"] = ent.tags + "," + redatedTag
+		case ent.original:
+			it["ddtags"] = redatedTag
+		case ent.tags != "":
 			it["ddtags"] = &ent.tags
 		}
 		if ent.hostname != "" {

@@ -62,7 +62,40 @@ type Config struct {
 	// AuthErrorBackoff is the wait before retrying after a 401/403 (bad API
 	// key): long, so that a wrong key does not hammer the intake.
 	AuthErrorBackoff time.Duration `yaml:"auth_error_backoff"`
+	// TooOld says what happens to a record older than the intake accepts
+	// (18 hours) when it is sent: dead_letter (the default: the dead-letter
+	// file, reason "older than the intake accepts"), redate (sent with the
+	// current time, its own in original_timestamp and the tag
+	// sidelog_redated:true) or drop (counted, too_old_dropped).
+	TooOld string `yaml:"too_old"`
+	// MessageKey names the top-level field sent as the entry's message; the
+	// record's other fields become the entry's attributes (Fluent Bit's
+	// dd_message_key, Vector's datadog_logs). Empty: the whole record is
+	// sent as JSON in message.
+	MessageKey string `yaml:"message_key"`
+	// TLS configures the connection to the intake (or to an endpoint, a
+	// proxy that terminates TLS).
+	TLS *TLSConfig `yaml:"tls"`
+	// Proxy is an HTTP(S) proxy URL for every request; empty: HTTPS_PROXY,
+	// HTTP_PROXY and NO_PROXY from the environment.
+	Proxy string `yaml:"proxy"`
 }
+
+// TLSConfig is the `tls:` block.
+type TLSConfig struct {
+	// CAFile is a PEM file of certificates to trust besides the system's
+	// (a proxy's or a private endpoint's CA).
+	CAFile string `yaml:"ca_file"`
+	// InsecureSkipVerify turns certificate verification off (tests only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// too_old values.
+const (
+	TooOldDeadLetter = "dead_letter"
+	TooOldRedate     = "redate"
+	TooOldDrop       = "drop"
+)
 
 // DefaultMaxInFlight is the default of max_in_flight.
 const DefaultMaxInFlight = 2
@@ -76,6 +109,7 @@ func DefaultConfig() *Config {
 		RequestTimeout:   30 * time.Second,
 		MaxInFlight:      DefaultMaxInFlight,
 		AuthErrorBackoff: 60 * time.Second,
+		TooOld:           TooOldDeadLetter,
 	}
 }
 
@@ -130,6 +164,24 @@ func (c *Config) Validate() error {
 	}
 	if c.AuthErrorBackoff <= 0 {
 		errs = append(errs, keyErr("auth_error_backoff", "must be positive"))
+	}
+	switch c.TooOld {
+	case TooOldDeadLetter, TooOldRedate, TooOldDrop:
+	default:
+		errs = append(errs, keyErr("too_old", "must be dead_letter, redate or drop, not %q", c.TooOld))
+	}
+	if c.MessageKey != "" && (strings.ContainsAny(c.MessageKey, "{}%?. \t") || strings.TrimSpace(c.MessageKey) == "") {
+		errs = append(errs, keyErr("message_key", "must be a top-level field name, not %q", c.MessageKey))
+	}
+	if c.Proxy != "" {
+		if u, err := url.Parse(c.Proxy); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, keyErr("proxy", "must be an http:// or https:// URL with a host")) // never print it: it may hold a password
+		}
+	}
+	if c.TLS != nil {
+		if _, err := c.TLS.build(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -16,6 +16,7 @@ import (
 	dd "github.com/DataDog/datadog-api-client-go/v2/api/datadog"
 
 	"github.com/sidelog/sidelog/config"
+	"github.com/sidelog/sidelog/delivery"
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/input"
 	"github.com/sidelog/sidelog/output"
@@ -253,16 +254,18 @@ func TestStatusNames(t *testing.T) {
 }
 
 func TestDefaultHostname(t *testing.T) {
+	// A DaemonSet sets NODE_NAME (the node the Datadog Agent reports):
+	// it wins over POD_NAME.
 	t.Setenv("POD_NAME", "pod-a")
 	t.Setenv("NODE_NAME", "node-b")
-	if h := DefaultHostname("engine"); h != "pod-a" {
-		t.Errorf("%q", h)
-	}
-	t.Setenv("POD_NAME", "")
 	if h := DefaultHostname("engine"); h != "node-b" {
 		t.Errorf("%q", h)
 	}
 	t.Setenv("NODE_NAME", "")
+	if h := DefaultHostname("engine"); h != "pod-a" {
+		t.Errorf("%q", h)
+	}
+	t.Setenv("POD_NAME", "")
 	if h := DefaultHostname("engine"); h != "engine" {
 		t.Errorf("%q", h)
 	}
@@ -277,7 +280,7 @@ func TestDefaultHostname(t *testing.T) {
 func TestEntrySizeIsExact(t *testing.T) {
 	srv := ddtest.New(testKey)
 	defer srv.Close()
-	o := newOutput(t, srv, func(c *Config) { c.Service = "{{ svc }}"; c.Tags = []string{"a:<b>"} })
+	o := newOutput(t, srv, func(c *Config) { c.Service = "{{ svc }}"; c.Tags = []string{"a:<b>"}; c.TooOld = TooOldRedate })
 	now := time.Now()
 	evs := []*event.Event{
 		jsonEvent(t, `{"svc":"x\u2028y","level":"info","m":"<&>\t\u0001é"}`, now),
@@ -420,7 +423,7 @@ func TestTruncation(t *testing.T) {
 func TestOldAndFutureEvents(t *testing.T) {
 	srv := ddtest.New(testKey)
 	defer srv.Close()
-	o := newOutput(t, srv, nil)
+	o := newOutput(t, srv, func(c *Config) { c.TooOld = TooOldRedate })
 	now := time.Now()
 	old := now.Add(-20 * time.Hour).Truncate(time.Millisecond)
 	future := now.Add(3 * time.Hour).Truncate(time.Millisecond)
@@ -442,8 +445,13 @@ func TestOldAndFutureEvents(t *testing.T) {
 			t.Errorf("entry %d original_timestamp %q, want %s", i, g.OriginalTimestamp, want)
 		}
 	}
-	if got[2].Timestamp != recent.UnixMilli() || got[2].OriginalTimestamp != "" {
+	if got[2].Timestamp != recent.UnixMilli() || got[2].OriginalTimestamp != "" || got[2].Ddtags != "" {
 		t.Errorf("recent entry %+v", got[2])
+	}
+	for _, g := range got[:2] {
+		if g.Ddtags != "sidelog_redated:true" {
+			t.Errorf("re-dated entry's tags %q, want the redated tag", g.Ddtags)
+		}
 	}
 	if s := o.Stats(); s.RetimedOld != 1 || s.RetimedFuture != 1 {
 		t.Errorf("stats %+v", s)
@@ -478,15 +486,16 @@ func TestAnswers(t *testing.T) {
 		after  time.Duration
 		state  string
 		reason string
+		block  string // the delivery.Blocked reason ("": not blocked)
 	}{
-		{"429 with Retry-After", ddtest.Fault{Status: 429, RetryAfter: "7"}, output.Throttled, 7 * time.Second, StateThrottled, "429"},
-		{"408", ddtest.Fault{Status: 408}, output.Throttled, 0, StateThrottled, "408"},
-		{"500", ddtest.Fault{Status: 500}, output.Retryable, 0, StateError, "500"},
-		{"503 with Retry-After", ddtest.Fault{Status: 503, RetryAfter: "3"}, output.Throttled, 3 * time.Second, StateError, "503"},
-		{"400", ddtest.Fault{Status: 400, Body: `{"errors":["bad payload"]}`}, output.Permanent, 0, StateStarting, "bad payload"},
-		{"403", ddtest.Fault{Status: 403}, output.Throttled, 90 * time.Second, StateAuthError, "403"},
-		{"401", ddtest.Fault{Status: 401}, output.Throttled, 90 * time.Second, StateAuthError, "401"},
-		{"404", ddtest.Fault{Status: 404}, output.Retryable, 0, StateError, "404"},
+		{"429 with Retry-After", ddtest.Fault{Status: 429, RetryAfter: "7"}, output.Throttled, 7 * time.Second, StateThrottled, "429", ""},
+		{"408", ddtest.Fault{Status: 408}, output.Throttled, 0, StateThrottled, "408", ""},
+		{"500", ddtest.Fault{Status: 500}, output.Retryable, 0, StateError, "500", ""},
+		{"503 with Retry-After", ddtest.Fault{Status: 503, RetryAfter: "3"}, output.Throttled, 3 * time.Second, StateError, "503", ""},
+		{"400", ddtest.Fault{Status: 400, Body: `{"errors":["bad payload"]}`}, output.Permanent, 0, StateStarting, "bad payload", ""},
+		{"403", ddtest.Fault{Status: 403}, output.Retryable, 0, StateAuthError, "403: invalid API key", ReasonAuthError},
+		{"401", ddtest.Fault{Status: 401}, output.Retryable, 0, StateAuthError, "401: missing API key", ReasonAuthError},
+		{"404", ddtest.Fault{Status: 404}, output.Retryable, 0, StateError, "404", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -509,6 +518,19 @@ func TestAnswers(t *testing.T) {
 			}
 			if len(srv.Entries()) != 0 {
 				t.Fatal("a refused request was stored")
+			}
+			b, blocked := delivery.AsBlocked(be.Failed[0])
+			if (tc.block != "") != blocked || (blocked && b.Reason != tc.block) {
+				t.Fatalf("blocked %v %+v, want reason %q", blocked, b, tc.block)
+			}
+			if blocked {
+				// No request before auth_error_backoff: the same blocked
+				// error at once.
+				n := len(srv.Requests())
+				if err := o.Write(context.Background(), recs); !errors.Is(err, b) || len(srv.Requests()) != n {
+					t.Fatalf("during the backoff: %v, %d requests (was %d)", err, len(srv.Requests()), n)
+				}
+				o.now = func() time.Time { return time.Now().Add(91 * time.Second) }
 			}
 			// The next attempt goes through.
 			if err := o.Write(context.Background(), recs); err != nil {
@@ -603,13 +625,13 @@ func TestAPIKeyNeverShown(t *testing.T) {
 	// The server echoes the key it got in its answer.
 	srv.Inject(ddtest.Fault{Status: 403, Body: `{"errors":["invalid key ` + testKey + `"]}`})
 	err1 := o.Write(context.Background(), recs)
-	err2 := o.Write(context.Background(), recs) // wrong key: the server's own 403
+	o.now = func() time.Time { return time.Now().Add(2 * time.Minute) } // past auth_error_backoff
+	err2 := o.Write(context.Background(), recs)                         // wrong key: the server's own 403
 	for _, err := range []error{err1, err2} {
-		c, after, _ := classOf(t, err)
-		if c != output.Throttled || after != time.Minute {
-			t.Errorf("class %v after %v", c, after)
-		}
 		be := err.(*output.BatchError)
+		if b, ok := delivery.AsBlocked(be.Failed[0]); !ok || b.Reason != ReasonAuthError {
+			t.Errorf("not blocked on auth_error: %v", err)
+		}
 		if strings.Contains(be.Failed[0].Error(), testKey) {
 			t.Errorf("error shows the key: %v", be.Failed[0])
 		}

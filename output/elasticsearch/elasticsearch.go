@@ -24,6 +24,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/elastic/elastic-transport-go/v8/elastictransport"
@@ -50,11 +51,14 @@ type Output struct {
 	cfg          Config
 	logger       *slog.Logger
 	index        *template.Template
+	idKey        *template.Template // id_key as a template, nil when unset
+	routing      *template.Template // nil when unset
 	stableID     bool
 	idPrefix     sourceid.Prefix
 	actionPrefix []byte
 	actionSuffix []byte
 	keys         []string
+	ecs          *ecsLayout // ecs: true
 
 	client    *elastictransport.Client
 	transport *http.Transport
@@ -65,6 +69,14 @@ type Output struct {
 
 	bufs  sync.Pool // *[]byte request bodies
 	gzips sync.Pool // *gzip.Writer
+
+	// kind is the output's type (elasticsearch, opensearch), for messages;
+	// expect the distribution that type expects ("": either).
+	kind, expect string
+	// info is the start-up probe's result (nil until it succeeded);
+	// probeMu lets one Write probe at a time.
+	info    atomic.Pointer[serverInfo]
+	probeMu chan struct{}
 }
 
 var (
@@ -72,8 +84,16 @@ var (
 	_ output.DefaultBufferer = (*Output)(nil)
 )
 
-// New builds the output from a validated config.
+// New builds the output from a validated config (type elasticsearch: it
+// works with Elasticsearch and OpenSearch alike).
 func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
+	return NewFor(cfg, env, "")
+}
+
+// NewFor builds the output for the distribution expect (Elasticsearch,
+// OpenSearch, or "" for either): the start-up probe warns when the server
+// is another one. Messages name the output's type after it.
+func NewFor(cfg *Config, env plugins.OutputEnv, expect string) (*Output, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -95,6 +115,15 @@ func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
 		gzip:     cfg.Compression == "gzip",
 		maxBytes: int(cfg.MaxRequestBytes),
 		sem:      make(chan struct{}, cfg.MaxInFlight),
+		kind:     "elasticsearch",
+		expect:   expect,
+		probeMu:  make(chan struct{}, 1),
+	}
+	if expect == OpenSearch {
+		o.kind = "opensearch"
+	}
+	if cfg.ECS {
+		o.ecs = newECSLayout(env.InstanceID, env.Hostname, env.Version, cfg.Mode == "data_stream")
 	}
 	if o.stableID && env.InstanceID == "" {
 		logger.Warn("elasticsearch: no instance id: document ids from two agents on hosts with the same name may collide", "output", env.Name)
@@ -111,8 +140,21 @@ func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
 	}
 	o.actionSuffix = append(suffix, "}}\n"...)
 	o.keys = append(append([]string{}, tpl.Keys()...), "@timestamp")
+	if cfg.IDKey != "" {
+		if o.idKey, err = template.Compile("{{ " + cfg.IDKey + " }}"); err != nil {
+			return nil, &plugins.KeyError{Key: "id_key", Err: err}
+		}
+		o.keys = append(o.keys, o.idKey.Keys()...)
+	}
+	if cfg.Routing != "" {
+		if o.routing, err = template.Compile(cfg.Routing); err != nil {
+			return nil, &plugins.KeyError{Key: "routing", Err: err}
+		}
+		o.keys = append(o.keys, o.routing.Keys()...)
+	}
 
-	if cfg.TLS != nil && !strings.HasPrefix(strings.Join(cfg.Endpoints, " "), "https://") && !strings.Contains(strings.Join(cfg.Endpoints, " "), " https://") {
+	endpoints := cfg.endpoints()
+	if cfg.TLS != nil && !strings.HasPrefix(strings.Join(endpoints, " "), "https://") && !strings.Contains(strings.Join(endpoints, " "), " https://") {
 		logger.Warn("elasticsearch: tls is set but no endpoint uses https: requests are not encrypted", "output", env.Name)
 	}
 	if cfg.Mode == "bulk" && looksLikeDataStream(cfg.indexTemplate()) {
@@ -145,18 +187,22 @@ func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
 	// API (858 packages) and refuses any 2xx answer without
 	// X-Elastic-Product after the bulk request was applied, which turns an
 	// OpenSearch or pre-7.14 server into an endless resend loop.
-	urls := make([]*url.URL, 0, len(cfg.Endpoints))
-	for _, e := range cfg.Endpoints {
+	urls := make([]*url.URL, 0, len(endpoints))
+	for _, e := range endpoints {
 		u, err := url.Parse(strings.TrimRight(e, "/"))
 		if err != nil {
 			return nil, fmt.Errorf("elasticsearch: endpoint: %s", o.redact(err.Error()))
 		}
 		urls = append(urls, u)
 	}
+	rt, err := cfg.signingTransport(o.transport) // auth.aws: SigV4 (aws.go)
+	if err != nil {
+		return nil, err
+	}
 	opts := []elastictransport.Option{
 		elastictransport.WithUserAgent(userAgent),
 		elastictransport.WithURLs(urls...),
-		elastictransport.WithTransport(o.transport),
+		elastictransport.WithTransport(rt),
 	}
 	switch {
 	case cfg.APIKey != "":
@@ -166,11 +212,11 @@ func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
 	case cfg.Username != "" || cfg.Password != "":
 		opts = append(opts, elastictransport.WithBasicAuth(cfg.Username, cfg.Password))
 	}
-	if len(cfg.Endpoints) > 1 {
+	if len(endpoints) > 1 {
 		// With several endpoints, a connection error or a 502/503/504 moves
 		// the request to the next node at once (failover); the delivery
 		// loop's backoff handles the rest.
-		opts = append(opts, elastictransport.WithRetry(len(cfg.Endpoints)-1, 502, 503, 504))
+		opts = append(opts, elastictransport.WithRetry(len(endpoints)-1, 502, 503, 504))
 	} else {
 		opts = append(opts, elastictransport.WithDisableRetry())
 	}

@@ -7,11 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"sync"
-	"time"
 
-	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/sidelog/sidelog/output"
@@ -38,7 +35,11 @@ func (o *Output) Write(ctx context.Context, batch [][]byte) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	res := &result{}
+	srv, err := o.ready(ctx)
+	if err != nil {
+		return err
+	}
+	res := &result{srv: srv}
 	var ranges [][2]int
 	lo, size := 0, 0
 	for i, r := range batch {
@@ -76,6 +77,7 @@ func (o *Output) Write(ctx context.Context, batch [][]byte) error {
 
 // result collects per-record failures of one Write.
 type result struct {
+	srv    *serverInfo
 	mu     sync.Mutex
 	failed map[int]error
 	whole  error // the error of the first whole-range failure
@@ -118,7 +120,7 @@ func (r *result) err(n int) error {
 
 // send delivers batch[lo:hi] in one request, splitting on 413.
 func (o *Output) send(ctx context.Context, batch [][]byte, lo, hi int, res *result) {
-	status, items, err := o.bulk(ctx, batch[lo:hi])
+	status, items, err := o.bulk(ctx, batch[lo:hi], res.srv)
 	if err != nil {
 		res.failRange(lo, hi, err)
 		return
@@ -138,7 +140,7 @@ func (o *Output) send(ctx context.Context, batch [][]byte, lo, hi int, res *resu
 		return
 	}
 	for k, it := range items.items {
-		if e := it.classify(); e != nil {
+		if e := it.classify(o.kind, actionIndex(batch[lo+k])); e != nil {
 			res.fail(lo+k, e)
 		}
 	}
@@ -153,7 +155,7 @@ type bulkItems struct {
 // bulk sends recs as one _bulk request. err is set for errors that are not
 // an HTTP answer (connection, timeout); a non-2xx answer sets
 // items.wholeErr.
-func (o *Output) bulk(ctx context.Context, recs [][]byte) (int, bulkItems, error) {
+func (o *Output) bulk(ctx context.Context, recs [][]byte, srv *serverInfo) (int, bulkItems, error) {
 	bp := o.getBuf()
 	defer o.putBuf(bp)
 	body := (*bp)[:0]
@@ -187,15 +189,21 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte) (int, bulkItems, error
 	if o.gzip {
 		hdr["Content-Encoding"] = []string{"gzip"}
 	}
-	resp, err := esapi.BulkRequest{Body: bytes.NewReader(body), Header: hdr}.Do(rctx, o.client)
+	path := "/_bulk"
+	if o.cfg.Mode == "data_stream" && srv.requireDataStream {
+		// A request parameter, not an action-line key: buffered records
+		// stay valid for any server, and only servers that know it get it.
+		path += "?require_data_stream=true"
+	}
+	resp, err := o.perform(rctx, http.MethodPost, path, hdr, body)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, bulkItems{}, ctx.Err()
 		}
 		if rctx.Err() != nil {
-			return 0, bulkItems{}, fmt.Errorf("elasticsearch: bulk request of %d documents timed out after %s", len(recs), o.cfg.Timeout)
+			return 0, bulkItems{}, fmt.Errorf("%s: bulk request of %d documents timed out after %s", o.kind, len(recs), o.cfg.Timeout)
 		}
-		return 0, bulkItems{}, fmt.Errorf("elasticsearch: bulk request: %s", o.redact(err.Error()))
+		return 0, bulkItems{}, fmt.Errorf("%s: bulk request: %s", o.kind, o.redact(err.Error()))
 	}
 	defer resp.Body.Close()
 	rp := o.getBuf()
@@ -207,7 +215,7 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte) (int, bulkItems, error
 		if ctx.Err() != nil {
 			return 0, bulkItems{}, ctx.Err()
 		}
-		return 0, bulkItems{}, fmt.Errorf("elasticsearch: reading the bulk response: %s", o.redact(rerr.Error()))
+		return 0, bulkItems{}, fmt.Errorf("%s: reading the bulk response: %s", o.kind, o.redact(rerr.Error()))
 	}
 	status := resp.StatusCode
 	if status < 200 || status > 299 {
@@ -220,50 +228,6 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte) (int, bulkItems, error
 	return status, bulkItems{items: items}, nil
 }
 
-// requestError classifies a non-2xx answer to a whole request.
-func (o *Output) requestError(status int, h http.Header, body []byte, n int) error {
-	err := fmt.Errorf("elasticsearch: bulk request of %d documents: HTTP %d%s", n, status, o.redact(reasonOf(body)))
-	switch {
-	case status == http.StatusTooManyRequests:
-		return output.ThrottledError(err, retryAfter(h.Get("Retry-After")))
-	default:
-		// 413: the caller splits, permanent at one record. 5xx, and
-		// 400/401/403/404/other 4xx that concern the request (bad
-		// credentials, a proxy's answer): never dead-letter a whole batch
-		// for them; retry until it is fixed.
-		return err
-	}
-}
-
-// reasonOf extracts ": type: reason" from an Elasticsearch error body.
-func reasonOf(body []byte) string {
-	var e struct {
-		Error json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal(body, &e) != nil || len(e.Error) == 0 {
-		if len(body) > 0 && len(body) < 200 && bytes.IndexByte(body, '{') < 0 {
-			return ": " + string(bytes.TrimSpace(body))
-		}
-		return ""
-	}
-	return ": " + errorText(e.Error)
-}
-
-func retryAfter(v string) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
-			return d
-		}
-	}
-	return 0
-}
-
 // bulkItem is one entry of a _bulk response's items.
 type bulkItem struct {
 	op     string
@@ -271,50 +235,6 @@ type bulkItem struct {
 	ID     string          `json:"_id"`
 	Status int             `json:"status"`
 	Error  json.RawMessage `json:"error"`
-}
-
-func (it *bulkItem) classify() error {
-	s := it.Status
-	switch {
-	case s >= 200 && s <= 299:
-		return nil
-	case s == http.StatusConflict && it.op == "create":
-		return nil // already there: delivered earlier
-	}
-	err := fmt.Errorf("elasticsearch: %s into index [%s] refused with status %d: %s", it.op, it.Index, s, errorText(it.Error))
-	switch {
-	case s == http.StatusTooManyRequests:
-		return output.ThrottledError(err, 0)
-	case s >= 500 || s == 0:
-		return err
-	default:
-		return output.PermanentError(err)
-	}
-}
-
-// errorText renders an Elasticsearch error object as "type: reason (caused
-// by: type: reason)".
-func errorText(raw json.RawMessage) string {
-	if len(raw) == 0 {
-		return "no reason given"
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	var e struct {
-		Type     string          `json:"type"`
-		Reason   string          `json:"reason"`
-		CausedBy json.RawMessage `json:"caused_by"`
-	}
-	if json.Unmarshal(raw, &e) != nil {
-		return string(raw)
-	}
-	t := e.Type + ": " + e.Reason
-	if len(e.CausedBy) > 0 && string(e.CausedBy) != "null" {
-		t += " (caused by: " + errorText(e.CausedBy) + ")"
-	}
-	return t
 }
 
 // parseBulkResponse returns the items of a 2xx _bulk answer; nil items and

@@ -130,13 +130,14 @@ func TestItemStatuses(t *testing.T) {
 	if !errors.As(err, &be) {
 		t.Fatalf("want a BatchError, got %v", err)
 	}
-	want := map[int]output.Class{1: output.Throttled, 2: output.Retryable, 3: output.Permanent, 4: output.Permanent}
+	// A 403 security_exception on an item is the index's privileges, not
+	// the document: the index is blocked, never dead-lettered.
+	want := map[int]string{1: "throttled", 2: "retryable", 3: "permanent", 4: "blocked app-svc security_exception"}
 	if len(be.Failed) != len(want) {
 		t.Fatalf("failed %v", be.Failed)
 	}
 	for i, c := range want {
-		got, _ := output.Classify(be.Failed[i])
-		if got != c {
+		if got := classOf(be.Failed[i]); got != c {
 			t.Errorf("item %d: class %v, want %v (%v)", i, got, c, be.Failed[i])
 		}
 	}
@@ -180,7 +181,9 @@ func TestCreateConflictIsDelivered(t *testing.T) {
 
 func TestBulkModeOnDataStreamIsRefused(t *testing.T) {
 	// The documented trap: mode bulk into a name a data-stream template
-	// matches. Elasticsearch refuses every item; they are permanent.
+	// matches. Elasticsearch refuses every item: a configuration error,
+	// so the data stream is blocked (nothing dead-lettered) until the
+	// mode is fixed.
 	s := estest.New()
 	defer s.Close()
 	s.DataStreamPrefixes = []string{"logs-"}
@@ -190,7 +193,7 @@ func TestBulkModeOnDataStreamIsRefused(t *testing.T) {
 	if !errors.As(err, &be) || len(be.Failed) != 2 || !strings.Contains(be.Failed[0].Error(), "op_type of create") {
 		t.Fatalf("got %v", err)
 	}
-	if c, _ := output.Classify(be.Failed[0]); c != output.Permanent {
+	if c := classOf(be.Failed[0]); c != "blocked logs-svc-default data_stream_op_type" {
 		t.Fatal(c)
 	}
 }
@@ -199,15 +202,21 @@ func TestWholeRequestErrors(t *testing.T) {
 	cases := []struct {
 		name  string
 		fault estest.RequestFault
-		class output.Class
+		class string
 		after time.Duration
 	}{
-		{"429 with Retry-After", estest.RequestFault{Status: 429, RetryAfter: "7"}, output.Throttled, 7 * time.Second},
-		{"503", estest.RequestFault{Status: 503}, output.Retryable, 0},
-		{"500", estest.RequestFault{Status: 500}, output.Retryable, 0},
-		{"401 is never dead-lettered", estest.RequestFault{Status: 401}, output.Retryable, 0},
-		{"400 is never dead-lettered", estest.RequestFault{Status: 400}, output.Retryable, 0},
-		{"dropped connection", estest.RequestFault{Drop: true}, output.Retryable, 0},
+		{"429 with Retry-After", estest.RequestFault{Status: 429, RetryAfter: "7"}, "throttled", 7 * time.Second},
+		{"429 with a Retry-After of an hour is capped", estest.RequestFault{Status: 429, RetryAfter: "3600"}, "throttled", maxRetryAfter},
+		{"503", estest.RequestFault{Status: 503}, "retryable", 0},
+		{"500", estest.RequestFault{Status: 500}, "retryable", 0},
+		// Credentials and privileges: the whole output is blocked
+		// (never dead-lettered, shown in /status).
+		{"401 blocks the output", estest.RequestFault{Status: 401, Type: "security_exception", Reason: "unable to authenticate user [x]"}, "blocked  security_exception", 0},
+		{"403 security_exception blocks the output", estest.RequestFault{Status: 403, Type: "security_exception", Reason: "action [indices:data/write/bulk] is unauthorized for user [x]"}, "blocked  security_exception", 0},
+		{"403 from a proxy blocks the output", estest.RequestFault{Status: 403, Type: "", Reason: ""}, "blocked  estest_injected_exception", 0},
+		{"429 flood-stage block is blocked, not throttled", estest.RequestFault{Status: 429, Type: "cluster_block_exception", Reason: "index [app-svc] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];"}, "blocked  cluster_block_exception", 0},
+		{"400 is never dead-lettered", estest.RequestFault{Status: 400}, "retryable", 0},
+		{"dropped connection", estest.RequestFault{Drop: true}, "retryable", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -230,8 +239,8 @@ func TestWholeRequestErrors(t *testing.T) {
 			if errors.As(err, &be) {
 				t.Fatalf("a whole-request failure must be a plain error, got %v", be.Failed)
 			}
-			cl, after := output.Classify(err)
-			if cl != c.class || after != c.after {
+			_, after := output.Classify(err)
+			if cl := classOf(err); cl != c.class || after != c.after {
 				t.Fatalf("class %v after %v (%v)", cl, after, err)
 			}
 			if err := o.Write(t.Context(), batch); err != nil {

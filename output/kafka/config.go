@@ -142,7 +142,6 @@ func sanitizeTopic(b []byte) []byte {
 	return b
 }
 
-
 // The connection blocks, shared with the kafka input.
 type (
 	SASLConfig = kafkaconf.SASLConfig

@@ -90,3 +90,46 @@ func (c *composite) Deadline() (time.Time, bool) {
 	}
 	return min, found
 }
+
+// Expire implements parser.Expirer: the container's pieces that are due go
+// on through multiline, then each stream's due group.
+func (c *composite) Expire(now time.Time, out []*event.Event) []*event.Event {
+	c.tmp = expire(c.container, now, c.tmp[:0])
+	out = c.forward(out)
+	for _, m := range c.ml {
+		if m != nil {
+			out = expire(m, now, out)
+		}
+	}
+	return out
+}
+
+// TakeLost implements parser.LossCounter.
+func (c *composite) TakeLost() int64 {
+	n := takeLost(c.container)
+	for _, m := range c.ml {
+		if m != nil {
+			n += takeLost(m)
+		}
+	}
+	return n
+}
+
+// expire emits what a is due to emit at now: Expire where a implements
+// it, else everything when its deadline passed.
+func expire(a parser.Assembler, now time.Time, out []*event.Event) []*event.Event {
+	if e, ok := a.(parser.Expirer); ok {
+		return e.Expire(now, out)
+	}
+	if d, ok := a.Deadline(); ok && !now.Before(d) {
+		return a.Flush(out)
+	}
+	return out
+}
+
+func takeLost(a parser.Assembler) int64 {
+	if l, ok := a.(parser.LossCounter); ok {
+		return l.TakeLost()
+	}
+	return 0
+}

@@ -95,6 +95,15 @@ func Validate(reg *plugins.Registry, cfg parser.Config) []error {
 	if cfg.Multiline != nil {
 		errs = append(errs, multiline.Validate(*cfg.Multiline)...)
 	}
+	switch {
+	case cfg.FlushTimeout < 0:
+		add("flush_timeout: must not be negative")
+	case cfg.FlushTimeout > 0 && !isContainer(name):
+		add("flush_timeout: only used with parser: cri or docker")
+	}
+	if cfg.PathKey != "" && cfg.PathKey == cfg.OffsetKey {
+		add("offset_key: the same key as path_key")
+	}
 	if cfg.TimeFormat != "" && cfg.TimeKey == "" {
 		add("time_format: needs time_key")
 	}
@@ -140,6 +149,8 @@ func Build(reg *plugins.Registry, cfg parser.Config, maxLineBytes int) (parser.P
 		timeKey:   cfg.TimeKey,
 		time:      tp,
 		container: isContainer(name),
+		pathKey:   cfg.PathKey,
+		offsetKey: cfg.OffsetKey,
 	}
 	for k, v := range cfg.Fields {
 		c.static = append(c.static, kv{k, v})
@@ -164,6 +175,8 @@ type Composed struct {
 	time      timeParser
 	static    []kv
 	container bool
+	pathKey   string // path_key: the file's path
+	offsetKey string // offset_key: the offset just past the record's last line
 }
 
 var (
@@ -189,6 +202,11 @@ func (c *Composed) SelectKeys(keys []string, all bool) {
 	}
 	for _, f := range c.static {
 		sel = append(sel, f.k)
+	}
+	for _, k := range [...]string{c.pathKey, c.offsetKey} {
+		if k != "" {
+			sel = append(sel, k)
+		}
 	}
 	if c.container {
 		sel = append(sel, parser.KeyStream)
@@ -219,6 +237,12 @@ func (c *Composed) Parse(e *event.Event) {
 		if _, ok := e.Field(f.k); !ok {
 			e.SetField(f.k, f.v)
 		}
+	}
+	if c.pathKey != "" && e.Path != "" {
+		e.SetField(c.pathKey, e.Path)
+	}
+	if c.offsetKey != "" && e.Path != "" {
+		e.SetField(c.offsetKey, e.Pos.Offset)
 	}
 	if e.Stream != "" {
 		if _, ok := e.Field(parser.KeyStream); !ok {

@@ -243,8 +243,8 @@ func TestCompositeAssembler(t *testing.T) {
 		t.Fatal("deadline with nothing pending")
 	}
 	out := push("2026-11-25T10:00:00Z stdout P first ", nil)
-	if _, ok := a.Deadline(); ok || len(out) != 0 {
-		t.Fatal("a CRI partial has no deadline")
+	if d, ok := a.Deadline(); !ok || time.Until(d) > parser.DefaultFlushTimeout || len(out) != 0 {
+		t.Fatal("a CRI partial waits flush_timeout", d, ok)
 	}
 	out = push("2026-11-25T10:00:00Z stdout F line", out)
 	out = push("2026-11-25T10:00:00Z stderr F err", out)
@@ -267,5 +267,76 @@ func TestCompositeAssembler(t *testing.T) {
 	}
 	if _, ok := a.Deadline(); ok {
 		t.Fatal("deadline after flush")
+	}
+}
+
+// Issue 14: with cri and multiline, Expire emits only what is due: the
+// partial pieces after flush_timeout (through multiline, whose group then
+// waits its own timeout), the multiline group after its timeout.
+func TestCompositeExpire(t *testing.T) {
+	_, newAsm, err := Build(plugins.Default, parser.Config{Parser: "cri", FlushTimeout: time.Second,
+		Multiline: &parser.MultilineConfig{Start: `^\S`, Timeout: time.Hour}}, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAsm()
+	e := &event.Event{Raw: []byte("2026-11-25T10:00:00Z stdout P last words of a crash")}
+	e.SetAck(event.NewAck(1, nil))
+	if out := a.Push(e, nil); len(out) != 0 {
+		t.Fatal("a partial emitted at once")
+	}
+	now := time.Now()
+	if out := a.(parser.Expirer).Expire(now, nil); len(out) != 0 {
+		t.Fatal("a partial emitted before flush_timeout")
+	}
+	if out := a.(parser.Expirer).Expire(now.Add(2*time.Second), nil); len(out) != 0 {
+		t.Fatal("the partial skipped multiline")
+	}
+	d, ok := a.Deadline()
+	if !ok || time.Until(d) < 50*time.Minute {
+		t.Fatalf("multiline's deadline %v %v", d, ok)
+	}
+	out := a.(parser.Expirer).Expire(d, nil)
+	if len(out) != 1 || string(out[0].Raw) != "last words of a crash" {
+		t.Fatalf("%d events", len(out))
+	}
+}
+
+func TestFlushTimeoutAndKeysValidated(t *testing.T) {
+	for cfg, want := range map[*parser.Config]string{
+		{Parser: "json", FlushTimeout: time.Second}:    "flush_timeout: only used with parser: cri or docker",
+		{Parser: "cri", FlushTimeout: -time.Second}:    "flush_timeout: must not be negative",
+		{Parser: "json", PathKey: "f", OffsetKey: "f"}: "offset_key: the same key as path_key",
+	} {
+		errs := Validate(plugins.Default, *cfg)
+		if len(errs) != 1 || errs[0].Error() != want {
+			t.Errorf("%+v: %v", *cfg, errs)
+		}
+	}
+}
+
+// Issue 14: path_key and offset_key add the file's path and the offset
+// past the record's last line, on a raw JSON record too (its overlay).
+func TestPathAndOffsetKeys(t *testing.T) {
+	p, _, err := Build(plugins.Default, parser.Config{Parser: "json", PathKey: "file", OffsetKey: "offset"}, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &event.Event{Raw: []byte(`{"msg":"hi"}`), Path: "/var/log/a.log", Pos: event.Position{Offset: 42}}
+	p.Parse(e)
+	if v, _ := e.Field("file"); v != "/var/log/a.log" {
+		t.Fatalf("file = %v", v)
+	}
+	if v, _ := e.Field("offset"); v != int64(42) {
+		t.Fatalf("offset = %#v", v)
+	}
+	b := event.AppendJSON(nil, e)
+	if string(b) != `{"msg":"hi","file":"/var/log/a.log","offset":42}` {
+		t.Fatalf("%s", b)
+	}
+	none := &event.Event{Raw: []byte(`{"msg":"hi"}`)} // not from a file
+	p.Parse(none)
+	if _, ok := none.Field("file"); ok {
+		t.Fatal("path_key set without a path")
 	}
 }

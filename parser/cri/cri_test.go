@@ -132,3 +132,34 @@ func BenchmarkCRIDecode(b *testing.B) {
 		out = a.Push(&e, out[:0])
 	}
 }
+
+// Issue 14: the last partial piece of a container that exited has no F
+// piece: it is emitted as it is flush_timeout after it came, per stream.
+func TestFlushTimeout(t *testing.T) {
+	a := NewWithTimeout(1024, 2*time.Second)
+	now := time.Unix(1000, 0)
+	a.SetClock(func() time.Time { return now })
+	out := push(a, "2026-11-25T10:00:00Z stderr P panic: last words")
+	now = now.Add(time.Second)
+	out = push(a, "2026-11-25T10:00:01Z stdout P half a line", "2026-11-25T10:00:01Z stdout P more")
+	if len(out) != 0 {
+		t.Fatal("emitted before flush_timeout")
+	}
+	if d, ok := a.Deadline(); !ok || !d.Equal(time.Unix(1002, 0)) {
+		t.Fatalf("deadline %v %v", d, ok)
+	}
+	out = a.Expire(time.Unix(1002, 0), nil)
+	if len(out) != 1 || string(out[0].Raw) != "panic: last words" || out[0].Stream != "stderr" {
+		t.Fatalf("%d events", len(out))
+	}
+	if d, ok := a.Deadline(); !ok || !d.Equal(time.Unix(1003, 0)) {
+		t.Fatalf("deadline %v %v", d, ok)
+	}
+	out = a.Expire(time.Unix(1003, 0), out[:0])
+	if len(out) != 1 || string(out[0].Raw) != "half a linemore" {
+		t.Fatalf("%d events", len(out))
+	}
+	if _, ok := a.Deadline(); ok {
+		t.Fatal("deadline with nothing pending")
+	}
+}

@@ -23,8 +23,8 @@ func init() {
 			if err != nil {
 				return nil, nil, err
 			}
-			max := env.MaxLineBytes
-			return inner, func() parser.Assembler { return New(max) }, nil
+			max, flush := env.MaxLineBytes, cfg.FlushTimeout
+			return inner, func() parser.Assembler { return NewWithTimeout(max, flush) }, nil
 		},
 	})
 }
@@ -34,11 +34,19 @@ type Assembler struct {
 	streams *container.Streams
 }
 
-var _ parser.Assembler = (*Assembler)(nil)
+var (
+	_ parser.Assembler   = (*Assembler)(nil)
+	_ parser.Expirer     = (*Assembler)(nil)
+	_ parser.LossCounter = (*Assembler)(nil)
+)
 
-// New returns an assembler whose joined lines are cut at maxLineBytes.
-func New(maxLineBytes int) *Assembler {
-	return &Assembler{streams: container.NewStreams(maxLineBytes)}
+// New returns an assembler whose joined lines are cut at maxLineBytes and
+// whose partial pieces wait parser.DefaultFlushTimeout for the next one.
+func New(maxLineBytes int) *Assembler { return NewWithTimeout(maxLineBytes, 0) }
+
+// NewWithTimeout is New with flush_timeout (0: the default).
+func NewWithTimeout(maxLineBytes int, flushTimeout time.Duration) *Assembler {
+	return &Assembler{streams: container.NewStreams(maxLineBytes, flushTimeout)}
 }
 
 // Decode reads one json-file line. reason is empty on success.
@@ -86,6 +94,20 @@ func (a *Assembler) Push(line *event.Event, out []*event.Event) []*event.Event {
 // Flush implements parser.Assembler: pending partials are emitted as they are.
 func (a *Assembler) Flush(out []*event.Event) []*event.Event { return a.streams.Flush(out) }
 
-// Deadline implements parser.Assembler: partials wait for their final piece
-// or for Flush.
-func (a *Assembler) Deadline() (time.Time, bool) { return time.Time{}, false }
+// Deadline implements parser.Assembler: a stream's partial pieces wait
+// flush_timeout for the next piece (then Expire emits them as they are:
+// the last partial line of a container that exited has no final piece),
+// or for Flush (end of a rotated file, shutdown).
+func (a *Assembler) Deadline() (time.Time, bool) { return a.streams.Deadline() }
+
+// Expire implements parser.Expirer.
+func (a *Assembler) Expire(now time.Time, out []*event.Event) []*event.Event {
+	return a.streams.Expire(now, out)
+}
+
+// TakeLost implements parser.LossCounter: bytes of pieces past
+// max_line_bytes.
+func (a *Assembler) TakeLost() int64 { return a.streams.TakeLost() }
+
+// SetClock replaces the assembler's clock (tests).
+func (a *Assembler) SetClock(now func() time.Time) { a.streams.Now = now }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/sidelog/sidelog/event"
 )
@@ -87,4 +88,24 @@ func decodeString(t *testing.T, s string) []byte {
 		t.Fatal(err)
 	}
 	return []byte(out)
+}
+
+// Issue 14: a partial piece with no final one is emitted flush_timeout
+// after it came.
+func TestFlushTimeout(t *testing.T) {
+	a := NewWithTimeout(1024, time.Second)
+	now := time.Unix(1000, 0)
+	a.SetClock(func() time.Time { return now })
+	e := &event.Event{Raw: []byte(`{"log":"fatal: no newline","stream":"stderr","time":"2026-11-25T10:00:00Z"}`)}
+	e.SetAck(event.NewAck(1, nil))
+	if out := a.Push(e, nil); len(out) != 0 {
+		t.Fatal("a partial emitted at once")
+	}
+	if out := a.Expire(time.Unix(1000, 999e6), nil); len(out) != 0 {
+		t.Fatal("emitted before flush_timeout")
+	}
+	out := a.Expire(time.Unix(1001, 0), nil)
+	if len(out) != 1 || string(out[0].Raw) != "fatal: no newline" {
+		t.Fatalf("%d events", len(out))
+	}
 }

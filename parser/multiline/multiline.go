@@ -10,7 +10,9 @@
 // the frames, the exception line and chained tracebacks).
 //
 // A group is emitted when a line starts the next one, when `timeout` passed
-// since its last line (Deadline/Flush), or by Flush at the end of a file.
+// since its last line (Deadline/Expire), when it reached `max_lines` lines or
+// `max_age` since its first line (the next line then starts a new group:
+// nothing is lost), or by Flush at the end of a file.
 // Joined lines are separated by "\n"; a group is cut at max_line_bytes
 // (Truncated). Blank lines inside a trace are held until the next line says
 // whether the trace goes on; otherwise they are emitted alone, as without
@@ -27,8 +29,12 @@ import (
 	"github.com/sidelog/sidelog/parser/internal/join"
 )
 
-// DefaultTimeout is used when timeout is not set.
-const DefaultTimeout = time.Second
+// Defaults of timeout, max_lines and max_age.
+const (
+	DefaultTimeout  = time.Second
+	DefaultMaxLines = 2000
+	DefaultMaxAge   = 30 * time.Second
+)
 
 // Presets are the names accepted by `preset`.
 var Presets = []string{"go", "java", "python"}
@@ -68,6 +74,12 @@ func Validate(cfg parser.MultilineConfig) []error {
 	if cfg.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("multiline.timeout: must not be negative"))
 	}
+	if cfg.MaxLines < 0 {
+		errs = append(errs, fmt.Errorf("multiline.max_lines: must not be negative"))
+	}
+	if cfg.MaxAge < 0 {
+		errs = append(errs, fmt.Errorf("multiline.max_age: must not be negative"))
+	}
 	return errs
 }
 
@@ -86,28 +98,51 @@ func New(cfg parser.MultilineConfig, maxLineBytes int) (func() parser.Assembler,
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
+	maxLines, maxAge := cfg.MaxLines, cfg.MaxAge
+	if maxLines == 0 {
+		maxLines = DefaultMaxLines
+	}
+	if maxAge == 0 {
+		maxAge = max(DefaultMaxAge, 10*timeout)
+	}
 	return func() parser.Assembler {
-		return &Assembler{rule: r, timeout: timeout, now: time.Now, g: join.Group{Max: maxLineBytes}}
+		return &Assembler{rule: r, timeout: timeout, maxLines: maxLines, maxAge: maxAge,
+			now: time.Now, g: join.Group{Max: maxLineBytes}}
 	}, nil
 }
 
 // Assembler groups the lines of one file. Used by one goroutine.
 type Assembler struct {
-	rule    rule
-	timeout time.Duration
-	now     func() time.Time
+	rule     rule
+	timeout  time.Duration
+	maxLines int
+	maxAge   time.Duration
+	now      func() time.Time
 
 	g     join.Group
 	held  []*event.Event // blank lines waiting for the next line
 	state int
+	lines int       // lines in the pending group
+	first time.Time // when the pending group started
 	last  time.Time // when the pending group (or held line) last grew
 }
 
-var _ parser.Assembler = (*Assembler)(nil)
+var (
+	_ parser.Assembler   = (*Assembler)(nil)
+	_ parser.Expirer     = (*Assembler)(nil)
+	_ parser.LossCounter = (*Assembler)(nil)
+)
 
 // Push implements parser.Assembler.
 func (a *Assembler) Push(line *event.Event, out []*event.Event) []*event.Event {
+	now := a.now()
 	pending := !a.g.Empty()
+	if pending && (a.lines+len(a.held) >= a.maxLines || now.Sub(a.first) >= a.maxAge) {
+		// the group ends here: emitted whole, and this line starts the
+		// next one (the rule's state goes on: a trace may continue)
+		out = a.emit(out)
+		pending = false
+	}
 	act, state := a.rule.next(a.state, line.Raw, pending)
 	a.state = state
 	if !pending {
@@ -120,13 +155,15 @@ func (a *Assembler) Push(line *event.Event, out []*event.Event) []*event.Event {
 		for _, h := range a.held {
 			a.g.Add(h, "\n")
 		}
+		a.lines += len(a.held) + 1
 		a.held = a.held[:0]
 		a.g.Add(line, "\n")
 	default:
 		out = a.emit(out)
 		a.g.Add(line, "\n")
+		a.lines, a.first = 1, now
 	}
-	a.last = a.now()
+	a.last = now
 	return out
 }
 
@@ -140,6 +177,7 @@ func (a *Assembler) emit(out []*event.Event) []*event.Event {
 		a.held[i] = nil
 	}
 	a.held = a.held[:0]
+	a.lines = 0
 	return out
 }
 
@@ -149,13 +187,32 @@ func (a *Assembler) Flush(out []*event.Event) []*event.Event {
 }
 
 // Deadline implements parser.Assembler: timeout after the last line of a
-// pending group.
+// pending group, or max_age after its first line if that comes sooner.
 func (a *Assembler) Deadline() (time.Time, bool) {
 	if a.g.Empty() && len(a.held) == 0 {
 		return time.Time{}, false
 	}
-	return a.last.Add(a.timeout), true
+	d := a.last.Add(a.timeout)
+	if !a.g.Empty() {
+		if m := a.first.Add(a.maxAge); m.Before(d) {
+			d = m
+		}
+	}
+	return d, true
 }
+
+// Expire implements parser.Expirer: the pending group when its deadline
+// is at or before now.
+func (a *Assembler) Expire(now time.Time, out []*event.Event) []*event.Event {
+	if d, ok := a.Deadline(); ok && !now.Before(d) {
+		return a.emit(out)
+	}
+	return out
+}
+
+// TakeLost implements parser.LossCounter: bytes of lines dropped past
+// max_line_bytes.
+func (a *Assembler) TakeLost() int64 { return a.g.TakeLost() }
 
 // startRule: a line matching the pattern starts a group, any other line
 // joins the pending one.

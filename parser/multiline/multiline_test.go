@@ -142,3 +142,82 @@ func BenchmarkJavaPreset(b *testing.B) {
 		out = a.Push(e, out[:0])
 	}
 }
+
+// Issue 14: a group of a never-ending trace ends at max_lines: it is
+// emitted whole, the next line starts a new group, and no byte is lost.
+func TestMaxLines(t *testing.T) {
+	a, _ := newAsm(t, parser.MultilineConfig{Preset: "java", MaxLines: 3}, 0)
+	var out []*event.Event
+	out = a.Push(ev("ERROR failed"), out)
+	for i := 0; i < 5; i++ {
+		out = a.Push(ev("\tat F.f(F.java:1)"), out)
+	}
+	out = a.Flush(out)
+	var got []string
+	for _, e := range out {
+		got = append(got, string(e.Raw))
+	}
+	want := []string{"ERROR failed\n\tat F.f(F.java:1)\n\tat F.f(F.java:1)", "\tat F.f(F.java:1)\n\tat F.f(F.java:1)\n\tat F.f(F.java:1)"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("%q", got)
+	}
+	if n := a.TakeLost(); n != 0 {
+		t.Fatalf("%d bytes counted lost without a cut", n)
+	}
+}
+
+// Issue 14: a group whose lines keep coming, each within timeout, ends at
+// max_age after its first line: Deadline says so, Expire emits it, and a
+// line pushed after max_age starts a new group.
+func TestMaxAge(t *testing.T) {
+	a, c := newAsm(t, parser.MultilineConfig{Start: `^\S`, Timeout: time.Second, MaxAge: 3 * time.Second}, 0)
+	t0 := c.t
+	out := a.Push(ev("start"), nil)
+	for i := 0; i < 2; i++ {
+		c.t = c.t.Add(800 * time.Millisecond)
+		out = a.Push(ev(" more"), out)
+	}
+	c.t = c.t.Add(800 * time.Millisecond) // 2.4s: the timeout is sooner
+	out = a.Push(ev(" more"), out)
+	if d, ok := a.Deadline(); !ok || !d.Equal(t0.Add(3*time.Second)) {
+		t.Fatalf("deadline %v, want max_age after the first line", d)
+	}
+	if out = a.Expire(t0.Add(2900*time.Millisecond), out); len(out) != 0 {
+		t.Fatal("expired before max_age")
+	}
+	if out = a.Expire(t0.Add(3*time.Second), out); len(out) != 1 || string(out[0].Raw) != "start\n more\n more\n more" {
+		t.Fatalf("%d events", len(out))
+	}
+	// pushed past max_age: the group ends before the line
+	c.t = t0.Add(10 * time.Second)
+	out = a.Push(ev("next"), out[:0])
+	c.t = c.t.Add(3500 * time.Millisecond)
+	out = a.Push(ev(" cont"), out)
+	if len(out) != 1 || string(out[0].Raw) != "next" {
+		t.Fatalf("%d events", len(out))
+	}
+	if out = a.Flush(out[:0]); len(out) != 1 || string(out[0].Raw) != " cont" {
+		t.Fatalf("%d events", len(out))
+	}
+}
+
+func TestMaxLinesAgeValidated(t *testing.T) {
+	errs := Validate(parser.MultilineConfig{Start: "x", MaxLines: -1, MaxAge: -time.Second})
+	if len(errs) != 2 || errs[0].Error() != "multiline.max_lines: must not be negative" || errs[1].Error() != "multiline.max_age: must not be negative" {
+		t.Fatal(errs)
+	}
+}
+
+// Issue 14: the bytes a cut at max_line_bytes gives up are reported.
+func TestGroupCutLost(t *testing.T) {
+	a, _ := newAsm(t, parser.MultilineConfig{Preset: "java"}, 20)
+	out := a.Push(ev("ERROR failed"), nil) // 12 bytes
+	out = a.Push(ev("\tat F.f()"), out)    // "\n" + 7 of 9 bytes kept
+	out = a.Flush(out)
+	if len(out) != 1 || len(out[0].Raw) != 20 {
+		t.Fatalf("%d events", len(out))
+	}
+	if n := a.TakeLost(); n != 2 {
+		t.Fatalf("lost %d, want 2", n)
+	}
+}

@@ -13,7 +13,15 @@
 // Faults are injected per request, in order (Inject), or by a function
 // (SetFaults): 429 with Retry-After, 5xx, 413, 403, or Drop: the entries are
 // stored and the connection is closed without an answer (an outcome unknown
-// to the client, whose retry makes duplicates).
+// to the client, whose retry makes duplicates). Store with a Status is a
+// gateway's answer (502, 504) that comes after the intake took the
+// request; Delay holds the answer (a timeout when the client gives up
+// first).
+//
+// Entries older than the 18-hour acceptance window are answered 202 like
+// the others, as the intake does, and reported by Stale (the real intake
+// drops them). NewTLS serves HTTPS with a certificate that only CAFile's
+// PEM makes trusted.
 package ddtest
 
 import (
@@ -21,6 +29,7 @@ import (
 	"compress/gzip"
 	"compress/zlib"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -49,10 +58,23 @@ type Entry struct {
 	Timestamp         int64  `json:"timestamp"`
 	OriginalTimestamp string `json:"original_timestamp"`
 	Truncated         bool   `json:"truncated"`
+	// Attributes holds the entry's other members (a record's fields sent
+	// as attributes) as one JSON object, keys sorted ("" when none); see
+	// Attribute.
+	Attributes string `json:"-"`
 	// Size is the entry's JSON size in the request.
 	Size int `json:"-"`
 	// Query holds the request's query parameters (ddtags may be there).
 	Query string `json:"-"`
+}
+
+// Attribute returns the JSON of the entry's attribute k (nil: none).
+func (e *Entry) Attribute(k string) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal([]byte(e.Attributes), &m) != nil {
+		return nil
+	}
+	return m[k]
 }
 
 // Fault is what the server does with one request instead of accepting it.
@@ -63,6 +85,12 @@ type Fault struct {
 	// Drop stores the entries, then closes the connection without an
 	// answer.
 	Drop bool
+	// Store stores the entries before answering Status: a gateway's 502
+	// or 504 after the intake took the request.
+	Store bool
+	// Delay waits this long (or until the client gives up) before the
+	// answer; with Store the entries are stored first.
+	Delay time.Duration
 }
 
 // Request describes one received request.
@@ -94,7 +122,13 @@ type Server struct {
 }
 
 // New starts a server on 127.0.0.1 that accepts apiKey. Close it when done.
-func New(apiKey string) *Server {
+func New(apiKey string) *Server { return start(apiKey, false) }
+
+// NewTLS is New serving HTTPS with a self-signed certificate for
+// 127.0.0.1: CAPEM makes a client trust it.
+func NewTLS(apiKey string) *Server { return start(apiKey, true) }
+
+func start(apiKey string, tls bool) *Server {
 	s := &Server{APIKey: apiKey, maxBytes: MaxRequestBytes}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.handle))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -102,9 +136,22 @@ func New(apiKey string) *Server {
 		panic(fmt.Sprintf("ddtest: listen: %v", err))
 	}
 	s.srv.Listener = l
-	s.srv.Start()
+	if tls {
+		s.srv.StartTLS()
+	} else {
+		s.srv.Start()
+	}
 	s.URL = s.srv.URL
 	return s
+}
+
+// CAPEM returns the PEM of the certificate of a NewTLS server (nil for
+// New), for a client's tls.ca_file.
+func (s *Server) CAPEM() []byte {
+	if s.srv.Certificate() == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.srv.Certificate().Raw})
 }
 
 // Close stops the server.
@@ -251,6 +298,18 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		}
 		got[i].Size = len(e)
 		got[i].Query = r.URL.RawQuery
+		attrs := map[string]json.RawMessage{}
+		for k, v := range probe {
+			switch k {
+			case "message", "service", "ddsource", "hostname", "ddtags", "status", "timestamp", "original_timestamp", "truncated":
+				continue
+			}
+			attrs[k] = v
+		}
+		if len(attrs) > 0 {
+			b, _ := json.Marshal(attrs)
+			got[i].Attributes = string(b)
+		}
 	}
 	var f *Fault
 	if len(s.faults) > 0 {
@@ -272,11 +331,28 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if f != nil && f.Store {
+		s.entries = append(s.entries, got...)
+		s.noteStale(got)
+	}
+	if f != nil && f.Delay > 0 {
+		s.mu.Unlock()
+		select {
+		case <-time.After(f.Delay):
+		case <-r.Context().Done():
+		}
+		s.mu.Lock()
+		rec = &s.requests[n]
+	}
 	if f != nil && f.Status != 0 {
 		if f.RetryAfter != "" {
 			w.Header().Set("Retry-After", f.RetryAfter)
 		}
 		reply(f.Status, f.Body)
+		return
+	}
+	if f != nil && f.Store {
+		reply(http.StatusAccepted, "{}")
 		return
 	}
 	s.entries = append(s.entries, got...)

@@ -7,6 +7,8 @@ package ddtest
 // 18-hour acceptance window for timestamps.
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
 	"strconv"
@@ -89,5 +91,96 @@ func TestAcceptanceWindow(t *testing.T) {
 	stale := s.Stale()
 	if len(stale) != 1 || stale[0].Message != "old" {
 		t.Fatalf("stale entries %+v, want only the one older than 18 h", stale)
+	}
+}
+
+// A gateway's 502 or 504 may come after the intake took the request
+// (Store): the entries are there although the client saw an error. Delay
+// holds the answer until the client gives up.
+func TestGatewayAnswerAfterAccept(t *testing.T) {
+	s := New("key")
+	defer s.Close()
+	s.Inject(Fault{Status: 502, Store: true}, Fault{Status: 504, Store: true})
+	for _, want := range []int{502, 504} {
+		if st, _, _ := post(t, s.URL, "key", `[{"message":"a"}]`, true); st != want {
+			t.Fatalf("status %d, want %d", st, want)
+		}
+	}
+	if n := len(s.Entries()); n != 2 {
+		t.Fatalf("%d entries stored, want 2: the intake took both requests", n)
+	}
+	s.Inject(Fault{Delay: time.Minute, Store: true})
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/api/v2/logs", strings.NewReader(`[{"message":"late"}]`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("DD-API-KEY", "key")
+	c := &http.Client{Timeout: 200 * time.Millisecond}
+	if resp, err := c.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("answered %d, want a client timeout", resp.StatusCode)
+	}
+	if n := len(s.Entries()); n != 3 {
+		t.Fatalf("%d entries stored, want 3: the timed-out request was taken", n)
+	}
+}
+
+// NewTLS serves HTTPS: a client trusts it only with CAPEM.
+func TestTLS(t *testing.T) {
+	s := NewTLS("key")
+	defer s.Close()
+	if !strings.HasPrefix(s.URL, "https://127.0.0.1:") {
+		t.Fatalf("URL %s", s.URL)
+	}
+	req := func() *http.Request {
+		r, _ := http.NewRequest(http.MethodPost, s.URL+"/api/v2/logs", strings.NewReader(`[{"message":"a"}]`))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("DD-API-KEY", "key")
+		return r
+	}
+	if _, err := http.DefaultClient.Do(req()); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("untrusted certificate accepted: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(s.CAPEM()) {
+		t.Fatal("CAPEM holds no certificate")
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Do(req())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 || len(s.Entries()) != 1 {
+		t.Fatalf("status %d, %d entries", resp.StatusCode, len(s.Entries()))
+	}
+}
+
+// Members other than the reserved ones are the entry's attributes.
+func TestAttributes(t *testing.T) {
+	s := New("key")
+	defer s.Close()
+	if st, _, _ := post(t, s.URL, "key", `[{"message":"m","service":"svc","user":{"id":7},"code":200}]`, true); st != 202 {
+		t.Fatalf("status %d", st)
+	}
+	e := s.Entries()[0]
+	if e.Service != "svc" || e.Attributes != `{"code":200,"user":{"id":7}}` || string(e.Attribute("user")) != `{"id":7}` || e.Attribute("service") != nil {
+		t.Fatalf("entry %+v", e)
+	}
+}
+
+// "Any log exceeding 1MB is accepted and truncated by Datadog" (2xx): the
+// fake answers 202 too, and flags the entry as what sidelog must never
+// send (it cuts records itself, keeping them JSON).
+func TestEntryOverOneMB(t *testing.T) {
+	s := New("key")
+	defer s.Close()
+	body := `[{"message":"` + strings.Repeat("x", MaxEntryBytes) + `"},{"message":"small"}]`
+	if st, _, _ := post(t, s.URL, "key", body, true); st != 202 {
+		t.Fatalf("status %d, want 202", st)
+	}
+	if n := len(s.Entries()); n != 2 {
+		t.Fatalf("%d entries stored", n)
+	}
+	if v := s.Violations(); len(v) != 1 || !strings.Contains(v[0], "entry 0 is") {
+		t.Fatalf("violations %q", v)
 	}
 }

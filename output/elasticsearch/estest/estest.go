@@ -26,7 +26,6 @@
 package estest
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -39,7 +38,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
 // Item is one operation of a bulk request, as the server parsed it.
@@ -48,6 +46,7 @@ type Item struct {
 	Index    string
 	ID       string // "" when the client gave none
 	Pipeline string
+	Routing  string // the routing key, "" when none
 	Source   []byte // the source line (nil for delete)
 	// Attempt counts how often an item with this index and _id reached the
 	// server, this one included (1 the first time); 1 for items without _id.
@@ -77,6 +76,10 @@ type RequestFault struct {
 	Status int
 	// RetryAfter is sent as the Retry-After header with Status.
 	RetryAfter string
+	// Type and Reason are the error's type and reason with Status
+	// (defaults: es_rejected_execution_exception for 429, else
+	// estest_injected_exception; "injected fault").
+	Type, Reason string
 }
 
 // Request is what the server saw of one HTTP request (for assertions).
@@ -124,6 +127,21 @@ type Server struct {
 	// Discard checks and answers requests but stores no documents (for
 	// benchmarks); Count and Docs then see nothing.
 	Discard bool
+	// Distribution and Version make the server answer as that server does
+	// (GET /, X-Elastic-Product, the action keys and _bulk parameters it
+	// knows; see features): "elasticsearch" (default) or "opensearch", and
+	// a version number (default 8.19.0 for Elasticsearch, 2.19.0 for
+	// OpenSearch).
+	Distribution, Version string
+	// ILMPolicies are the lifecycle policies GET /_ilm/policy/NAME finds.
+	ILMPolicies []string
+	// Refuse, when set, may answer a request other than _bulk with an
+	// error status (401, 403, 404, 500...) instead of serving it.
+	Refuse func(method, path string) int
+
+	templates   map[string]indexTemplate
+	dataStreams map[string]bool
+	nRoot       int
 
 	mu       sync.Mutex
 	indices  map[string]map[string]Doc
@@ -139,6 +157,7 @@ type Server struct {
 type Doc struct {
 	Source   json.RawMessage
 	Pipeline string
+	Routing  string
 	Version  int
 }
 
@@ -160,7 +179,8 @@ func NewTLS() *Server {
 // NewUnstarted returns a server to configure (e.g. its TLS config) and then
 // start with Start or StartTLS.
 func NewUnstarted() *Server {
-	s := &Server{indices: map[string]map[string]Doc{}, seen: map[string]int{}, itemErrs: map[int]int{}}
+	s := &Server{indices: map[string]map[string]Doc{}, seen: map[string]int{}, itemErrs: map[int]int{},
+		templates: map[string]indexTemplate{}, dataStreams: map[string]bool{}}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.handle))
 	return s
 }
@@ -256,7 +276,10 @@ func (s *Server) ItemErrors() map[int]int {
 }
 
 func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Elastic-Product", "Elasticsearch")
+	feat := s.features()
+	if feat.productHeader {
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	if !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="security", charset="UTF-8"`)
@@ -264,12 +287,42 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	path := strings.Trim(r.URL.Path, "/")
+	isBulk := path == "_bulk" || strings.HasSuffix(path, "/_bulk") && strings.Count(path, "/") == 1
+	if path == "" {
+		s.mu.Lock()
+		s.nRoot++
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	refuse := s.Refuse
+	s.mu.Unlock()
+	if refuse != nil && !isBulk {
+		if st := refuse(r.Method, r.URL.Path); st != 0 {
+			typ := "security_exception"
+			if st >= 500 {
+				typ = "estest_injected_exception"
+			}
+			writeError(w, st, typ, "injected: "+r.Method+" "+r.URL.Path+" refused")
+			return
+		}
+	}
 	switch {
 	case path == "" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		if r.Method == http.MethodGet {
-			_, _ = io.WriteString(w, `{"name":"estest","cluster_name":"estest","cluster_uuid":"estest-0000","version":{"number":"8.19.0","build_flavor":"default","lucene_version":"9.12.0","minimum_wire_compatibility_version":"7.17.0","minimum_index_compatibility_version":"7.0.0"},"tagline":"You Know, for Search"}`)
+			_, _ = io.WriteString(w, feat.root)
 		}
-	case path == "_bulk" || strings.HasSuffix(path, "/_bulk") && strings.Count(path, "/") == 1:
+	case strings.HasPrefix(path, "_ilm/policy/") && r.Method == http.MethodGet:
+		s.mu.Lock()
+		known := contains(s.ILMPolicies, strings.TrimPrefix(path, "_ilm/policy/"))
+		s.mu.Unlock()
+		if !known {
+			writeError(w, http.StatusNotFound, "resource_not_found_exception", "Lifecycle policy not found: "+strings.TrimPrefix(path, "_ilm/policy/"))
+			return
+		}
+		_, _ = io.WriteString(w, `{"`+strings.TrimPrefix(path, "_ilm/policy/")+`":{"version":1,"policy":{"phases":{}}}}`)
+	case strings.HasPrefix(path, "_index_template/") || strings.HasPrefix(path, "_data_stream/"):
+		s.admin(w, r, path)
+	case isBulk:
 		if r.Method != http.MethodPost && r.Method != http.MethodPut {
 			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "Incorrect HTTP method for uri [/"+path+"] and method ["+r.Method+"], allowed: [POST, PUT]")
 			return
@@ -345,11 +398,18 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 		if f.RetryAfter != "" {
 			w.Header().Set("Retry-After", f.RetryAfter)
 		}
-		typ := "estest_injected_exception"
-		if f.Status == http.StatusTooManyRequests {
+		typ, reason := f.Type, f.Reason
+		switch {
+		case typ != "":
+		case f.Status == http.StatusTooManyRequests:
 			typ = "es_rejected_execution_exception"
+		default:
+			typ = "estest_injected_exception"
 		}
-		writeError(w, f.Status, typ, "injected fault")
+		if reason == "" {
+			reason = "injected fault"
+		}
+		writeError(w, f.Status, typ, reason)
 		return
 	}
 	if maxLen <= 0 {
@@ -380,7 +440,14 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 		writeError(w, http.StatusBadRequest, "illegal_argument_exception", "unsupported Content-Encoding ["+ce+"]")
 		return
 	}
-	ops, perr := parseBulk(body, defIndex, r.URL.Query().Get("pipeline"))
+	feat := s.features()
+	for k := range r.URL.Query() {
+		if !feat.bulkParam(k) {
+			writeError(w, http.StatusBadRequest, "illegal_argument_exception", "request ["+r.URL.Path+"] contains unrecognized parameter: ["+k+"]")
+			return
+		}
+	}
+	ops, perr := parseBulk(body, defIndex, r.URL.Query().Get("pipeline"), feat)
 	if perr != "" {
 		writeError(w, http.StatusBadRequest, "illegal_argument_exception", perr)
 		return
@@ -423,237 +490,6 @@ func drop(w http.ResponseWriter) {
 		}
 	}
 	panic(http.ErrAbortHandler)
-}
-
-// op is a parsed bulk operation; err is a per-item parse error.
-type op struct {
-	Item
-	errType, errReason string
-	requireAlias       bool
-}
-
-// parseBulk checks and splits an NDJSON body; a non-empty second result is
-// a whole-request error, as Elasticsearch reports for malformed bodies.
-func parseBulk(body []byte, defIndex, defPipeline string) ([]op, string) {
-	if len(body) == 0 {
-		return nil, "request body is required"
-	}
-	if body[len(body)-1] != '\n' {
-		return nil, "The bulk request must be terminated by a newline [\\n]"
-	}
-	var ops []op
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 0, 64<<10), len(body)+1)
-	line := 0
-	for sc.Scan() {
-		line++
-		a := sc.Bytes()
-		if len(bytes.TrimSpace(a)) == 0 {
-			continue
-		}
-		var o op
-		m, perr := parseAction(a)
-		if perr != "" {
-			return nil, fmt.Sprintf("Malformed action/metadata line [%d], %s", line, perr)
-		}
-		o.Op = m.op
-		switch o.Op {
-		case "index", "create", "delete":
-		case "update":
-			return nil, fmt.Sprintf("estest: the update action (line %d) is not implemented", line)
-		default:
-			return nil, fmt.Sprintf("Malformed action/metadata line [%d], expected one of [create, delete, index, update] but found [%s]", line, o.Op)
-		}
-		o.Index, o.Pipeline = defIndex, defPipeline
-		if m.Index != nil {
-			o.Index = *m.Index
-		}
-		if m.ID != nil {
-			o.ID = *m.ID
-		}
-		if m.Pipeline != nil {
-			o.Pipeline = *m.Pipeline
-		}
-		o.requireAlias = m.RequireAlias
-		if o.Op != "delete" {
-			if !sc.Scan() {
-				return nil, fmt.Sprintf("Validation Failed: 1: no requests added; the action on line [%d] has no source line", line)
-			}
-			line++
-			o.Source = append([]byte(nil), sc.Bytes()...)
-			switch {
-			case !utf8.Valid(o.Source):
-				o.errType, o.errReason = "document_parsing_exception", "[1:1] failed to parse: invalid UTF-8 start byte"
-			case !isObject(o.Source):
-				o.errType, o.errReason = "document_parsing_exception", fmt.Sprintf("[1:1] failed to parse: source line [%d] is not a JSON object", line)
-			}
-		} else if o.ID == "" {
-			o.errType, o.errReason = "action_request_validation_exception", "Validation Failed: 1: id is missing;"
-		}
-		if o.Index == "" {
-			o.errType, o.errReason = "action_request_validation_exception", "Validation Failed: 1: index is missing;"
-		} else if bad := invalidIndex(o.Index); bad != "" {
-			o.errType, o.errReason = "invalid_index_name_exception", "Invalid index name ["+o.Index+"], "+bad
-		}
-		ops = append(ops, o)
-	}
-	if len(ops) == 0 {
-		return nil, "Validation Failed: 1: no requests added;"
-	}
-	return ops, ""
-}
-
-// actionMeta is a parsed action line.
-type actionMeta struct {
-	op                  string
-	Index, ID, Pipeline *string
-	// RequireAlias is require_alias: the target must be an alias (estest
-	// has none, so such an item fails as Elasticsearch fails it for a
-	// concrete or missing index).
-	RequireAlias bool
-}
-
-// parseAction parses an action line strictly: one JSON object holding one
-// operation whose value is an object of known metadata keys with string
-// values.
-func parseAction(a []byte) (actionMeta, string) {
-	if m, ok := fastAction(a); ok {
-		return m, ""
-	}
-	return parseActionSlow(a)
-}
-
-// parseActionSlow is parseAction with encoding/json.
-func parseActionSlow(a []byte) (actionMeta, string) {
-	var action map[string]json.RawMessage
-	if err := json.Unmarshal(a, &action); err != nil {
-		return actionMeta{}, fmt.Sprintf("expected START_OBJECT: %v", err)
-	}
-	if len(action) != 1 {
-		return actionMeta{}, fmt.Sprintf("expected a single operation, found %d", len(action))
-	}
-	var m actionMeta
-	var meta json.RawMessage
-	for k, v := range action {
-		m.op, meta = k, v
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(meta, &fields); err != nil {
-		return actionMeta{}, fmt.Sprintf("expected START_OBJECT after [%s]: %v", m.op, err)
-	}
-	for k, v := range fields {
-		var dst **string
-		switch k {
-		case "_index":
-			dst = &m.Index
-		case "_id":
-			dst = &m.ID
-		case "pipeline":
-			dst = &m.Pipeline
-		case "require_alias", "require_data_stream":
-			// Booleans (Elasticsearch 7.10+, 8.13+). require_data_stream
-			// is accepted, its check is not emulated.
-			var b bool
-			if err := json.Unmarshal(v, &b); err != nil {
-				return actionMeta{}, fmt.Sprintf("action [%s]: parameter [%s] has a wrong type: %v", m.op, k, err)
-			}
-			if k == "require_alias" {
-				m.RequireAlias = b
-			}
-			continue
-		case "dynamic_templates":
-			// An object of field → template name (Elasticsearch 7.13+);
-			// estest has no mappings, so it is checked and ignored.
-			var dt map[string]string
-			if err := json.Unmarshal(v, &dt); err != nil {
-				return actionMeta{}, fmt.Sprintf("action [%s]: parameter [%s] has a wrong type: %v", m.op, k, err)
-			}
-			continue
-		default:
-			return actionMeta{}, fmt.Sprintf("contains an unknown parameter [%s]", k)
-		}
-		var str string
-		if err := json.Unmarshal(v, &str); err != nil {
-			return actionMeta{}, fmt.Sprintf("action [%s]: parameter [%s] has a wrong type: %v", m.op, k, err)
-		}
-		*dst = &str
-	}
-	return m, ""
-}
-
-// fastAction parses the compact form clients write,
-// {"op":{"key":"value",...}}, with plain strings (no escapes); ok is false
-// for anything else, which parseAction then checks the slow way.
-func fastAction(a []byte) (m actionMeta, ok bool) {
-	str := func(b []byte) (string, []byte, bool) {
-		if len(b) < 2 || b[0] != '"' {
-			return "", nil, false
-		}
-		end := bytes.IndexByte(b[1:], '"')
-		if end < 0 || bytes.IndexByte(b[1:1+end], '\\') >= 0 {
-			return "", nil, false
-		}
-		return string(b[1 : 1+end]), b[2+end:], true
-	}
-	if len(a) < 2 || a[0] != '{' {
-		return m, false
-	}
-	op, rest, ok := str(a[1:])
-	if !ok || !bytes.HasPrefix(rest, []byte(":{")) {
-		return m, false
-	}
-	m.op = op
-	rest = rest[2:]
-	for len(rest) > 0 && rest[0] != '}' {
-		k, r, ok := str(rest)
-		if !ok || len(r) == 0 || r[0] != ':' {
-			return m, false
-		}
-		v, r, ok := str(r[1:])
-		if !ok {
-			return m, false
-		}
-		switch k {
-		case "_index":
-			m.Index = &v
-		case "_id":
-			m.ID = &v
-		case "pipeline":
-			m.Pipeline = &v
-		default:
-			return m, false
-		}
-		if len(r) > 0 && r[0] == ',' {
-			r = r[1:]
-			if len(r) == 0 || r[0] != '"' {
-				return m, false
-			}
-		}
-		rest = r
-	}
-	return m, string(rest) == "}}"
-}
-
-// isObject reports whether b is one valid JSON object.
-func isObject(b []byte) bool {
-	t := bytes.TrimLeft(b, " \t\r")
-	return len(t) > 0 && t[0] == '{' && json.Valid(b)
-}
-
-func invalidIndex(name string) string {
-	switch {
-	case name != strings.ToLower(name):
-		return "must be lowercase"
-	case strings.ContainsAny(name, "\\/*?\"<>| ,#:"):
-		return `must not contain the following characters [ , ", *, \, <, |, ,, >, /, ?, #, :]`
-	case strings.HasPrefix(name, "-") || strings.HasPrefix(name, "_") || strings.HasPrefix(name, "+"):
-		return "must not start with '_', '-', or '+'"
-	case name == "." || name == "..":
-		return "must not be '.' or '..'"
-	case len(name) > 255:
-		return "index name is too long, (" + strconv.Itoa(len(name)) + " > 255)"
-	}
-	return ""
 }
 
 type applied struct {
@@ -775,6 +611,9 @@ func (s *Server) apply(o op, fault func(Item) *ItemResult) applied {
 		}
 		return applied{Status: 400, ID: id, Err: &ItemResult{Status: 400, Type: "illegal_argument_exception", Reason: "pipeline with id [" + o.Pipeline + "] does not exist"}}
 	}
+	if o.Op != "delete" {
+		s.autoCreate(o.Index)
+	}
 	if s.isDataStream(o.Index) {
 		if o.Op == "index" {
 			s.itemErrs[400]++
@@ -814,7 +653,7 @@ func (s *Server) apply(o op, fault func(Item) *ItemResult) applied {
 		id = fmt.Sprintf("auto-%08d", s.autoID)
 	}
 	prev, exists := idx[id]
-	d := Doc{Source: json.RawMessage(o.Source), Pipeline: o.Pipeline, Version: prev.Version + 1}
+	d := Doc{Source: json.RawMessage(o.Source), Pipeline: o.Pipeline, Routing: o.Routing, Version: prev.Version + 1}
 	idx[id] = d
 	if exists {
 		return applied{Status: 200, Result: "updated", ID: id, Version: d.Version}
@@ -823,6 +662,9 @@ func (s *Server) apply(o op, fault func(Item) *ItemResult) applied {
 }
 
 func (s *Server) isDataStream(index string) bool {
+	if s.dataStreams[index] {
+		return true
+	}
 	for _, p := range s.DataStreamPrefixes {
 		if strings.HasPrefix(index, p) {
 			return true

@@ -17,6 +17,7 @@ func TestFastActionAgreesWithSlowPath(t *testing.T) {
 		`{"index":{"_index":"a","bogus":"x"}}`,
 		`{"index":{"_index":"a",}}`,
 		`{"index":{"_index":"a"}}}`,
+		`{"index":{"_index":"a","routing":"r"}}`,
 		`{"index":{"_index":1}}`,
 		`{"index":{"_index":"a"},"create":{}}`,
 		` {"index":{"_index":"a"}}`,
@@ -24,7 +25,7 @@ func TestFastActionAgreesWithSlowPath(t *testing.T) {
 	for _, l := range lines {
 		fast, ok := fastAction([]byte(l))
 		// The slow path, bypassing the fast one.
-		slowM, slowErr := parseActionSlow([]byte(l))
+		slowM, slowErr := parseActionSlow([]byte(l), features{})
 		if ok {
 			if slowErr != "" {
 				t.Errorf("%s: fast path accepted what the strict one refuses (%s)", l, slowErr)

@@ -241,12 +241,6 @@ func shape(status int, body []byte) string {
 // Elasticsearch 8/9, which it stands in for, rather than the captured
 // older node; each says why.
 var knownDifferences = map[string]string{
-	// OpenSearch and Elasticsearch 7 predate require_data_stream
-	// (Elasticsearch 8.13) and refuse the whole request; estest accepts it.
-	"opensearch/action_require_data_stream":     "Elasticsearch 8.13+ accepts require_data_stream",
-	"elasticsearch7/action_require_data_stream": "Elasticsearch 8.13+ accepts require_data_stream",
-	// OpenSearch forked before dynamic_templates (Elasticsearch 7.13).
-	"opensearch/action_dynamic_templates": "Elasticsearch 7.13+ accepts dynamic_templates",
 	// Elasticsearch 7.17 writes "_id":"auto-generated" for an item without
 	// _id refused for a missing pipeline; OpenSearch writes null.
 	"opensearch/bulk_missing_pipeline": `estest follows Elasticsearch 7.17 ("_id":"auto-generated"), OpenSearch writes "_id":null`,
@@ -255,6 +249,23 @@ var knownDifferences = map[string]string{
 	// line itself (illegal_argument_exception). Both are a whole-request
 	// 400, which is what a client acts on; estest names the line.
 	"elasticsearch7/bulk_unknown_op": "estest refuses the line as OpenSearch does; Elasticsearch 7.17 answers no requests added",
+}
+
+func distributionOf(server string) string {
+	if server == "opensearch" {
+		return "opensearch"
+	}
+	return "elasticsearch"
+}
+
+func versionOfCapture(t *testing.T, caps map[string]captured) string {
+	var root struct {
+		Version struct{ Number string } `json:"version"`
+	}
+	if err := json.Unmarshal(caps["get_root"].Response, &root); err != nil || root.Version.Number == "" {
+		t.Fatalf("the capture has no GET / version: %v", err)
+	}
+	return root.Version.Number
 }
 
 func TestReplayRealAnswers(t *testing.T) {
@@ -283,7 +294,12 @@ func TestReplayRealAnswers(t *testing.T) {
 					t.Logf("not compared: %s (real answer: %d %s)", why, cp.Status, cp.Response)
 					return
 				}
-				es := estest.New()
+				es := estest.NewUnstarted()
+				// estest answers as the captured server would (its
+				// distribution and version: the action keys and
+				// parameters it knows).
+				es.Distribution, es.Version = distributionOf(server), versionOfCapture(t, caps)
+				es.Start()
 				defer es.Close()
 				if cp.InjectFault {
 					var real struct {

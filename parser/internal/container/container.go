@@ -4,6 +4,7 @@ package container
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/parser"
@@ -46,14 +47,24 @@ func Inner(cfg parser.Config, env plugins.ParserEnv) (parser.Parser, error) {
 }
 
 // Streams joins partial lines per stream (stdout, stderr, other) with no
-// separator, bounded by max.
+// separator, bounded by max; a stream's pending pieces are emitted as they
+// are flushTimeout after its last piece (Deadline, Expire).
 type Streams struct {
-	g [3]join.Group
+	g       [3]join.Group
+	last    [3]time.Time // when each stream's pending group last grew
+	timeout time.Duration
+	// Now is the clock (tests replace it).
+	Now func() time.Time
 }
 
-// NewStreams returns joiners bounded by max bytes (0: unbounded).
-func NewStreams(max int) *Streams {
-	s := &Streams{}
+// NewStreams returns joiners bounded by max bytes (0: unbounded) whose
+// pending pieces wait at most flushTimeout (0: parser.DefaultFlushTimeout)
+// for the next one.
+func NewStreams(max int, flushTimeout time.Duration) *Streams {
+	if flushTimeout <= 0 {
+		flushTimeout = parser.DefaultFlushTimeout
+	}
+	s := &Streams{timeout: flushTimeout, Now: time.Now}
 	for i := range s.g {
 		s.g[i].Max = max
 	}
@@ -73,20 +84,57 @@ func index(stream string) int {
 // Add adds piece (Stream set) to its stream; when final is set, the joined
 // event is appended to out.
 func (s *Streams) Add(piece *event.Event, final bool, out []*event.Event) []*event.Event {
-	g := &s.g[index(piece.Stream)]
+	i := index(piece.Stream)
+	g := &s.g[i]
 	g.Add(piece, "")
 	if final {
 		out = append(out, g.Take())
+	} else {
+		s.last[i] = s.Now()
 	}
 	return out
 }
 
+// Deadline is when the oldest pending stream must be emitted.
+func (s *Streams) Deadline() (time.Time, bool) {
+	var d time.Time
+	found := false
+	for i := range s.g {
+		if s.g[i].Empty() {
+			continue
+		}
+		if t := s.last[i].Add(s.timeout); !found || t.Before(d) {
+			d, found = t, true
+		}
+	}
+	return d, found
+}
+
+// Expire appends the pending streams whose last piece is flushTimeout old
+// at now, oldest first piece first.
+func (s *Streams) Expire(now time.Time, out []*event.Event) []*event.Event {
+	return s.take(out, func(i int) bool { return !now.Before(s.last[i].Add(s.timeout)) })
+}
+
+// TakeLost returns the bytes given up by cuts at max since the last call.
+func (s *Streams) TakeLost() int64 {
+	var n int64
+	for i := range s.g {
+		n += s.g[i].TakeLost()
+	}
+	return n
+}
+
 // Flush appends the pending partials, oldest first piece first.
 func (s *Streams) Flush(out []*event.Event) []*event.Event {
+	return s.take(out, func(int) bool { return true })
+}
+
+func (s *Streams) take(out []*event.Event, due func(i int) bool) []*event.Event {
 	for {
 		best := -1
 		for i := range s.g {
-			if s.g[i].Empty() {
+			if s.g[i].Empty() || !due(i) {
 				continue
 			}
 			if best < 0 || s.g[i].First().Pos.Offset < s.g[best].First().Pos.Offset {

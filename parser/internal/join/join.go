@@ -18,6 +18,7 @@ type Group struct {
 	buf    []byte // the joined bytes once a second piece came
 	joined bool
 	cut    bool
+	lost   int64 // bytes given up by cuts, kept across Take (TakeLost)
 }
 
 // Empty reports whether no piece is pending.
@@ -32,7 +33,9 @@ func (g *Group) Add(piece *event.Event, sep string) {
 	if g.ev == nil {
 		g.ev = piece
 		if g.Max > 0 && len(piece.Raw) > g.Max {
+			n := len(piece.Raw)
 			piece.Raw = lines.Cut(piece.Raw, g.Max) // never inside a UTF-8 character
+			g.lost += int64(n - len(piece.Raw))
 			g.cut = true
 		}
 		return
@@ -47,6 +50,7 @@ func (g *Group) Add(piece *event.Event, sep string) {
 	g.ev.Pos = piece.Pos
 	g.ev.Join(piece)
 	if g.cut {
+		g.lost += int64(len(piece.Raw))
 		return
 	}
 	room := len(sep) + len(piece.Raw)
@@ -56,10 +60,21 @@ func (g *Group) Add(piece *event.Event, sep string) {
 	}
 	if room <= len(sep) {
 		g.buf = append(g.buf, sep[:room]...)
+		g.lost += int64(len(piece.Raw))
 		return
 	}
 	g.buf = append(g.buf, sep...)
-	g.buf = append(g.buf, lines.Cut(piece.Raw, room-len(sep))...)
+	kept := lines.Cut(piece.Raw, room-len(sep))
+	g.buf = append(g.buf, kept...)
+	g.lost += int64(len(piece.Raw) - len(kept))
+}
+
+// TakeLost returns the bytes of pieces given up by cuts at Max since the
+// last call (separators not counted: they are not the source's bytes).
+func (g *Group) TakeLost() int64 {
+	n := g.lost
+	g.lost = 0
+	return n
 }
 
 // Len is the length of the pending joined bytes.
@@ -85,6 +100,6 @@ func (g *Group) Take() *event.Event {
 	if g.cut {
 		e.Flags |= event.Truncated
 	}
-	*g = Group{Max: g.Max}
+	*g = Group{Max: g.Max, lost: g.lost}
 	return e
 }

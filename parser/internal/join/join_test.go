@@ -22,3 +22,29 @@ func TestCutIsUTF8Safe(t *testing.T) {
 		t.Fatalf("later piece: %q", e.Raw)
 	}
 }
+
+// Issue 14: the bytes a cut gives up are counted (the pieces past the cut
+// and the cut part of the piece crossing it), across Take, once.
+func TestCutCountsLostBytes(t *testing.T) {
+	g := Group{Max: 10}
+	g.Add(&event.Event{Raw: []byte("0123456")}, "")
+	g.Add(&event.Event{Raw: []byte("789abc")}, "\n") // "\n78" kept: 4 lost
+	g.Add(&event.Event{Raw: []byte("defgh")}, "\n")  // all 5 lost
+	if e := g.Take(); string(e.Raw) != "0123456\n78" {
+		t.Fatalf("%q", e.Raw)
+	}
+	g.Add(&event.Event{Raw: []byte("0123456789AB")}, "") // first piece cut: 2 lost
+	g.Take()
+	if n := g.TakeLost(); n != 4+5+2 {
+		t.Fatalf("lost %d, want 11", n)
+	}
+	if n := g.TakeLost(); n != 0 {
+		t.Fatalf("lost %d again", n)
+	}
+	g.Add(&event.Event{Raw: []byte("short")}, "")
+	g.Add(&event.Event{Raw: []byte("er")}, "\n")
+	g.Take()
+	if n := g.TakeLost(); n != 0 {
+		t.Fatalf("lost %d without a cut", n)
+	}
+}
