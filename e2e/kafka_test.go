@@ -67,26 +67,40 @@ func TestKafkaTwoTierExactlyOnce(t *testing.T) {
 	t.Cleanup(func() { osDelete(osURL + "/" + index) })
 
 	dir := t.TempDir()
+	binary(t) // built before the app starts writing
 	logf := filepath.Join(dir, "logs", "app.log")
 	os.MkdirAll(filepath.Dir(logf), 0o755)
 	f, err := os.Create(logf)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The app writes the lines over about 8 s, so that the three kills
+	// fall while it writes (the last run reads to the end).
 	cw := &countingWriter{w: f}
-	w := bufio.NewWriterSize(cw, 1<<20)
 	big := lines / 3
 	var bigEnd int64 // the big line's source offset (just past it)
-	for i := range lines {
-		if i == big {
-			fmt.Fprintf(w, `{"n":-1,"pad":"%s"}`+"\n", strings.Repeat("x", 2*maxMessage))
-			w.Flush()
-			bigEnd = cw.n
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		defer f.Close()
+		w := bufio.NewWriterSize(cw, 1<<20)
+		perTick := max(lines/400, 1) // 400 ticks of 20 ms
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for i := range lines {
+			if i == big {
+				fmt.Fprintf(w, `{"n":-1,"pad":"%s"}`+"\n", strings.Repeat("x", 2*maxMessage))
+				w.Flush()
+				bigEnd = cw.n
+			}
+			fmt.Fprintf(w, `{"n":%d,"msg":"order %d created","service":"checkout","pod":"web-%d"}`+"\n", i, i, i%16)
+			if i%perTick == perTick-1 {
+				w.Flush()
+				<-tick.C
+			}
 		}
-		fmt.Fprintf(w, `{"n":%d,"msg":"order %d created","service":"checkout","pod":"web-%d"}`+"\n", i, i, i%16)
-	}
-	w.Flush()
-	f.Close()
+		w.Flush()
+	}()
 
 	// Tier 1: the agent.
 	agentCfg := filepath.Join(dir, "agent.yaml")
@@ -138,6 +152,7 @@ outputs:
 			}
 		}
 	}
+	<-written
 	start := time.Now()
 	cmd := exec.Command(binary(t), "run", "-c", agentCfg, "--exit-on-eof")
 	out, err := cmd.CombinedOutput()
@@ -217,21 +232,23 @@ outputs:
     endpoints: ["`+osURL+`"]
     index: `+index+`
     id: source
+    max_in_flight: 1
     buffer: {type: disk}
-    batch: {max_events: 1000, timeout: 20ms}
+    batch: {max_events: 500, timeout: 20ms}
     retry: {initial: 10ms, max: 200ms}
 `), 0o644)
 	cpu, wall = 0, 0
 	for i := range 3 {
-		at := osCount(t, osURL, index) + lines/5
+		// Each run is killed once it delivered a fifth of the lines (its
+		// own counter: the index refreshes once a second, too late).
 		start := time.Now()
 		a := startAgent(t, aggCfg)
 		deadline := time.Now().Add(3 * time.Minute)
-		for osCount(t, osURL, index) < at {
+		for a.metric(t, "sidelog_output_records_out_total", `{output="search"}`) < float64(lines/5) {
 			if time.Now().After(deadline) {
 				t.Fatalf("aggregator run %d: %d documents after 3 minutes:\n%s", i, osCount(t, osURL, index), tail(a.out.String(), 20))
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(2 * time.Millisecond)
 		}
 		a.cmd.Process.Signal(syscall.SIGKILL)
 		a.cmd.Wait()
