@@ -30,6 +30,12 @@ type Config struct {
 	Mode string `yaml:"mode"`
 	// ID is source (a stable _id per source line) or none (ES assigns ids).
 	ID string `yaml:"id"`
+	// IDKey takes each document's _id from this record field (a dotted
+	// path); records without it get the id that ID says.
+	IDKey string `yaml:"id_key"`
+	// Routing is an optional template of the routing key (`{{ tenant }}`);
+	// a record for which it renders empty is sent without one.
+	Routing string `yaml:"routing"`
 	// Pipeline is an optional ingest pipeline.
 	Pipeline string `yaml:"pipeline"`
 	// Compression of request bodies: gzip or none.
@@ -173,6 +179,22 @@ func (c *Config) Validate() error {
 		add("index", "index names must be lowercase: %q", c.Index)
 	} else if i := strings.IndexAny(lit, invalidIndexChars); i >= 0 {
 		add("index", "%q may not appear in an index name", lit[i:i+1])
+	} else if t.IsStatic() {
+		if err := checkIndexName([]byte(lit)); err != nil {
+			add("index", "%q: %v", lit, err)
+		}
+	} else if g := t.Glob(); g[0] == '-' || g[0] == '_' || g[0] == '+' {
+		add("index", "%q: an index name must not start with %q", c.Index, g[0])
+	}
+	if c.IDKey != "" {
+		if _, err := template.Compile("{{ " + c.IDKey + " }}"); err != nil || strings.ContainsAny(c.IDKey, "{}%") {
+			add("id_key", "not a field name or dotted path: %q", c.IDKey)
+		}
+	}
+	if c.Routing != "" {
+		if _, err := template.Compile(c.Routing); err != nil {
+			add("routing", "%v", err)
+		}
 	}
 	if c.Setup != nil && *c.Setup {
 		if t, err := template.Compile(c.indexTemplate()); err == nil && strings.HasPrefix(t.Glob(), "*") {

@@ -50,6 +50,8 @@ type Output struct {
 	cfg          Config
 	logger       *slog.Logger
 	index        *template.Template
+	idKey        *template.Template // id_key as a template, nil when unset
+	routing      *template.Template // nil when unset
 	stableID     bool
 	idPrefix     [16]byte
 	actionPrefix []byte
@@ -137,6 +139,18 @@ func NewFor(cfg *Config, env plugins.OutputEnv, expect string) (*Output, error) 
 	}
 	o.actionSuffix = append(suffix, "}}\n"...)
 	o.keys = append(append([]string{}, tpl.Keys()...), "@timestamp")
+	if cfg.IDKey != "" {
+		if o.idKey, err = template.Compile("{{ " + cfg.IDKey + " }}"); err != nil {
+			return nil, &plugins.KeyError{Key: "id_key", Err: err}
+		}
+		o.keys = append(o.keys, o.idKey.Keys()...)
+	}
+	if cfg.Routing != "" {
+		if o.routing, err = template.Compile(cfg.Routing); err != nil {
+			return nil, &plugins.KeyError{Key: "routing", Err: err}
+		}
+		o.keys = append(o.keys, o.routing.Keys()...)
+	}
 
 	if cfg.TLS != nil && !strings.HasPrefix(strings.Join(cfg.Endpoints, " "), "https://") && !strings.Contains(strings.Join(cfg.Endpoints, " "), " https://") {
 		logger.Warn("elasticsearch: tls is set but no endpoint uses https: requests are not encrypted", "output", env.Name)

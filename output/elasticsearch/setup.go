@@ -27,9 +27,10 @@ import (
 //
 // Without it a data stream's first document creates a plain index of that
 // name, which then refuses the data stream for ever. The priority, 200,
-// wins over Elasticsearch 8's built-in logs-*-* (100), which would
-// otherwise make logs-x-y names data streams with its own mappings and
-// lifecycle; a template of the user's at 200 or above on the same names
+// wins over Elasticsearch 8's built-in logs-*-* (100); since templates do
+// not merge, a logs-* template on Elasticsearch >= 8 composes the stock
+// template's component templates (stockComponents) to keep its mappings
+// and lifecycle; a template of the user's at 200 or above on the same names
 // wins or collides (the server refuses two templates of equal priority on
 // overlapping patterns: a warning, and the output goes on). An existing
 // template of that name is left as it is (never overwritten: the user's
@@ -74,8 +75,35 @@ func (o *Output) templateBody(s *serverInfo, lifecycle bool) []byte {
 	if o.cfg.Mode == "data_stream" {
 		body["data_stream"] = props{}
 	}
+	if c := stockComponents(s, o.index.Glob()); c != nil {
+		// Elasticsearch 8's logs-*-* template (priority 100) would apply
+		// to these names but for ours: keep what it brings (ECS and logs
+		// mappings, the logs lifecycle, logs@custom) by composing the
+		// same component templates; ours then adds its own block.
+		body["composed_of"] = c
+		if s.major > 8 || s.minor >= 7 {
+			body["ignore_missing_component_templates"] = c
+		}
+	}
 	b, _ := json.Marshal(body)
 	return b
+}
+
+// stockComponents returns the component templates of Elasticsearch 8's
+// built-in logs template when the pattern is a logs-* name on
+// Elasticsearch >= 8, else nil. 8.0-8.6 named them logs-mappings,
+// data-streams-mappings, logs-settings; 8.7+ logs@mappings,
+// logs@settings, logs@custom (and ecs@mappings from 8.13), each listed in
+// ignore_missing_component_templates (8.7+) so that a version without one
+// of them still takes the template.
+func stockComponents(s *serverInfo, glob string) []string {
+	if s.distribution != Elasticsearch || s.major < 8 || !strings.HasPrefix(glob, "logs-") {
+		return nil
+	}
+	if s.major == 8 && s.minor < 7 {
+		return []string{"logs-mappings", "data-streams-mappings", "logs-settings"}
+	}
+	return []string{"logs@mappings", "logs@settings", "logs@custom", "ecs@mappings"}
 }
 
 // setupTemplates creates the output's index template when setup is on and

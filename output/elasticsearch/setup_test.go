@@ -122,6 +122,41 @@ func TestSetupDataStream(t *testing.T) {
 	}
 }
 
+// TestSetupComposesStockLogs: on Elasticsearch 8 a logs-* template lists
+// the stock logs template's component templates (it replaces that
+// template for its names: priority 200 over 100), ignoring missing ones
+// from 8.7; on OpenSearch, Elasticsearch 7 and for other names it
+// composes nothing.
+func TestSetupComposesStockLogs(t *testing.T) {
+	for _, c := range []struct {
+		dist, version, index string
+		want                 string
+		ignore               bool
+	}{
+		{"elasticsearch", "8.19.0", "logs-{{ service }}-default", "logs@mappings logs@settings logs@custom ecs@mappings", true},
+		{"elasticsearch", "8.7.0", "logs-{{ service }}-default", "logs@mappings logs@settings logs@custom ecs@mappings", true},
+		{"elasticsearch", "8.5.3", "logs-{{ service }}-default", "logs-mappings data-streams-mappings logs-settings", false},
+		{"elasticsearch", "8.19.0", "app-{{ service }}", "", false},
+		{"elasticsearch", "7.17.29", "logs-{{ service }}-default", "", false},
+		{"opensearch", "2.19.0", "logs-{{ service }}-default", "", false},
+	} {
+		s, _ := setupServer(t, func(s *estest.Server) { s.Distribution, s.Version = c.dist, c.version })
+		o, _ := setupOutput(t, s, "es", func(cf *Config) { cf.Index = c.index })
+		if err := o.Write(t.Context(), docs(t, o, 0, 1)); err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := s.Template("sidelog-es")
+		var tb struct {
+			ComposedOf []string `json:"composed_of"`
+			Ignore     []string `json:"ignore_missing_component_templates"`
+		}
+		_ = json.Unmarshal(raw, &tb)
+		if got := strings.Join(tb.ComposedOf, " "); got != c.want || (len(tb.Ignore) > 0) != c.ignore {
+			t.Errorf("%s %s %s: composed_of %q ignore %v", c.dist, c.version, c.index, got, tb.Ignore)
+		}
+	}
+}
+
 // TestSetupBulk: bulk mode creates no template unless setup: true, then one
 // without data_stream; a lifecycle policy is set only when the server has
 // it.
