@@ -229,3 +229,49 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestIndexNamesRealNode: the real OpenSearch and Elasticsearch 7.17 nodes
+// refuse every name checkIndexName refuses (so a record is dead-lettered
+// only where the engine would refuse it), and accept the sanitised forms
+// of names with upper case and refused characters.
+func TestIndexNamesRealNode(t *testing.T) {
+	for _, srv := range []struct {
+		name string
+		url  func(testing.TB) string
+	}{{"opensearch", testservers.OpenSearch}, {"elasticsearch7", testservers.Elasticsearch7}} {
+		t.Run(srv.name, func(t *testing.T) {
+			n := node{t, srv.url(t)}
+			base := testservers.UniqueName(t, "sidelog-names")
+			for _, bad := range []string{"-" + base, "_" + base, "+" + base, ".", "..", base + strings.Repeat("x", 256-len(base))} {
+				if checkIndexName([]byte(bad)) == nil {
+					t.Fatalf("%q: checkIndexName accepts it", bad)
+				}
+				st, body := n.do("PUT", "/"+bad, "")
+				if st != 400 || !strings.Contains(body, "invalid_index_name_exception") {
+					n.do("DELETE", "/"+bad, "")
+					t.Errorf("%q: the node answered %d %s", bad, st, body)
+				}
+			}
+			// Rendered names with upper case and refused characters are
+			// sanitised into names the node takes.
+			o := testOutput(t, func(c *Config) { c.Endpoints = []string{n.url}; c.Index = base + "-{{ svc }}" }, plugins.OutputEnv{Name: "es"})
+			var batch [][]byte
+			for i, svc := range []string{"Checkout API", "a/b*c?d\"e<f>g|h,i#j\\\\k", "Ünïcode"} {
+				rec, err := o.Encode(nil, rawEvent(`{}`, map[string]any{"svc": svc}, int64(100+i)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				n.cleanup("/" + actionIndex(rec))
+				batch = append(batch, rec)
+			}
+			if err := o.Write(t.Context(), batch); err != nil {
+				t.Fatalf("sanitised names refused: %v", err)
+			}
+			for _, rec := range batch {
+				if got := n.count(actionIndex(rec)); got != 1 {
+					t.Errorf("%s: %d documents", actionIndex(rec), got)
+				}
+			}
+		})
+	}
+}
