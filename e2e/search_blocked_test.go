@@ -120,10 +120,8 @@ func searchWriteBlock(t *testing.T, url, typ string) {
 
 	// The block lasts 6 seconds; the other index keeps receiving through
 	// all of it. (Records of the blocked index wait aside in at most
-	// delivery.DefaultMaxParked = 16 batches, so that other indices keep
-	// flowing; past that the whole output pauses: with 1 s batches, about
-	// 16 seconds of the blocked index's records. With batch.timeout 50ms
-	// at this rate it was about one second.)
+	// delivery.DefaultMaxParked batches and DefaultMaxParkedBytes, so that
+	// other indices keep flowing; past that the whole output pauses.)
 	var bs []int
 	// Two windows of 3 s (a bulk request on the loaded shared node can
 	// take seconds).
