@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,24 +36,31 @@ import (
 // field: none missing, none twice), every bad line in the dead-letter files
 // with the engine's reason, nothing else dead-lettered.
 func TestSearchExactlyOnceOpenSearchBulk(t *testing.T) {
-	searchExactlyOnce(t, testservers.OpenSearch(t), "opensearch", "bulk", false)
+	searchExactlyOnce(t, testservers.OpenSearch(t), "opensearch", "bulk", false, "")
 }
 
 // The data stream is created by the agent (setup, the default in
 // data_stream mode: its index template), the mapping of seq and code is
 // the engine's dynamic one.
 func TestSearchExactlyOnceOpenSearchDataStream(t *testing.T) {
-	searchExactlyOnce(t, testservers.OpenSearch(t), "opensearch", "data_stream", true)
+	searchExactlyOnce(t, testservers.OpenSearch(t), "opensearch", "data_stream", true, "")
 }
 
 // The same data stream with the test's own template (setup: false) mapping
 // seq and code.
 func TestSearchExactlyOnceOpenSearchDataStreamOwnTemplate(t *testing.T) {
-	searchExactlyOnce(t, testservers.OpenSearch(t), "opensearch", "data_stream", false)
+	searchExactlyOnce(t, testservers.OpenSearch(t), "opensearch", "data_stream", false, "")
 }
 
 func TestSearchExactlyOnceES7Bulk(t *testing.T) {
-	searchExactlyOnce(t, testservers.Elasticsearch7(t), "elasticsearch", "bulk", false)
+	searchExactlyOnce(t, testservers.Elasticsearch7(t), "elasticsearch", "bulk", false, "")
+}
+
+// The same with the _id taken from the record (id_key: seq) and a
+// routing key ({{ stream }}): the engine's _id of each line is its seq,
+// every document carries the routing.
+func TestSearchExactlyOnceES7IDKeyRouting(t *testing.T) {
+	searchExactlyOnce(t, testservers.Elasticsearch7(t), "elasticsearch", "bulk", false, "id_key: seq, routing: '{{ stream }}'")
 }
 
 // searchBad is the 1% of lines that break the mapping.
@@ -85,6 +93,14 @@ outputs:
 	}
 	os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
 	return cfg
+}
+
+// joinKeys joins YAML flow mapping members.
+func joinKeys(a, b string) string {
+	if a == "" || b == "" {
+		return a + b
+	}
+	return a + ", " + b
 }
 
 // createSeqIndex creates what the agent writes into: an index (bulk) or an
@@ -122,7 +138,7 @@ func finalRun(t *testing.T, cfg string, within time.Duration) {
 	}
 }
 
-func searchExactlyOnce(t *testing.T, url, typ, mode string, setup bool) {
+func searchExactlyOnce(t *testing.T, url, typ, mode string, setup bool, extra string) {
 	lines := envInt(t, "SIDELOG_ES_ACCEPT_LINES", 20_000)
 	es := newEngine(t, url)
 	index := testservers.UniqueName(t, "sidelogtest-accept")
@@ -138,13 +154,13 @@ func searchExactlyOnce(t *testing.T, url, typ, mode string, setup bool) {
 			es.do("DELETE", "/_data_stream/"+index, nil)
 			es.do("DELETE", "/_index_template/sidelog-"+out, nil)
 		})
-		cfg = searchConfigNamed(t, out, dir, typ, url, index, mode, "setup: true")
+		cfg = searchConfigNamed(t, out, dir, typ, url, index, mode, joinKeys("setup: true", extra))
 	case mode == "data_stream":
 		createSeqIndex(t, es, index, mode)
-		cfg = searchConfig(t, dir, typ, url, index, mode, "setup: false")
+		cfg = searchConfig(t, dir, typ, url, index, mode, joinKeys("setup: false", extra))
 	default:
 		createSeqIndex(t, es, index, mode)
-		cfg = searchConfig(t, dir, typ, url, index, mode, "")
+		cfg = searchConfig(t, dir, typ, url, index, mode, extra)
 	}
 	outLabel := `{output="` + out + `"}`
 
@@ -222,6 +238,36 @@ func searchExactlyOnce(t *testing.T, url, typ, mode string, setup bool) {
 		t.Errorf("of %d good lines: %d missing, %d more than once", good, missing, twice)
 	}
 
+	if strings.Contains(extra, "id_key: seq") {
+		// The engine's _id is the line's seq, the routing its stream.
+		ids := []string{"0", "1", strconv.Itoa(lines / 2), strconv.Itoa(lines - 1)}
+		out := es.must("POST", "/"+index+"/_search", map[string]any{"size": 10,
+			"query": map[string]any{"bool": map[string]any{"filter": []any{
+				map[string]any{"ids": map[string]any{"values": ids}},
+				map[string]any{"term": map[string]any{"_routing": "a"}},
+			}}}})
+		var r struct {
+			Hits struct {
+				Hits []struct {
+					ID     string            `json:"_id"`
+					Source struct{ Seq int } `json:"_source"`
+				} `json:"hits"`
+			} `json:"hits"`
+		}
+		if err := json.Unmarshal(out, &r); err != nil || len(r.Hits.Hits) != len(ids) {
+			t.Errorf("documents with _id %v and routing a: %s", ids, out)
+		}
+		for _, h := range r.Hits.Hits {
+			if h.ID != strconv.Itoa(h.Source.Seq) {
+				t.Errorf("_id %s holds seq %d", h.ID, h.Source.Seq)
+			}
+		}
+		routed := es.must("POST", "/"+index+"/_count", map[string]any{"query": map[string]any{"term": map[string]any{"_routing": "a"}}})
+		if !strings.Contains(string(routed), fmt.Sprintf(`"count":%d`, good)) {
+			t.Errorf("documents routed by stream: %s, want %d", routed, good)
+		}
+	}
+
 	// Every bad line dead-lettered with the engine's reason; nothing else.
 	dead := map[int]int{}
 	for _, d := range deadLetters(t, filepath.Join(dir, "data"), out) {
@@ -244,8 +290,8 @@ func searchExactlyOnce(t *testing.T, url, typ, mode string, setup bool) {
 			deadAgain += dead[n] - 1
 		}
 	}
-	t.Logf("FIGURES engine=%s type=%s mode=%s setup=%v lines=%d good=%d indexed=%d missing=%d duplicates=%d dead_lettered=%d (again after a kill: %d) kills=3 elapsed=%v",
-		url, typ, mode, setup, lines, good, len(seen), missing, twice, len(dead), deadAgain, elapsed.Round(time.Millisecond))
+	t.Logf("FIGURES engine=%s type=%s mode=%s setup=%v extra=%q lines=%d good=%d indexed=%d missing=%d duplicates=%d dead_lettered=%d (again after a kill: %d) kills=3 elapsed=%v",
+		url, typ, mode, setup, extra, lines, good, len(seen), missing, twice, len(dead), deadAgain, elapsed.Round(time.Millisecond))
 }
 
 // bulkRecorder is a 127.0.0.1 reverse proxy in front of a node that

@@ -63,6 +63,10 @@ type Config struct {
 	APIKey      string     `yaml:"api_key"`
 	BearerToken string     `yaml:"bearer_token"`
 	TLS         *TLSConfig `yaml:"tls"`
+
+	// Managed services (aws.go, cloud.go): SigV4 signing, Elastic Cloud.
+	Auth    *AuthConfig `yaml:"auth"`
+	CloudID string      `yaml:"cloud_id"`
 }
 
 // TLSConfig is the `tls:` block.
@@ -71,6 +75,9 @@ type TLSConfig struct {
 	CertFile           string `yaml:"cert_file"`
 	KeyFile            string `yaml:"key_file"`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	// CAFingerprint pins the server's CA or leaf certificate by its
+	// SHA-256 fingerprint (fingerprint.go).
+	CAFingerprint string `yaml:"ca_fingerprint"`
 }
 
 // Defaults.
@@ -123,8 +130,8 @@ func (c *Config) Validate() error {
 	var errs []error
 	add := func(key, format string, args ...any) { errs = append(errs, keyErr(key, format, args...)) }
 
-	if len(c.Endpoints) == 0 {
-		add("endpoints", "at least one endpoint is required (e.g. [\"https://127.0.0.1:9200\"])")
+	if len(c.Endpoints) == 0 && c.CloudID == "" {
+		add("endpoints", "at least one endpoint (e.g. [\"https://127.0.0.1:9200\"]) or cloud_id is required")
 	}
 	for i, ep := range c.Endpoints {
 		key := fmt.Sprintf("endpoints[%d]", i)
@@ -236,6 +243,8 @@ func (c *Config) Validate() error {
 		add(key, "set only one of username/password, api_key and bearer_token (found %s)", strings.Join(methods, ", "))
 	}
 
+	c.validateManaged(add)
+
 	if c.TLS != nil {
 		if _, err := c.TLS.build(); err != nil {
 			errs = append(errs, err)
@@ -272,6 +281,13 @@ func (t *TLSConfig) build() (*tls.Config, error) {
 			errs = append(errs, keyErr("tls.cert_file", "%v", err))
 		} else {
 			cfg.Certificates = []tls.Certificate{cert}
+		}
+	}
+	if t.CAFingerprint != "" {
+		if fp, err := parseFingerprint(t.CAFingerprint); err != nil {
+			errs = append(errs, keyErr("tls.ca_fingerprint", "%v", err))
+		} else {
+			pinFingerprint(cfg, fp)
 		}
 	}
 	if len(errs) > 0 {
