@@ -22,15 +22,29 @@ const (
 	DefaultMaxEvents    = 1000
 	DefaultMaxBytes     = 5 << 20
 	DefaultTimeout      = time.Second
+	DefaultLinger       = 20 * time.Millisecond
 	DefaultRetryInitial = 500 * time.Millisecond
 	DefaultRetryMax     = 30 * time.Second
 )
 
 // BatchConfig is the `batch:` block of an output.
+//
+// Natural batching: the loop reads a batch only when a send slot is free
+// (max_in_flight). Then a batch leaves at once when max_events/max_bytes or
+// min_events records wait, else when the oldest record has waited linger;
+// timeout bounds that wait too. Under load, records pile up while every
+// slot is busy and batches fill by themselves; at low rates a record waits
+// about linger, not timeout.
 type BatchConfig struct {
 	MaxEvents int           `yaml:"max_events"`
 	MaxBytes  units.Size    `yaml:"max_bytes"`
 	Timeout   time.Duration `yaml:"timeout"`
+	// MinEvents: with a free slot, this many records waiting are sent at
+	// once (default: max_events, i.e. only a full batch is).
+	MinEvents int `yaml:"min_events"`
+	// Linger: with a free slot, records are sent once the oldest has
+	// waited this long (default DefaultLinger; at most timeout).
+	Linger time.Duration `yaml:"linger"`
 }
 
 // Validate checks the values that the types alone cannot.
@@ -44,6 +58,12 @@ func (c *BatchConfig) Validate() error {
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, errors.New("timeout: must not be negative"))
+	}
+	if c.MinEvents < 0 {
+		errs = append(errs, errors.New("min_events: must not be negative"))
+	}
+	if c.Linger < 0 {
+		errs = append(errs, errors.New("linger: must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -91,8 +111,11 @@ type Runner struct {
 	Blocks *BlockState
 	// MaxParked bounds the batches whose remaining records are all blocked
 	// (see BlockedError) and that wait aside, unacknowledged, so that the
-	// records of other keys keep flowing (default DefaultMaxParked). Past
-	// it the output pauses.
+	// records of other keys keep flowing (default DefaultMaxParked), in
+	// records: MaxParked × batch.max_events. (With natural batching a batch
+	// at a low rate holds a few records: a bound in batches would let other
+	// keys flow for a fraction of a second only.) Past it the output
+	// pauses.
 	MaxParked int
 }
 
@@ -100,7 +123,7 @@ type Runner struct {
 const DefaultMaxParked = 16
 
 func (r *Runner) limits() buffer.Limits {
-	l := buffer.Limits{MaxEvents: r.Batch.MaxEvents, MaxBytes: int(r.Batch.MaxBytes), Timeout: r.Batch.Timeout}
+	l := buffer.Limits{MaxEvents: r.Batch.MaxEvents, MaxBytes: int(r.Batch.MaxBytes), Timeout: r.Batch.Timeout, MinEvents: r.Batch.MinEvents, Linger: r.Batch.Linger}
 	if l.MaxEvents == 0 {
 		l.MaxEvents = DefaultMaxEvents
 	}
@@ -109,6 +132,9 @@ func (r *Runner) limits() buffer.Limits {
 	}
 	if l.Timeout == 0 {
 		l.Timeout = DefaultTimeout
+	}
+	if l.Linger == 0 {
+		l.Linger = DefaultLinger
 	}
 	return l
 }
@@ -130,7 +156,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	if parkedMax <= 0 {
 		parkedMax = DefaultMaxParked
 	}
-	parked := make(chan struct{}, parkedMax)
+	parkBudget := parkedMax * lim.MaxEvents // records
+	var parkMu sync.Mutex
+	parkedRecs := 0
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	readBackoff := 100 * time.Millisecond
@@ -165,20 +193,26 @@ func (r *Runner) Run(ctx context.Context) error {
 			// slot back (it parks) so that other keys keep flowing, once
 			// a parking place is free.
 			isParked := false
+			n := len(b.Records)
 			park := func() {
 				if isParked {
 					return
 				}
-				select {
-				case parked <- struct{}{}:
+				parkMu.Lock()
+				if parkedRecs+n <= parkBudget {
+					parkedRecs += n
 					isParked = true
-					<-slots
-				default: // every place taken: keep the slot, the output pauses
 				}
+				parkMu.Unlock()
+				if isParked {
+					<-slots
+				} // else every place is taken: keep the slot, the output pauses
 			}
 			defer func() {
 				if isParked {
-					<-parked
+					parkMu.Lock()
+					parkedRecs -= n
+					parkMu.Unlock()
 				} else {
 					<-slots
 				}

@@ -82,8 +82,8 @@ func searchWriteBlock(t *testing.T, url, typ string) {
 	t.Cleanup(func() { es.do("PUT", "/"+idxA+"/_settings", `{"index.blocks.write": null}`) })
 	dir := t.TempDir()
 	cfg := searchConfig(t, dir, typ, url, prefix+"-{{ stream }}", "bulk", "")
-	// The default batch.timeout (1s): how long the other index keeps
-	// flowing depends on it (see below).
+	// The default batch.timeout (1s) and linger (natural batching: batches
+	// of a few dozen records at this rate).
 	b, _ := os.ReadFile(cfg)
 	os.WriteFile(cfg, []byte(strings.Replace(string(b), "timeout: 50ms", "timeout: 1s", 1)), 0o644)
 	stream := func(n int) string { return map[bool]string{true: "a", false: "b"}[n%2 == 0] }
@@ -119,11 +119,12 @@ func searchWriteBlock(t *testing.T, url, typ string) {
 	aAt, bAt := es.count(idxA), es.count(idxB)
 
 	// The block lasts 6 seconds; the other index keeps receiving through
-	// all of it. (Records of the blocked index wait aside in at most
-	// delivery.DefaultMaxParked = 16 batches, so that other indices keep
-	// flowing; past that the whole output pauses: with 1 s batches, about
-	// 16 seconds of the blocked index's records. With batch.timeout 50ms
-	// at this rate it was about one second.)
+	// all of it. (Records of the blocked index wait aside in parked
+	// batches holding at most delivery.DefaultMaxParked (16) × max_events
+	// records, so that other indices keep flowing; past that the whole
+	// output pauses: 16,000 records, about 48 seconds of the blocked
+	// index's records at this rate. When the bound counted batches, 50 ms
+	// batches gave about one second.)
 	var bs []int
 	for i := range 3 {
 		deadline := time.Now().Add(2 * time.Second)
