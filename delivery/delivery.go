@@ -111,16 +111,23 @@ type Runner struct {
 	Blocks *BlockState
 	// MaxParked bounds the batches whose remaining records are all blocked
 	// (see BlockedError) and that wait aside, unacknowledged, so that the
-	// records of other keys keep flowing (default DefaultMaxParked), in
-	// records: MaxParked × batch.max_events. (With natural batching a batch
-	// at a low rate holds a few records: a bound in batches would let other
-	// keys flow for a fraction of a second only.) Past it the output
-	// pauses.
-	MaxParked int
+	// records of other keys keep flowing (default DefaultMaxParked), and
+	// MaxParkedBytes their size (default DefaultMaxParkedBytes). Past
+	// either the output pauses. Only one parked batch per blocked key
+	// retries at its backoff; the others wait for it (BlockState.follow),
+	// so a long block costs one request per backoff, not one per batch.
+	MaxParked      int
+	MaxParkedBytes int64
 }
 
-// DefaultMaxParked is the default of Runner.MaxParked.
-const DefaultMaxParked = 16
+// DefaultMaxParked and DefaultMaxParkedBytes are the defaults of
+// Runner.MaxParked and Runner.MaxParkedBytes: with 500-record batches of
+// 300-byte lines, 16 MiB holds about 50,000 records of a blocked index
+// while the output's other indices keep flowing.
+const (
+	DefaultMaxParked            = 4096
+	DefaultMaxParkedBytes int64 = 16 << 20
+)
 
 func (r *Runner) limits() buffer.Limits {
 	l := buffer.Limits{MaxEvents: r.Batch.MaxEvents, MaxBytes: int(r.Batch.MaxBytes), Timeout: r.Batch.Timeout, MinEvents: r.Batch.MinEvents, Linger: r.Batch.Linger}
@@ -156,9 +163,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	if parkedMax <= 0 {
 		parkedMax = DefaultMaxParked
 	}
-	parkBudget := parkedMax * lim.MaxEvents // records
+	parkedMaxBytes := r.MaxParkedBytes
+	if parkedMaxBytes <= 0 {
+		parkedMaxBytes = DefaultMaxParkedBytes
+	}
 	var parkMu sync.Mutex
-	parkedRecs := 0
+	parkedN, parkedBytes := 0, int64(0)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	readBackoff := 100 * time.Millisecond
@@ -193,25 +203,34 @@ func (r *Runner) Run(ctx context.Context) error {
 			// slot back (it parks) so that other keys keep flowing, once
 			// a parking place is free.
 			isParked := false
-			n := len(b.Records)
-			park := func() {
+			var size int64
+			for _, rec := range b.Records {
+				size += int64(len(rec))
+			}
+			park := func() bool {
 				if isParked {
-					return
+					return true
 				}
 				parkMu.Lock()
-				if parkedRecs+n <= parkBudget {
-					parkedRecs += n
-					isParked = true
+				// The first parked batch always fits, whatever its size.
+				ok := parkedN < parkedMax && (parkedN == 0 || parkedBytes+size <= parkedMaxBytes)
+				if ok {
+					parkedN++
+					parkedBytes += size
 				}
 				parkMu.Unlock()
-				if isParked {
-					<-slots
-				} // else every place is taken: keep the slot, the output pauses
+				if !ok {
+					return false // every place taken: keep the slot, the output pauses
+				}
+				isParked = true
+				<-slots
+				return true
 			}
 			defer func() {
 				if isParked {
 					parkMu.Lock()
-					parkedRecs -= n
+					parkedN--
+					parkedBytes -= size
 					parkMu.Unlock()
 				} else {
 					<-slots
@@ -253,7 +272,7 @@ func Backoff(initial, maxWait time.Duration, attempt int, retryAfter time.Durati
 
 // deliver sends recs until each is delivered or dead-lettered. It returns
 // only ctx's error. park is called when every record left is blocked.
-func (r *Runner) deliver(ctx context.Context, recs [][]byte, park func()) error {
+func (r *Runner) deliver(ctx context.Context, recs [][]byte, park func() bool) error {
 	if r.Blocks == nil {
 		r.Blocks = NewBlockState(r.Logger)
 	}
@@ -382,10 +401,25 @@ func (r *Runner) deliver(ctx context.Context, recs [][]byte, park func()) error 
 		for _, b := range isBlocked {
 			allBlocked = allBlocked && b
 		}
-		if allBlocked && park != nil {
-			park()
-		}
 		d := Backoff(initial, maxB, attempt, wait)
+		if allBlocked && park != nil && park() {
+			// Parked: if other deliveries already retry every key these
+			// records wait on, wait for them (at most the backoff cap).
+			if wake, ok := r.Blocks.follow(r.Name, h, blocked); ok {
+				r.Logger.Debug("delivery blocked, waiting for the key's retry", "output", r.Name, "records", len(retry), "error", err)
+				t := time.NewTimer(maxB)
+				select {
+				case <-wake:
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+					return ctx.Err()
+				}
+				t.Stop()
+				pending, full = retry, retryFull
+				continue
+			}
+		}
 		if len(blocked) > 0 {
 			r.Logger.Debug("delivery blocked, retrying", "output", r.Name, "records", len(retry), "in", d.String(), "error", err)
 		} else {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,15 +36,31 @@ import (
 // field: none missing, none twice), every bad line in the dead-letter files
 // with the engine's reason, nothing else dead-lettered.
 func TestSearchExactlyOnceOpenSearchBulk(t *testing.T) {
-	searchExactlyOnce(t, testservers.OpenSearch(t), "opensearch", "bulk")
+	searchExactlyOnce(t, testservers.OpenSearch(t), "opensearch", "bulk", false, "")
 }
 
+// The data stream is created by the agent (setup, the default in
+// data_stream mode: its index template), the mapping of seq and code is
+// the engine's dynamic one.
 func TestSearchExactlyOnceOpenSearchDataStream(t *testing.T) {
-	searchExactlyOnce(t, testservers.OpenSearch(t), "opensearch", "data_stream")
+	searchExactlyOnce(t, testservers.OpenSearch(t), "opensearch", "data_stream", true, "")
+}
+
+// The same data stream with the test's own template (setup: false) mapping
+// seq and code.
+func TestSearchExactlyOnceOpenSearchDataStreamOwnTemplate(t *testing.T) {
+	searchExactlyOnce(t, testservers.OpenSearch(t), "opensearch", "data_stream", false, "")
 }
 
 func TestSearchExactlyOnceES7Bulk(t *testing.T) {
-	searchExactlyOnce(t, testservers.Elasticsearch7(t), "elasticsearch", "bulk")
+	searchExactlyOnce(t, testservers.Elasticsearch7(t), "elasticsearch", "bulk", false, "")
+}
+
+// The same with the _id taken from the record (id_key: seq) and a
+// routing key ({{ stream }}): the engine's _id of each line is its seq,
+// every document carries the routing.
+func TestSearchExactlyOnceES7IDKeyRouting(t *testing.T) {
+	searchExactlyOnce(t, testservers.Elasticsearch7(t), "elasticsearch", "bulk", false, "id_key: seq, routing: '{{ stream }}'")
 }
 
 // searchBad is the 1% of lines that break the mapping.
@@ -52,6 +69,12 @@ func searchBad(n int) bool { return n%100 == 7 }
 // searchConfig is the agent's config: one tail input over dir/logs, one
 // output "es" of type typ with extra keys (YAML flow mapping members).
 func searchConfig(t *testing.T, dir, typ, url, index, mode, extra string) string {
+	t.Helper()
+	return searchConfigNamed(t, "es", dir, typ, url, index, mode, extra)
+}
+
+// searchConfigNamed is searchConfig with the output named out.
+func searchConfigNamed(t *testing.T, out, dir, typ, url, index, mode, extra string) string {
 	t.Helper()
 	if extra != "" {
 		extra = ", " + extra
@@ -62,7 +85,7 @@ api: {address: "127.0.0.1:0"}
 inputs:
   - {name: app, type: tail, paths: ["`+dir+`/logs/*.log"], poll_interval: 50ms}
 outputs:
-  - {name: es, type: `+typ+`, endpoints: ["`+url+`"], index: '`+index+`', mode: `+mode+`, id: source,
+  - {name: `+out+`, type: `+typ+`, endpoints: ["`+url+`"], index: '`+index+`', mode: `+mode+`, id: source,
      buffer: {type: disk}, batch: {max_events: 1000, timeout: 50ms}, retry: {initial: 50ms, max: 1s}`+extra+`}
 `), 0o644)
 	if err != nil {
@@ -70,6 +93,14 @@ outputs:
 	}
 	os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
 	return cfg
+}
+
+// joinKeys joins YAML flow mapping members.
+func joinKeys(a, b string) string {
+	if a == "" || b == "" {
+		return a + b
+	}
+	return a + ", " + b
 }
 
 // createSeqIndex creates what the agent writes into: an index (bulk) or an
@@ -107,13 +138,31 @@ func finalRun(t *testing.T, cfg string, within time.Duration) {
 	}
 }
 
-func searchExactlyOnce(t *testing.T, url, typ, mode string) {
+func searchExactlyOnce(t *testing.T, url, typ, mode string, setup bool, extra string) {
 	lines := envInt(t, "SIDELOG_ES_ACCEPT_LINES", 20_000)
 	es := newEngine(t, url)
 	index := testservers.UniqueName(t, "sidelogtest-accept")
-	createSeqIndex(t, es, index, mode)
 	dir := t.TempDir()
-	cfg := searchConfig(t, dir, typ, url, index, mode, "")
+	out := "es"
+	var cfg string
+	switch {
+	case setup:
+		// The output's name names its template (sidelog-<output>): a name
+		// of this test's own on the shared node, removed at the end.
+		out = "es-" + index[len(index)-8:]
+		t.Cleanup(func() {
+			es.do("DELETE", "/_data_stream/"+index, nil)
+			es.do("DELETE", "/_index_template/sidelog-"+out, nil)
+		})
+		cfg = searchConfigNamed(t, out, dir, typ, url, index, mode, joinKeys("setup: true", extra))
+	case mode == "data_stream":
+		createSeqIndex(t, es, index, mode)
+		cfg = searchConfig(t, dir, typ, url, index, mode, joinKeys("setup: false", extra))
+	default:
+		createSeqIndex(t, es, index, mode)
+		cfg = searchConfig(t, dir, typ, url, index, mode, extra)
+	}
+	outLabel := `{output="` + out + `"}`
 
 	good := 0
 	for n := range lines {
@@ -127,6 +176,11 @@ func searchExactlyOnce(t *testing.T, url, typ, mode string) {
 		return seqLine(b, n, searchBad(n), "a")
 	})
 	start := time.Now()
+	if setup {
+		// The first request starts at seq 0, a good line, so that the
+		// dynamic mapping makes code a long.
+		waitFor(t, time.Minute, "the first 1000 lines written", func() bool { return w.written.Load() >= 1000 }, nil)
+	}
 
 	// Three runs, each killed with SIGKILL once it has delivered a twelfth
 	// of the lines more: while the application still writes, with records
@@ -137,7 +191,7 @@ func searchExactlyOnce(t *testing.T, url, typ, mode string) {
 		// The agent's own count of delivered records: polling it costs the
 		// shared node nothing.
 		waitFor(t, 2*time.Minute, fmt.Sprintf("the agent delivering in run %d", k+1),
-			func() bool { return a.metric(t, "sidelog_output_records_out_total", `{output="es"}`) >= step },
+			func() bool { return a.metric(t, "sidelog_output_records_out_total", outLabel) >= step },
 			func() string { return tail(a.out.String(), 20) })
 		a.cmd.Process.Signal(syscall.SIGKILL)
 		a.cmd.Wait()
@@ -152,6 +206,12 @@ func searchExactlyOnce(t *testing.T, url, typ, mode string) {
 	elapsed := time.Since(start)
 	t.Logf("final run done at %v", elapsed.Round(time.Millisecond))
 
+	if mode == "data_stream" {
+		// A data stream, not a plain index of that name.
+		if st, body := es.do("GET", "/_data_stream/"+index, nil); st != 200 {
+			t.Fatalf("%s is not a data stream: GET /_data_stream = %d %s", index, st, body)
+		}
+	}
 	// The engine's count and, per seq, how many documents hold it.
 	if got := es.count(index); got != good {
 		t.Errorf("_count = %d, want %d good lines", got, good)
@@ -178,9 +238,39 @@ func searchExactlyOnce(t *testing.T, url, typ, mode string) {
 		t.Errorf("of %d good lines: %d missing, %d more than once", good, missing, twice)
 	}
 
+	if strings.Contains(extra, "id_key: seq") {
+		// The engine's _id is the line's seq, the routing its stream.
+		ids := []string{"0", "1", strconv.Itoa(lines / 2), strconv.Itoa(lines - 1)}
+		out := es.must("POST", "/"+index+"/_search", map[string]any{"size": 10,
+			"query": map[string]any{"bool": map[string]any{"filter": []any{
+				map[string]any{"ids": map[string]any{"values": ids}},
+				map[string]any{"term": map[string]any{"_routing": "a"}},
+			}}}})
+		var r struct {
+			Hits struct {
+				Hits []struct {
+					ID     string            `json:"_id"`
+					Source struct{ Seq int } `json:"_source"`
+				} `json:"hits"`
+			} `json:"hits"`
+		}
+		if err := json.Unmarshal(out, &r); err != nil || len(r.Hits.Hits) != len(ids) {
+			t.Errorf("documents with _id %v and routing a: %s", ids, out)
+		}
+		for _, h := range r.Hits.Hits {
+			if h.ID != strconv.Itoa(h.Source.Seq) {
+				t.Errorf("_id %s holds seq %d", h.ID, h.Source.Seq)
+			}
+		}
+		routed := es.must("POST", "/"+index+"/_count", map[string]any{"query": map[string]any{"term": map[string]any{"_routing": "a"}}})
+		if !strings.Contains(string(routed), fmt.Sprintf(`"count":%d`, good)) {
+			t.Errorf("documents routed by stream: %s, want %d", routed, good)
+		}
+	}
+
 	// Every bad line dead-lettered with the engine's reason; nothing else.
 	dead := map[int]int{}
-	for _, d := range deadLetters(t, filepath.Join(dir, "data"), "es") {
+	for _, d := range deadLetters(t, filepath.Join(dir, "data"), out) {
 		n := d.seq(t)
 		if !searchBad(n) {
 			t.Errorf("good line %d dead-lettered: %s", n, d.Reason)
@@ -200,8 +290,8 @@ func searchExactlyOnce(t *testing.T, url, typ, mode string) {
 			deadAgain += dead[n] - 1
 		}
 	}
-	t.Logf("FIGURES engine=%s type=%s mode=%s lines=%d good=%d indexed=%d missing=%d duplicates=%d dead_lettered=%d (again after a kill: %d) kills=3 elapsed=%v",
-		url, typ, mode, lines, good, len(seen), missing, twice, len(dead), deadAgain, elapsed.Round(time.Millisecond))
+	t.Logf("FIGURES engine=%s type=%s mode=%s setup=%v extra=%q lines=%d good=%d indexed=%d missing=%d duplicates=%d dead_lettered=%d (again after a kill: %d) kills=3 elapsed=%v",
+		url, typ, mode, setup, extra, lines, good, len(seen), missing, twice, len(dead), deadAgain, elapsed.Round(time.Millisecond))
 }
 
 // bulkRecorder is a 127.0.0.1 reverse proxy in front of a node that
@@ -342,4 +432,72 @@ func TestSearchOpenSearchAsElasticsearchOnce(t *testing.T) {
 		}
 	}
 	t.Logf("FIGURES lines=%d bulk_requests=%d distinct=%d documents_sent=%d other_requests=%v", lines, rec.requests, len(rec.bodies), len(rec.ids)+again, rec.other)
+}
+
+// ecs: true from the agent into the real engines: the ECS fields are
+// indexed as the engine maps them (agent.*, host.name, log.file.path,
+// log.offset, and data_stream.* matching the data stream's name).
+func TestSearchECSOpenSearchDataStream(t *testing.T) {
+	searchECS(t, testservers.OpenSearch(t), "opensearch", "data_stream")
+}
+
+func TestSearchECSES7Bulk(t *testing.T) {
+	searchECS(t, testservers.Elasticsearch7(t), "elasticsearch", "bulk")
+}
+
+func searchECS(t *testing.T, url, typ, mode string) {
+	const lines = 200
+	es := newEngine(t, url)
+	u := testservers.UniqueName(t, "x")
+	index := "logs-sidelogtestecs" + u[len(u)-8:] + "-default"
+	createSeqIndex(t, es, index, mode)
+	dir := t.TempDir()
+	extra := "ecs: true"
+	if mode == "data_stream" {
+		extra += ", setup: false"
+	}
+	cfg := searchConfig(t, dir, typ, url, index, mode, extra)
+	var b []byte
+	for n := range lines {
+		b = seqLine(b, n, false, "a")
+	}
+	logf := filepath.Join(dir, "logs", "app.log")
+	if err := os.WriteFile(logf, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	finalRun(t, cfg, 2*time.Minute)
+	if got := es.count(index); got != lines {
+		t.Fatalf("_count = %d, want %d", got, lines)
+	}
+	if d := deadLetters(t, filepath.Join(dir, "data"), "es"); len(d) > 0 {
+		t.Fatalf("%d dead letters (first: %s)", len(d), d[0].Reason)
+	}
+	host, _ := os.Hostname()
+	q := map[string]any{"bool": map[string]any{"filter": []any{
+		map[string]any{"term": map[string]any{"seq": 9}},
+		map[string]any{"term": map[string]any{"agent.type": "sidelog"}},
+		map[string]any{"term": map[string]any{"host.name": host}},
+		map[string]any{"term": map[string]any{"log.offset": len(seqLine(nil, 0, false, "a")) * 10}},
+	}}}
+	if mode == "data_stream" {
+		q["bool"].(map[string]any)["filter"] = append(q["bool"].(map[string]any)["filter"].([]any),
+			map[string]any{"term": map[string]any{"data_stream.dataset": strings.Split(index, "-")[1]}},
+			map[string]any{"term": map[string]any{"data_stream.namespace": "default"}})
+	}
+	out := es.must("POST", "/"+index+"/_search", map[string]any{"query": q})
+	var r struct {
+		Hits struct {
+			Hits []struct {
+				Source map[string]any `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil || len(r.Hits.Hits) != 1 {
+		t.Fatalf("line 9 with its ECS fields: %d hits (%v): %s", len(r.Hits.Hits), err, out)
+	}
+	src := r.Hits.Hits[0].Source
+	if lg, _ := src["log"].(map[string]any); lg == nil || lg["file"].(map[string]any)["path"] != logf {
+		t.Errorf("log.file.path: %v", src["log"])
+	}
+	t.Logf("document of line 9: %v", src)
 }

@@ -220,6 +220,7 @@ outputs:
     service: '{{ service }}'
     source: sidelog-bench
     compression: gzip
+    too_old: redate                     # the dataset is dated 2025: sent re-dated, as before too_old existed
 `, q(filepath.Join(e.Work, "var", "log", "pods", "*", "*", "*.log")), q(ddAPIKey), q(e.sinkURL()))
 		},
 		Verify: func(e *runEnv) (int64, error) {

@@ -15,13 +15,16 @@ import (
 // Measured on 2026-12-02 (docs/benchmarks.md, "Build"): 362 after the
 // Elasticsearch and Datadog outputs left their generated APIs, 494 once the
 // kubernetes filter added client-go (rest, tools/cache, tools/clientcmd,
-// core/v1: 132 packages).
+// core/v1: 132 packages), 592 with the AWS SDK's SigV4 signer and standard
+// credential chain for auth.aws (config, credentials/stscreds, service/sts
+// and what config brings: sso, ssooidc, signin, imds, smithy-go: 97
+// packages, 15.6 CPU s of compiles, the largest 109 MB).
 //
 // Raise it only in the commit that adds the dependency, with the measured
 // cold-build cost (wall time and peak memory of `go build ./cmd/sidelog`
 // with empty GOCACHE and GOMODCACHE) in the commit message and in
 // docs/benchmarks.md.
-const packageBudget = 510
+const packageBudget = 600
 
 // TestPackageBudget keeps a generated API of a whole cloud or cluster from
 // entering the build by accident: the root go-elasticsearch client

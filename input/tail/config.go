@@ -37,6 +37,20 @@ type Config struct {
 	// from the read position to the file's size are given up and counted
 	// as lost; reading then goes on after them.
 	MaxReadErrorHold time.Duration `yaml:"max_read_error_hold"`
+	// MaxOpenFiles caps the log files held open (0: no cap). To open one
+	// more, the idle open file that was active the longest ago is closed
+	// (read to its end, nothing held); when none is idle the open waits for
+	// a later scan. A closed file is reopened by identity at its position
+	// when a scan finds it changed.
+	MaxOpenFiles int `yaml:"max_open_files"`
+	// CloseInactive closes an open file idle for this long (read to its
+	// end, nothing held, not written); 0: never. Reopened like above.
+	CloseInactive time.Duration `yaml:"close_inactive"`
+	// IgnoreOlder skips a file no checkpoint knows whose modification time
+	// is older than this (0: none): it is recorded as read to its end, and
+	// only what is appended later is read. For the first start on a node
+	// full of old logs.
+	IgnoreOlder time.Duration `yaml:"ignore_older"`
 	// ExitOnEOF: read every matched file to its end, wait for every
 	// acknowledgement, then stop.
 	ExitOnEOF bool `yaml:"exit_on_eof"`
@@ -140,6 +154,15 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxDeletedHold < 0 {
 		bad("max_deleted_hold", "must not be negative")
+	}
+	if c.MaxOpenFiles < 0 {
+		bad("max_open_files", "must not be negative")
+	}
+	if c.CloseInactive < 0 {
+		bad("close_inactive", "must not be negative")
+	}
+	if c.IgnoreOlder < 0 {
+		bad("ignore_older", "must not be negative")
 	}
 	if c.MaxReadErrorHold < 0 {
 		bad("max_read_error_hold", "must not be negative")

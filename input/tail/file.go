@@ -69,7 +69,13 @@ type file struct {
 	rotatedAt time.Time // no path matches it any more (renamed away)
 	// eofAt: the reader reached the end of a file renamed away (rotatedAt
 	// set); rotate_wait counts from it, cleared when a read finds more.
-	eofAt     time.Time
+	eofAt    time.Time
+	lastData time.Time // the last read that found bytes
+	opened   time.Time // when this descriptor was opened
+	// inactive: closed by sidelog while a path still matched it (idle for
+	// close_inactive, or to make room under max_open_files, or skipped by
+	// ignore_older): reopened by identity when a scan finds it changed.
+	inactive  bool
 	deletedAt time.Time // its link count dropped to zero
 	truncated bool      // truncation seen: the reader starts a new generation
 

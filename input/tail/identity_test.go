@@ -20,7 +20,7 @@ func TestRotateWaitCountsFromTheEnd(t *testing.T) {
 	w.write(20000)
 	cfg := testConfig(p)
 	cfg.ReadBufferBytes = 4 << 10
-	cfg.RotateWait = 2 * time.Second
+	cfg.RotateWait = 3 * time.Second
 	bs := newBlockingSink()
 	r := start(t, cfg, data, bs.emit)
 	<-bs.entered // the reader is blocked far from the end

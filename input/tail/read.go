@@ -298,6 +298,7 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 		return t.atEOF(f, now), false
 	}
 	f.eofAt = time.Time{} // more was written: rotate_wait starts again at the end
+	f.lastData = now
 	// the window for the next read: the last bytes now consumed
 	end := s + n
 	f.winN = copy(f.win[:], buf[max(min(s-w, winBytes), end-winBytes):end])

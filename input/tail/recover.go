@@ -21,13 +21,22 @@ import (
 // knew it had unread bytes is counted as lost.
 func (t *Tailer) recoverRotated(now time.Time) {
 	t.mu.Lock()
-	var lost []*file
+	all := make([]*file, 0, len(t.files))
 	for _, f := range t.files {
-		if f.fd == nil {
-			lost = append(lost, f)
-		}
+		all = append(all, f)
 	}
 	t.mu.Unlock()
+	var lost []*file
+	for _, f := range all { // f.mu after t.mu is released: the reader takes t.mu under f.mu
+		f.mu.Lock()
+		// closed, and no path matched it in this scan (one that did is
+		// where it was: not opened yet under max_open_files, or skipped by
+		// ignore_older)
+		if f.fd == nil && f.seenScan != t.scanN {
+			lost = append(lost, f)
+		}
+		f.mu.Unlock()
+	}
 	if len(lost) == 0 {
 		return
 	}

@@ -53,6 +53,7 @@ func (t *Tailer) closeLocked(f *file) {
 	}
 	f.fd.Close()
 	f.fd = nil
+	t.nOpen.Add(-1)
 	f.asm = nil
 	f.partial = nil
 	t.mu.Lock()
@@ -99,12 +100,19 @@ func (t *Tailer) sweep(now time.Time) {
 	}
 	t.mu.Unlock()
 	var forget []key
+	var gone []*file
 	for _, f := range all {
 		f.mu.Lock()
 		if f.fd == nil {
 			_, out := f.tr.state()
 			if out == 0 && now.Sub(f.seen) > t.cfg.ForgetAfter {
 				forget = append(forget, f.key)
+			}
+			if f.inactive && f.seenScan != t.scanN {
+				// closed as idle, and no path matches it any more
+				// (renamed away): looked for by identity, once
+				f.inactive = false
+				gone = append(gone, f)
 			}
 			f.mu.Unlock()
 			continue
@@ -116,6 +124,7 @@ func (t *Tailer) sweep(now time.Time) {
 			if f.pathScan != t.scanN && f.altPath != "" { // renamed, still matched
 				t.renamed(f, f.altPath)
 			}
+			t.closeInactive(f, now)
 			f.mu.Unlock()
 			continue
 		}
@@ -149,11 +158,19 @@ func (t *Tailer) sweep(now time.Time) {
 		}
 		f.mu.Unlock()
 	}
+	if len(gone) > 0 {
+		t.lookForInactive(gone, now)
+	}
 	if len(forget) > 0 {
 		t.mu.Lock()
 		for _, k := range forget {
 			if f := t.files[k]; f != nil && f.fd == nil {
 				delete(t.files, k)
+				for _, p := range [...]string{f.path, f.target} {
+					if t.idleByPath[p] == f {
+						delete(t.idleByPath, p)
+					}
+				}
 			}
 		}
 		t.mu.Unlock()

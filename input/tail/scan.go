@@ -39,8 +39,16 @@ func (t *Tailer) scanLoop(ctx context.Context) {
 			return
 		case <-timer.C:
 		case <-t.trigger:
+			if !t.fullScan.Swap(false) {
+				// only writes to idle-closed files: those paths alone;
+				// the poll timer keeps running
+				t.touchScan(time.Now())
+				continue
+			}
 		}
 		now := time.Now()
+		t.fullScan.Store(false)
+		t.takeTouched() // the rescan visits every path
 		t.scan(now)
 		interval = t.nextPoll(interval, now)
 		timer.Reset(interval) // Go 1.23 timers: no stale tick after Reset
@@ -127,6 +135,13 @@ func (t *Tailer) visit(p string, st os.FileInfo, now time.Time) {
 			f.mu.Unlock()
 			return
 		}
+		// known and closed: a path matches it
+		f.seen, f.seenScan = now, t.scanN
+		if f.unchanged(st) { // closed as inactive, nothing new: stays closed
+			f.pathScan = t.scanN
+			f.mu.Unlock()
+			return
+		}
 		f.mu.Unlock()
 	}
 	t.open(p, now)
@@ -193,6 +208,13 @@ func (t *Tailer) checkSize(f *file, size int64, mtime time.Time) {
 
 // open opens a newly matched path and decides where to start reading.
 func (t *Tailer) open(p string, now time.Time) {
+	if !t.room() { // max_open_files: every open file busy, next scan
+		if t.deferred == nil {
+			t.deferred = map[string]struct{}{}
+		}
+		t.deferred[p] = struct{}{}
+		return
+	}
 	fd, err := t.openFile(p)
 	if err != nil {
 		// gone between the glob and the open: not a failure
@@ -233,6 +255,11 @@ func (t *Tailer) open(p string, now time.Time) {
 	head := f.readHead(t.headBuf, size)
 	if old == nil {
 		old = t.movedDevice(p, k, head)
+	}
+	if old == nil && t.cfg.IgnoreOlder > 0 && now.Sub(st.ModTime()) > t.cfg.IgnoreOlder {
+		t.ignoreOld(f, head, st, now)
+		fd.Close()
+		return
 	}
 	resumed := false
 	if old != nil {
@@ -281,7 +308,9 @@ func (t *Tailer) open(p string, now time.Time) {
 	}
 	needRead := f.truncated || size > f.offset
 	t.changed = true
-	if !t.initial && now.Sub(changeTime(st, p)) > t.missGrace && t.watching() {
+	_, wasDeferred := t.deferred[p]
+	delete(t.deferred, p)
+	if old == nil && !wasDeferred && !t.initial && now.Sub(changeTime(st, p)) > t.missGrace && t.watching() {
 		// an old file found by a rescan, not announced by an event
 		t.missed(p, "create", now)
 	}
@@ -290,12 +319,18 @@ func (t *Tailer) open(p string, now time.Time) {
 	t.mu.Lock()
 	t.files[k] = f
 	t.byPath[p] = f
+	delete(t.idleByPath, p)
 	if f.target != "" {
 		t.byPath[f.target] = f
+		delete(t.idleByPath, f.target)
 	}
 	t.mu.Unlock()
 	t.dirty.Store(true)
 	t.stats.opened.Add(1)
+	if n := t.nOpen.Add(1); n > t.peakOpen.Load() {
+		t.peakOpen.Store(n) // scanner only
+	}
+	f.opened = now
 	if needRead {
 		t.enqueue(f)
 	}
@@ -309,24 +344,34 @@ func (t *Tailer) open(p string, now time.Time) {
 // required either). The entry takes the new key; its FileID (the positions
 // already emitted) stays. Nil when there is none.
 func (t *Tailer) movedDevice(p string, k key, head []byte) *file {
+	// candidates under t.mu, checked under each f.mu after it is released
+	// (the reader takes t.mu with f.mu held, in closeLocked)
+	var cands []*file
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	for ck, c := range t.files {
-		if ck.dev == k.dev {
-			continue
+		if ck.dev != k.dev {
+			cands = append(cands, c)
 		}
+	}
+	t.mu.Unlock()
+	for _, c := range cands {
 		c.mu.Lock()
 		same := c.fd == nil && (c.path == p || c.target == p) && c.mLen > 0 &&
 			len(head) >= c.mLen && fingerprint(head[:c.mLen]) == c.mFP
-		if same {
-			c.key = k
-		}
 		c.mu.Unlock()
 		if !same {
 			continue
 		}
-		delete(t.files, ck)
+		t.mu.Lock()
+		ck := c.key // only the scanner changes keys
+		if t.files[ck] == c {
+			delete(t.files, ck)
+		}
 		t.files[k] = c
+		t.mu.Unlock()
+		c.mu.Lock()
+		c.key = k
+		c.mu.Unlock()
 		t.dirty.Store(true)
 		t.log.Info("tail: a known file on a new device (remount): resumed by its fingerprint",
 			"path", p, "old_dev", ck.dev, "dev", k.dev)

@@ -13,6 +13,10 @@ type counters struct {
 	lost             [nLoss]atomic.Uint64 // bytes given up, by reason
 	openErrors       atomic.Uint64
 	readErrors       atomic.Uint64
+	idleClosed       atomic.Uint64
+	deferred         atomic.Uint64
+	ignored          atomic.Uint64
+	touchScans       atomic.Uint64
 	opened           atomic.Uint64
 	closed           atomic.Uint64
 	checkpoints      atomic.Uint64
@@ -36,6 +40,11 @@ type Stats struct {
 	Lost             map[string]uint64 // bytes given up by reason (LossReasons)
 	OpenErrors       uint64            // failed opens of matched files (retried at the next scan)
 	ReadErrors       uint64            // failed reads (retried for max_read_error_hold)
+	IdleClosed       uint64            // files closed as idle (close_inactive, max_open_files)
+	DeferredOpens    uint64            // opens put off by max_open_files (every open file busy)
+	IgnoredOld       uint64            // files skipped by ignore_older
+	TouchScans       uint64            // looks at idle-closed files written (no full rescan)
+	PeakOpenFiles    int               // the most log files held open at once
 	FilesOpened      uint64
 	FilesClosed      uint64
 	Checkpoints      uint64 // checkpoint files written
@@ -73,6 +82,11 @@ func (t *Tailer) Stats() Stats {
 		Lost:             make(map[string]uint64, nLoss),
 		OpenErrors:       t.stats.openErrors.Load(),
 		ReadErrors:       t.stats.readErrors.Load(),
+		IdleClosed:       t.stats.idleClosed.Load(),
+		DeferredOpens:    t.stats.deferred.Load(),
+		IgnoredOld:       t.stats.ignored.Load(),
+		TouchScans:       t.stats.touchScans.Load(),
+		PeakOpenFiles:    int(t.peakOpen.Load()),
 		FilesOpened:      t.stats.opened.Load(),
 		FilesClosed:      t.stats.closed.Load(),
 		Checkpoints:      t.stats.checkpoints.Load(),

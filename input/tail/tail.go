@@ -70,10 +70,23 @@ type Tailer struct {
 	changed bool
 	// fastUntil: rescans keep to poll_interval until then, because a scan
 	// found a change fsnotify had not reported. Scanner only.
-	fastUntil  time.Time
-	missGrace  time.Duration
-	pollReset  atomic.Bool // an fsnotify error: back to poll_interval
-	seenSet    map[string]struct{}
+	fastUntil time.Time
+	missGrace time.Duration
+	pollReset atomic.Bool // an fsnotify error: back to poll_interval
+	seenSet   map[string]struct{}
+	nOpen     atomic.Int64 // descriptors of log files held (max_open_files)
+	peakOpen  atomic.Int64 // the most held at once
+	idleScan  uint64       // the scan idleCands were gathered in (scanner only)
+	idleCands []idleCand   // idle open files, oldest first (scanner only)
+	// idleByPath: the files closed as inactive, by matched path (under
+	// mu): a write event for one reopens it alone, without a full rescan.
+	idleByPath map[string]*file
+	touchMu    sync.Mutex
+	touched    map[string]struct{} // idle files written since the last scan (touchMu)
+	fullScan   atomic.Bool         // an event (create, remove, rename...) wants a full rescan
+	// deferred: paths whose open max_open_files put off (scanner only): not
+	// a creation fsnotify missed when they are opened later
+	deferred   map[string]struct{}
 	headBuf    []byte // scanner's fingerprint buffer
 	readerHead []byte // reader's fingerprint buffer
 
@@ -126,6 +139,7 @@ func New(cfg *Config, env input.Env) (*Tailer, error) {
 		exitOnEOF:    cfg.ExitOnEOF || env.ExitOnEOF,
 		files:        map[key]*file{},
 		byPath:       map[string]*file{},
+		idleByPath:   map[string]*file{},
 		qsig:         make(chan struct{}, 1),
 		trigger:      make(chan struct{}, 1),
 		inflightZero: make(chan struct{}, 1),
@@ -282,9 +296,15 @@ func (t *Tailer) runToEOF(ctx context.Context) error {
 // openFiles returns the open files.
 func (t *Tailer) openFiles() []*file {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make([]*file, 0, len(t.files))
+	all := make([]*file, 0, len(t.files))
 	for _, f := range t.files {
+		all = append(all, f)
+	}
+	t.mu.Unlock()
+	// f.mu after t.mu is released: the reader takes t.mu with f.mu held
+	// (closeLocked)
+	out := all[:0]
+	for _, f := range all {
 		f.mu.Lock()
 		open := f.fd != nil
 		f.mu.Unlock()

@@ -52,6 +52,29 @@ func BenchmarkEncode(b *testing.B) {
 	}
 }
 
+// BenchmarkEncodeMessageKey: message_key: msg, the other fields written
+// as attributes (the record's map is walked and its keys sorted).
+func BenchmarkEncodeMessageKey(b *testing.B) {
+	srv := ddtest.New(testKey)
+	defer srv.Close()
+	o := newOutput(b, srv, func(c *Config) {
+		c.Source = "checkout"
+		c.Tags = []string{"env:prod", "team:payments", "path:{{ path }}"}
+		c.MessageKey = "msg"
+	})
+	e := benchEvent(b)
+	var dst []byte
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchLine)))
+	for b.Loop() {
+		var err error
+		dst, err = o.Encode(dst[:0], e)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // Write: encoded records to an intake on 127.0.0.1, gzip on, 1000 entries
 // per request. The server reads and discards the body (the fake intake's
 // own JSON checks would otherwise take most of the 2 cores).
@@ -60,7 +83,10 @@ func BenchmarkWriteGzip(b *testing.B) { benchWrite(b, "gzip") }
 // BenchmarkWriteNone: the same without compression.
 func BenchmarkWriteNone(b *testing.B) { benchWrite(b, "none") }
 
-func benchWrite(b *testing.B, comp string) {
+// BenchmarkWriteGzipMessageKey: gzip, message_key: msg (attributes).
+func BenchmarkWriteGzipMessageKey(b *testing.B) { benchWrite(b, "gzip", "msg") }
+
+func benchWrite(b *testing.B, comp string, msgKey ...string) {
 	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
@@ -73,6 +99,9 @@ func benchWrite(b *testing.B, comp string) {
 		c.Service = "{{ service }}"
 		c.Source = "checkout"
 		c.Tags = []string{"env:prod"}
+		if len(msgKey) > 0 {
+			c.MessageKey = msgKey[0]
+		}
 	})
 	e := benchEvent(b)
 	batch := make([][]byte, 1000)

@@ -72,7 +72,11 @@ func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 		case 2:
 			// With message_key the record's own hostname wins over the
 			// default (not over a configured template).
-			if b := appendScalar(dst, fields["hostname"]); b != nil && o.cfg.Hostname == "" {
+			var b []byte
+			if fields != nil && o.cfg.Hostname == "" {
+				b = appendScalar(dst, fields["hostname"])
+			}
+			if b != nil {
 				dst, from[i] = b, true
 			} else {
 				dst = o.hostname.append(dst, e)
@@ -182,16 +186,15 @@ func appendScalar(dst []byte, v any) []byte {
 // field used as a reserved attribute is not repeated.
 func (o *Output) encodeAttrs(dst []byte, fields map[string]any, frame int, from [5]bool) []byte {
 	// The reserved slots just written, to know which are set.
-	set := map[string]bool{"message": true, "timestamp": true, "original_timestamp": true, "truncated": true}
+	var set [5]bool
 	p := frame + headerLen
 	for i := range 5 {
 		n := int(binary.LittleEndian.Uint32(dst[p:]))
-		if n > 0 {
-			set[slotNames[i]] = true
-		}
+		set[i] = n > 0
 		p += 4 + n
 	}
-	keys := make([]string, 0, len(fields))
+	var buf [32]string
+	keys := buf[:0]
 	for k := range fields {
 		keys = append(keys, k)
 	}
@@ -201,17 +204,29 @@ func (o *Output) encodeAttrs(dst []byte, fields map[string]any, frame int, from 
 		if k == o.msgKey {
 			continue
 		}
-		if i := slices.Index(slotNames[:], k); i >= 0 && from[i] {
-			continue // it is the reserved attribute
+		taken := false // the entry has a member of that name
+		switch k {
+		case "message", "timestamp", "original_timestamp", "truncated":
+			taken = true
+		default:
+			if i := slices.Index(slotNames[:], k); i >= 0 {
+				if from[i] {
+					continue // it is the reserved attribute
+				}
+				taken = set[i]
+			}
 		}
 		if len(dst) > begin {
 			dst = append(dst, ',')
 		}
-		name := k
-		if set[k] {
-			name = "record_" + k
+		at := len(dst)
+		dst = event.AppendString(dst, k)
+		if taken { // "k" becomes "record_k"
+			end := len(dst)
+			dst = append(dst, "record_"...)
+			copy(dst[at+8:], dst[at+1:end])
+			copy(dst[at+1:], "record_")
 		}
-		dst = event.AppendString(dst, name)
 		dst = append(dst, ':')
 		dst = event.AppendValue(dst, fields[k])
 	}

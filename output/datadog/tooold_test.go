@@ -134,3 +134,47 @@ func TestTimeoutIsPossibleDuplicate(t *testing.T) {
 		t.Fatalf("%d entries, want 2 (the timed-out request was taken)", n)
 	}
 }
+
+// A version-1 frame (buffered before attributes existed, on disk across an
+// upgrade) is still sent.
+func TestFrameV1StillRead(t *testing.T) {
+	srv := ddtest.New(testKey)
+	defer srv.Close()
+	o := newOutput(t, srv, func(c *Config) { c.Service = "svc" })
+	v2 := encode(t, o, jsonEvent(t, `{"a":1}`, time.Now()))[0]
+	// A v2 frame without attributes is a v1 frame with an empty
+	// attributes section after the five attributes.
+	var ent entry
+	if err := decodeFrame(v2, &ent); err != nil || ent.attrs != "" {
+		t.Fatal(err)
+	}
+	at := len(v2) - len(ent.msg) - 4
+	v1 := append(append([]byte{frameV1}, v2[1:at]...), v2[at+4:]...)
+	if err := o.Write(context.Background(), [][]byte{v1}); err != nil {
+		t.Fatal(err)
+	}
+	if e := srv.Entries(); len(e) != 1 || e[0].Message != `{"a":1}` || e[0].Service != "svc" {
+		t.Fatalf("entries %+v", e)
+	}
+	v1[0] = 9
+	var be *output.BatchError
+	if err := o.Write(context.Background(), [][]byte{v1}); !errors.As(err, &be) {
+		t.Fatalf("unknown version: %v", err)
+	} else if c, _ := output.Classify(be.Failed[0]); c != output.Permanent {
+		t.Fatalf("unknown version: %v", be.Failed[0])
+	}
+}
+
+// Bad values of the new keys are refused, each naming its key.
+func TestValidateNewKeys(t *testing.T) {
+	c := DefaultConfig()
+	c.APIKey = testKey
+	c.TooOld = "keep"
+	c.MessageKey = "a.b"
+	err := c.Validate()
+	for _, want := range []string{"too_old", "must be dead_letter, redate or drop", "message_key"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate: %v, want %q", err, want)
+		}
+	}
+}

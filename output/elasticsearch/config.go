@@ -30,6 +30,12 @@ type Config struct {
 	Mode string `yaml:"mode"`
 	// ID is source (a stable _id per source line) or none (ES assigns ids).
 	ID string `yaml:"id"`
+	// IDKey takes each document's _id from this record field (a dotted
+	// path); records without it get the id that ID says.
+	IDKey string `yaml:"id_key"`
+	// Routing is an optional template of the routing key (`{{ tenant }}`);
+	// a record for which it renders empty is sent without one.
+	Routing string `yaml:"routing"`
 	// Pipeline is an optional ingest pipeline.
 	Pipeline string `yaml:"pipeline"`
 	// Compression of request bodies: gzip or none.
@@ -41,6 +47,13 @@ type Config struct {
 	MaxRequestBytes units.Size `yaml:"max_request_bytes"`
 	// Timeout bounds one bulk request (connect, send, wait for the answer).
 	Timeout time.Duration `yaml:"timeout"`
+	// Setup creates an index template for the output's names when none
+	// of that name exists (at run, after the start-up probe): default
+	// true in data_stream mode, false in bulk mode. See setup.go.
+	Setup *bool `yaml:"setup"`
+	// Lifecycle names an existing ILM policy (Elasticsearch) that the
+	// template created by setup sets on new indices.
+	Lifecycle string `yaml:"lifecycle"`
 	// ECS adds the Elastic Common Schema fields (agent, host, log,
 	// data_stream) and writes the kubernetes object in ECS form (ecs.go).
 	ECS bool `yaml:"ecs"`
@@ -50,6 +63,10 @@ type Config struct {
 	APIKey      string     `yaml:"api_key"`
 	BearerToken string     `yaml:"bearer_token"`
 	TLS         *TLSConfig `yaml:"tls"`
+
+	// Managed services (aws.go, cloud.go): SigV4 signing, Elastic Cloud.
+	Auth    *AuthConfig `yaml:"auth"`
+	CloudID string      `yaml:"cloud_id"`
 }
 
 // TLSConfig is the `tls:` block.
@@ -58,6 +75,9 @@ type TLSConfig struct {
 	CertFile           string `yaml:"cert_file"`
 	KeyFile            string `yaml:"key_file"`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	// CAFingerprint pins the server's CA or leaf certificate by its
+	// SHA-256 fingerprint (fingerprint.go).
+	CAFingerprint string `yaml:"ca_fingerprint"`
 }
 
 // Defaults.
@@ -96,14 +116,22 @@ func (c *Config) indexTemplate() string {
 	return defaultBulkIndex
 }
 
+// setup reports whether setup is on (its default depends on the mode).
+func (c *Config) setup() bool {
+	if c.Setup != nil {
+		return *c.Setup
+	}
+	return c.Mode == "data_stream"
+}
+
 // Validate checks values and combinations; errors name their key. It never
 // quotes a secret.
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(key, format string, args ...any) { errs = append(errs, keyErr(key, format, args...)) }
 
-	if len(c.Endpoints) == 0 {
-		add("endpoints", "at least one endpoint is required (e.g. [\"https://127.0.0.1:9200\"])")
+	if len(c.Endpoints) == 0 && c.CloudID == "" {
+		add("endpoints", "at least one endpoint (e.g. [\"https://127.0.0.1:9200\"]) or cloud_id is required")
 	}
 	for i, ep := range c.Endpoints {
 		key := fmt.Sprintf("endpoints[%d]", i)
@@ -158,6 +186,33 @@ func (c *Config) Validate() error {
 		add("index", "index names must be lowercase: %q", c.Index)
 	} else if i := strings.IndexAny(lit, invalidIndexChars); i >= 0 {
 		add("index", "%q may not appear in an index name", lit[i:i+1])
+	} else if t.IsStatic() {
+		if err := checkIndexName([]byte(lit)); err != nil {
+			add("index", "%q: %v", lit, err)
+		}
+	} else if g := t.Glob(); g[0] == '-' || g[0] == '_' || g[0] == '+' {
+		add("index", "%q: an index name must not start with %q", c.Index, g[0])
+	}
+	if c.IDKey != "" {
+		if _, err := template.Compile("{{ " + c.IDKey + " }}"); err != nil || strings.ContainsAny(c.IDKey, "{}%") {
+			add("id_key", "not a field name or dotted path: %q", c.IDKey)
+		}
+	}
+	if c.Routing != "" {
+		if _, err := template.Compile(c.Routing); err != nil {
+			add("routing", "%v", err)
+		}
+	}
+	if c.Setup != nil && *c.Setup {
+		if t, err := template.Compile(c.indexTemplate()); err == nil && strings.HasPrefix(t.Glob(), "*") {
+			add("setup", "the index %q starts with a field or a date: an index template for it would match every index (*); create the template yourself, or start the name with fixed text", c.indexTemplate())
+		}
+	}
+	if c.Lifecycle != "" && !c.setup() {
+		add("lifecycle", "is applied by the template that setup creates: set setup: true")
+	}
+	if strings.ContainsAny(c.Lifecycle, "\"\\\n") {
+		add("lifecycle", "invalid policy name %q", c.Lifecycle)
 	}
 	if strings.ContainsAny(c.Pipeline, "\"\\\n") {
 		add("pipeline", "invalid pipeline name %q", c.Pipeline)
@@ -187,6 +242,8 @@ func (c *Config) Validate() error {
 		}
 		add(key, "set only one of username/password, api_key and bearer_token (found %s)", strings.Join(methods, ", "))
 	}
+
+	c.validateManaged(add)
 
 	if c.TLS != nil {
 		if _, err := c.TLS.build(); err != nil {
@@ -224,6 +281,13 @@ func (t *TLSConfig) build() (*tls.Config, error) {
 			errs = append(errs, keyErr("tls.cert_file", "%v", err))
 		} else {
 			cfg.Certificates = []tls.Certificate{cert}
+		}
+	}
+	if t.CAFingerprint != "" {
+		if fp, err := parseFingerprint(t.CAFingerprint); err != nil {
+			errs = append(errs, keyErr("tls.ca_fingerprint", "%v", err))
+		} else {
+			pinFingerprint(cfg, fp)
 		}
 	}
 	if len(errs) > 0 {

@@ -50,6 +50,8 @@ type Output struct {
 	cfg          Config
 	logger       *slog.Logger
 	index        *template.Template
+	idKey        *template.Template // id_key as a template, nil when unset
+	routing      *template.Template // nil when unset
 	stableID     bool
 	idPrefix     [16]byte
 	actionPrefix []byte
@@ -137,8 +139,21 @@ func NewFor(cfg *Config, env plugins.OutputEnv, expect string) (*Output, error) 
 	}
 	o.actionSuffix = append(suffix, "}}\n"...)
 	o.keys = append(append([]string{}, tpl.Keys()...), "@timestamp")
+	if cfg.IDKey != "" {
+		if o.idKey, err = template.Compile("{{ " + cfg.IDKey + " }}"); err != nil {
+			return nil, &plugins.KeyError{Key: "id_key", Err: err}
+		}
+		o.keys = append(o.keys, o.idKey.Keys()...)
+	}
+	if cfg.Routing != "" {
+		if o.routing, err = template.Compile(cfg.Routing); err != nil {
+			return nil, &plugins.KeyError{Key: "routing", Err: err}
+		}
+		o.keys = append(o.keys, o.routing.Keys()...)
+	}
 
-	if cfg.TLS != nil && !strings.HasPrefix(strings.Join(cfg.Endpoints, " "), "https://") && !strings.Contains(strings.Join(cfg.Endpoints, " "), " https://") {
+	endpoints := cfg.endpoints()
+	if cfg.TLS != nil && !strings.HasPrefix(strings.Join(endpoints, " "), "https://") && !strings.Contains(strings.Join(endpoints, " "), " https://") {
 		logger.Warn("elasticsearch: tls is set but no endpoint uses https: requests are not encrypted", "output", env.Name)
 	}
 	if cfg.Mode == "bulk" && looksLikeDataStream(cfg.indexTemplate()) {
@@ -171,18 +186,22 @@ func NewFor(cfg *Config, env plugins.OutputEnv, expect string) (*Output, error) 
 	// API (858 packages) and refuses any 2xx answer without
 	// X-Elastic-Product after the bulk request was applied, which turns an
 	// OpenSearch or pre-7.14 server into an endless resend loop.
-	urls := make([]*url.URL, 0, len(cfg.Endpoints))
-	for _, e := range cfg.Endpoints {
+	urls := make([]*url.URL, 0, len(endpoints))
+	for _, e := range endpoints {
 		u, err := url.Parse(strings.TrimRight(e, "/"))
 		if err != nil {
 			return nil, fmt.Errorf("elasticsearch: endpoint: %s", o.redact(err.Error()))
 		}
 		urls = append(urls, u)
 	}
+	rt, err := cfg.signingTransport(o.transport) // auth.aws: SigV4 (aws.go)
+	if err != nil {
+		return nil, err
+	}
 	opts := []elastictransport.Option{
 		elastictransport.WithUserAgent(userAgent),
 		elastictransport.WithURLs(urls...),
-		elastictransport.WithTransport(o.transport),
+		elastictransport.WithTransport(rt),
 	}
 	switch {
 	case cfg.APIKey != "":
@@ -192,11 +211,11 @@ func NewFor(cfg *Config, env plugins.OutputEnv, expect string) (*Output, error) 
 	case cfg.Username != "" || cfg.Password != "":
 		opts = append(opts, elastictransport.WithBasicAuth(cfg.Username, cfg.Password))
 	}
-	if len(cfg.Endpoints) > 1 {
+	if len(endpoints) > 1 {
 		// With several endpoints, a connection error or a 502/503/504 moves
 		// the request to the next node at once (failover); the delivery
 		// loop's backoff handles the rest.
-		opts = append(opts, elastictransport.WithRetry(len(cfg.Endpoints)-1, 502, 503, 504))
+		opts = append(opts, elastictransport.WithRetry(len(endpoints)-1, 502, 503, 504))
 	} else {
 		opts = append(opts, elastictransport.WithDisableRetry())
 	}

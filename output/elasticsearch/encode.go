@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
@@ -24,6 +25,32 @@ import (
 
 var errEmptyIndex = errors.New("elasticsearch: the index template rendered an empty name for this record")
 
+func nonASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return true
+		}
+	}
+	return false
+}
+
+// checkIndexName returns why a sanitised index name is still one
+// Elasticsearch and OpenSearch refuse (sanitizeIndex has lowered it and
+// replaced the characters they refuse), nil if it is valid.
+func checkIndexName(b []byte) error {
+	switch {
+	case len(b) == 0:
+		return errors.New("the name is empty")
+	case b[0] == '-' || b[0] == '_' || b[0] == '+':
+		return fmt.Errorf("an index name must not start with %q", b[0])
+	case string(b) == "." || string(b) == "..":
+		return errors.New("an index name must not be . or ..")
+	case len(b) > 255:
+		return fmt.Errorf("an index name is at most 255 bytes, this one has %d", len(b))
+	}
+	return nil
+}
+
 // Encode implements output.Output.
 func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 	start := len(dst)
@@ -34,13 +61,39 @@ func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 		return dst[:start], errEmptyIndex
 	}
 	sanitizeIndex(dst[idx:])
+	if nonASCII(dst[idx:]) {
+		// Elasticsearch wants the name lower case in every script: a
+		// rare path (the lowered name may change length).
+		if low := bytes.ToLower(dst[idx:]); !bytes.Equal(low, dst[idx:]) {
+			dst = append(dst[:idx], low...)
+		}
+	}
+	if err := checkIndexName(dst[idx:]); err != nil {
+		return dst[:start], fmt.Errorf("%s: the index template %q rendered the index name %q for this record: %v", o.kind, o.cfg.indexTemplate(), dst[idx:], err)
+	}
 	idxEnd := len(dst)
 	dst = append(dst, '"')
-	if o.stableID {
+	var scratch [256]byte
+	idDone := false
+	if o.idKey != nil {
+		// id_key: the record's own id, when it has one.
+		if v := o.idKey.Append(scratch[:0], e); len(v) > 0 {
+			dst = append(dst, `,"_id":`...)
+			dst = event.AppendString(dst, v)
+			idDone = true
+		}
+	}
+	if o.stableID && !idDone {
 		if id, ok := o.docID(e); ok {
 			dst = append(dst, `,"_id":"`...)
 			dst = append(dst, id[:]...)
 			dst = append(dst, '"')
+		}
+	}
+	if o.routing != nil {
+		if v := o.routing.Append(scratch[:0], e); len(v) > 0 {
+			dst = append(dst, `,"routing":`...)
+			dst = event.AppendString(dst, v)
 		}
 	}
 	dst = append(dst, o.actionSuffix...)

@@ -76,8 +76,11 @@ func (o *Output) ready(ctx context.Context) (*serverInfo, error) {
 	if s := o.info.Load(); s != nil {
 		return s, nil
 	}
-	s, err := o.probe(ctx)
+	s, err := o.probeManaged(ctx) // o.probe, degraded for OpenSearch Serverless (aws.go)
 	if err != nil {
+		return nil, err
+	}
+	if err := o.setupTemplates(ctx, s); err != nil {
 		return nil, err
 	}
 	o.info.Store(s)

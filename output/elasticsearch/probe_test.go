@@ -320,6 +320,7 @@ func TestProbeRealNodes(t *testing.T) {
 				c.Endpoints = []string{n.url}
 				c.Index = index
 				c.Mode = "data_stream" // op_type create; no data-stream template: a plain index
+				c.Setup = new(bool)    // the shared node keeps no template of this test
 			}, plugins.OutputEnv{Name: "es", Logger: slog.New(slog.NewTextHandler(lb, nil))})
 			batch := docs(t, o, 0, 100)
 			for range 2 {

@@ -205,6 +205,23 @@ func (t *Template) Literals() string {
 	return b.String()
 }
 
+// Glob returns a wildcard pattern that every rendering of the template
+// matches: its literal text, with `*` for each field and time directive
+// (runs of them collapsed), e.g. `app-*-*.*.*` for
+// `app-{{ service }}-%Y.%m.%d`. Outputs use it for a server-side pattern
+// (an index template's index_patterns).
+func (t *Template) Glob() string {
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.kind == kLiteral {
+			b.WriteString(p.lit)
+		} else if s := b.String(); !strings.HasSuffix(s, "*") {
+			b.WriteByte('*')
+		}
+	}
+	return b.String()
+}
+
 // Render returns the template rendered for e as a string (allocates).
 func (t *Template) Render(e *event.Event) string { return string(t.Append(nil, e)) }
 

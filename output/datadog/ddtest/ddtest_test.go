@@ -121,6 +121,11 @@ func TestGatewayAnswerAfterAccept(t *testing.T) {
 	if n := len(s.Entries()); n != 3 {
 		t.Fatalf("%d entries stored, want 3: the timed-out request was taken", n)
 	}
+	// No answer reached the client of the third (0, whether the server
+	// has seen it go yet or not).
+	if r := s.Requests(); len(r) != 3 || r[0].Status != 502 || r[1].Status != 504 || r[2].Status != 0 {
+		t.Fatalf("requests %+v", r)
+	}
 }
 
 // NewTLS serves HTTPS: a client trusts it only with CAPEM.
@@ -164,5 +169,23 @@ func TestAttributes(t *testing.T) {
 	e := s.Entries()[0]
 	if e.Service != "svc" || e.Attributes != `{"code":200,"user":{"id":7}}` || string(e.Attribute("user")) != `{"id":7}` || e.Attribute("service") != nil {
 		t.Fatalf("entry %+v", e)
+	}
+}
+
+// "Any log exceeding 1MB is accepted and truncated by Datadog" (2xx): the
+// fake answers 202 too, and flags the entry as what sidelog must never
+// send (it cuts records itself, keeping them JSON).
+func TestEntryOverOneMB(t *testing.T) {
+	s := New("key")
+	defer s.Close()
+	body := `[{"message":"` + strings.Repeat("x", MaxEntryBytes) + `"},{"message":"small"}]`
+	if st, _, _ := post(t, s.URL, "key", body, true); st != 202 {
+		t.Fatalf("status %d, want 202", st)
+	}
+	if n := len(s.Entries()); n != 2 {
+		t.Fatalf("%d entries stored", n)
+	}
+	if v := s.Violations(); len(v) != 1 || !strings.Contains(v[0], "entry 0 is") {
+		t.Fatalf("violations %q", v)
 	}
 }

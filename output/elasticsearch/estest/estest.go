@@ -133,6 +133,8 @@ type Server struct {
 	// a version number (default 8.19.0 for Elasticsearch, 2.19.0 for
 	// OpenSearch).
 	Distribution, Version string
+	// ILMPolicies are the lifecycle policies GET /_ilm/policy/NAME finds.
+	ILMPolicies []string
 	// Refuse, when set, may answer a request other than _bulk with an
 	// error status (401, 403, 404, 500...) instead of serving it.
 	Refuse func(method, path string) int
@@ -309,6 +311,15 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
 			_, _ = io.WriteString(w, feat.root)
 		}
+	case strings.HasPrefix(path, "_ilm/policy/") && r.Method == http.MethodGet:
+		s.mu.Lock()
+		known := contains(s.ILMPolicies, strings.TrimPrefix(path, "_ilm/policy/"))
+		s.mu.Unlock()
+		if !known {
+			writeError(w, http.StatusNotFound, "resource_not_found_exception", "Lifecycle policy not found: "+strings.TrimPrefix(path, "_ilm/policy/"))
+			return
+		}
+		_, _ = io.WriteString(w, `{"`+strings.TrimPrefix(path, "_ilm/policy/")+`":{"version":1,"policy":{"phases":{}}}}`)
 	case strings.HasPrefix(path, "_index_template/") || strings.HasPrefix(path, "_data_stream/"):
 		s.admin(w, r, path)
 	case isBulk:
