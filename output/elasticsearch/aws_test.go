@@ -265,3 +265,28 @@ func TestAWSConfigErrors(t *testing.T) {
 		t.Fatalf("defaults: %v, service %q", err, c.Auth.AWS.Service)
 	}
 }
+
+// TestSigV4NoCredentials: with no credentials anywhere in the chain the
+// output sends nothing, is blocked with an error saying so, and nothing is
+// given up (the delivery loop retries).
+func TestSigV4NoCredentials(t *testing.T) {
+	s := estest.New()
+	t.Cleanup(s.Close)
+	s.KeepRequests = true
+	awsEnv(t, "", "")
+	o := testOutput(t, func(c *Config) {
+		c.Endpoints = []string{s.URL}
+		c.Auth = &AuthConfig{AWS: &AWSAuthConfig{Region: testRegion}}
+	}, plugins.OutputEnv{Name: "nocreds"})
+	err := o.Write(t.Context(), docs(t, o, 0, 2))
+	if err == nil || !strings.Contains(err.Error(), "no credentials") {
+		t.Fatalf("got %v", err)
+	}
+	if c, _ := output.Classify(err); c == output.Permanent {
+		t.Fatalf("classified permanent (records would be given up): %v", err)
+	}
+	t.Log(err)
+	if len(s.Requests()) != 0 || s.Total() != 0 {
+		t.Fatal("an unsigned request reached the server")
+	}
+}
