@@ -93,6 +93,11 @@ type blockID struct{ output, key string }
 type blockEntry struct {
 	Block
 	holders int
+	// leader is the delivery that retries this key at its backoff; the
+	// others holding it (parked batches) wait on wake instead of sending
+	// doomed requests of their own (follow).
+	leader *holds
+	wake   chan struct{}
 }
 
 // NewBlockState returns an empty state that logs on log (nil: discarded).
@@ -132,7 +137,7 @@ func (s *BlockState) hold(output string, b *BlockedError, first bool) {
 
 // release drops one holder of output's key; the last one ends the block
 // and logs it.
-func (s *BlockState) release(output, key string) {
+func (s *BlockState) release(output, key string, by *holds) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := blockID{output, key}
@@ -141,6 +146,11 @@ func (s *BlockState) release(output, key string) {
 		return
 	}
 	e.holders--
+	// The leader letting go (its records of this key went through, or
+	// it ended): the followers try again now, and one of them leads.
+	if by == nil || e.leader == by || e.holders == 0 {
+		s.wakeLocked(e)
+	}
 	if e.holders > 0 {
 		return
 	}
@@ -154,8 +164,52 @@ func (s *BlockState) release(output, key string) {
 // Every Enter needs one Exit.
 func (s *BlockState) Enter(output string, b *BlockedError) { s.hold(output, b, true) }
 
+// wakeLocked ends the current wait of e's followers (s.mu held).
+func (s *BlockState) wakeLocked(e *blockEntry) {
+	e.leader = nil
+	if e.wake != nil {
+		close(e.wake)
+		e.wake = nil
+	}
+}
+
+// follow is asked by delivery h whose remaining records are all blocked,
+// on keys. If another delivery already leads (retries) every one of them,
+// it returns a channel closed when the first key's leader lets go, and
+// true: h waits on it (or at most its own backoff cap) instead of sending.
+// Otherwise h becomes the leader of the keys without one and retries
+// itself (nil, false).
+func (s *BlockState) follow(output string, h *holds, keys map[string]*BlockedError) (<-chan struct{}, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ch chan struct{}
+	follower := true
+	for k := range keys {
+		e := s.blocks[blockID{output, k}]
+		if e == nil {
+			follower = false
+			continue
+		}
+		if e.leader == nil || e.leader == h {
+			e.leader = h
+			follower = false
+			continue
+		}
+		if ch == nil {
+			if e.wake == nil {
+				e.wake = make(chan struct{})
+			}
+			ch = e.wake
+		}
+	}
+	if !follower || ch == nil {
+		return nil, false
+	}
+	return ch, true
+}
+
 // Exit ends one holder's block of output's key (the last one ends it).
-func (s *BlockState) Exit(output, key string) { s.release(output, key) }
+func (s *BlockState) Exit(output, key string) { s.release(output, key, nil) }
 
 // Blocks returns output's current blocks, oldest first.
 func (s *BlockState) Blocks(output string) []Block {
@@ -215,7 +269,7 @@ type holds struct {
 func (h *holds) set(now map[string]*BlockedError) {
 	for k := range h.keys {
 		if now[k] == nil {
-			h.s.release(h.output, k)
+			h.s.release(h.output, k, h)
 			delete(h.keys, k)
 		}
 	}

@@ -307,3 +307,136 @@ func mustOnlyFile(t *testing.T, dir string) string {
 	}
 	return files[0].path
 }
+
+// Parked batches of one blocked key do not each retry: one leads (retries
+// at its backoff), the others wait for it, and all go through at once when
+// it does. With the defaults, more batches than the former 16 parking
+// places wait while the other key flows.
+func TestBlockedKeyRetriesCoalesced(t *testing.T) {
+	var mu sync.Mutex
+	blocked := true
+	tries := map[string]int{} // first record of a blocked attempt → attempts
+	got := map[string]int{}
+	leaderRetried := make(chan struct{})
+	var once sync.Once
+	out := &funcOut{write: func(batch [][]byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		failed := map[int]error{}
+		first := ""
+		for i, r := range batch {
+			if strings.HasPrefix(string(r), "a:") && blocked {
+				if first == "" {
+					first = string(r)
+				}
+				failed[i] = BlockedOn("a", "cluster_block_exception", errors.New("index [a] blocked by: [FORBIDDEN/8/index write (api)]"))
+				continue
+			}
+			got[string(r)]++
+		}
+		if first != "" {
+			tries[first]++
+			if tries[first] == 6 {
+				once.Do(func() { close(leaderRetried) })
+			}
+		}
+		if len(failed) == 0 {
+			return nil
+		}
+		return &output.BatchError{Failed: failed}
+	}}
+	buf := buffer.NewMemory(0, "block")
+	const batches = 40
+	for i := range batches * 5 {
+		buf.Write(context.Background(), []buffer.Record{{Data: []byte(fmt.Sprintf("a:%d", i))}, {Data: []byte(fmt.Sprintf("b:%d", i))}})
+	}
+	bs := NewBlockState(nil)
+	// Backoff 1 ms doubling up to 10 s: the leader's 6th attempt comes
+	// after ~60 ms; a follower waits up to 10 s unless woken.
+	r := &Runner{Name: "es", Out: out, Buf: buf, Batch: BatchConfig{MaxEvents: 10, Timeout: time.Millisecond},
+		Retry: RetryConfig{Initial: time.Millisecond, Max: 10 * time.Second}, Blocks: bs}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	select {
+	case <-leaderRetried:
+	case <-ctx.Done():
+		t.Fatal("the blocked records were not retried")
+	}
+	// Wait until every batch was tried once (and parked): the b records
+	// of all 40 batches went through meanwhile.
+	for {
+		mu.Lock()
+		n, bs := len(tries), 0
+		for k := range got {
+			if strings.HasPrefix(k, "b:") {
+				bs++
+			}
+		}
+		mu.Unlock()
+		if n == batches && bs == batches*5 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d batches tried, %d b records delivered", n, batches, bs)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	retrying := 0
+	for _, n := range tries {
+		if n > 2 {
+			retrying++
+		}
+	}
+	blocked = false
+	mu.Unlock()
+	if retrying != 1 {
+		t.Errorf("%d batches retried more than twice while blocked, want 1 (the leader): %v", retrying, tries)
+	}
+	buf.Seal()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range batches * 5 {
+		for _, k := range []string{"a", "b"} {
+			if n := got[fmt.Sprintf("%s:%d", k, i)]; n != 1 {
+				t.Fatalf("%s:%d delivered %d times", k, i, n)
+			}
+		}
+	}
+}
+
+// MaxParkedBytes bounds what waits aside: past it the output pauses.
+func TestBlockedParkedBytesBound(t *testing.T) {
+	out := &funcOut{write: func(batch [][]byte) error {
+		return Blocked("security_exception", errors.New("unauthorized"))
+	}}
+	buf := buffer.NewMemory(0, "block")
+	buf.Write(context.Background(), records(100, "r%03d")) // 4 bytes each
+	r := &Runner{Name: "o", Out: out, Buf: buf, Batch: BatchConfig{MaxEvents: 10, Timeout: time.Millisecond}, MaxParkedBytes: 100,
+		Retry: RetryConfig{Initial: time.Millisecond, Max: 2 * time.Millisecond}, Blocks: NewBlockState(nil)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	// 40-byte batches: two fit in 100 bytes, plus the one holding the
+	// slot; no more are ever read.
+	deadline := time.Now().Add(10 * time.Second)
+	for buf.Stats().InFlight < 3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	for range 50 { // give a wrong implementation time to read more
+		if n := buf.Stats().InFlight; n > 3 {
+			t.Fatalf("%d batches in flight: 2 parked (100 bytes) + 1 slot allowed", n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if n := buf.Stats().InFlight; n != 3 {
+		t.Fatalf("%d batches in flight, want 3", n)
+	}
+	cancel()
+	<-done
+}

@@ -22,15 +22,29 @@ const (
 	DefaultMaxEvents    = 1000
 	DefaultMaxBytes     = 5 << 20
 	DefaultTimeout      = time.Second
+	DefaultLinger       = 20 * time.Millisecond
 	DefaultRetryInitial = 500 * time.Millisecond
 	DefaultRetryMax     = 30 * time.Second
 )
 
 // BatchConfig is the `batch:` block of an output.
+//
+// Natural batching: the loop reads a batch only when a send slot is free
+// (max_in_flight). Then a batch leaves at once when max_events/max_bytes or
+// min_events records wait, else when the oldest record has waited linger;
+// timeout bounds that wait too. Under load, records pile up while every
+// slot is busy and batches fill by themselves; at low rates a record waits
+// about linger, not timeout.
 type BatchConfig struct {
 	MaxEvents int           `yaml:"max_events"`
 	MaxBytes  units.Size    `yaml:"max_bytes"`
 	Timeout   time.Duration `yaml:"timeout"`
+	// MinEvents: with a free slot, this many records waiting are sent at
+	// once (default: max_events, i.e. only a full batch is).
+	MinEvents int `yaml:"min_events"`
+	// Linger: with a free slot, records are sent once the oldest has
+	// waited this long (default DefaultLinger; at most timeout).
+	Linger time.Duration `yaml:"linger"`
 }
 
 // Validate checks the values that the types alone cannot.
@@ -44,6 +58,12 @@ func (c *BatchConfig) Validate() error {
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, errors.New("timeout: must not be negative"))
+	}
+	if c.MinEvents < 0 {
+		errs = append(errs, errors.New("min_events: must not be negative"))
+	}
+	if c.Linger < 0 {
+		errs = append(errs, errors.New("linger: must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -91,16 +111,26 @@ type Runner struct {
 	Blocks *BlockState
 	// MaxParked bounds the batches whose remaining records are all blocked
 	// (see BlockedError) and that wait aside, unacknowledged, so that the
-	// records of other keys keep flowing (default DefaultMaxParked). Past
-	// it the output pauses.
-	MaxParked int
+	// records of other keys keep flowing (default DefaultMaxParked), and
+	// MaxParkedBytes their size (default DefaultMaxParkedBytes). Past
+	// either the output pauses. Only one parked batch per blocked key
+	// retries at its backoff; the others wait for it (BlockState.follow),
+	// so a long block costs one request per backoff, not one per batch.
+	MaxParked      int
+	MaxParkedBytes int64
 }
 
-// DefaultMaxParked is the default of Runner.MaxParked.
-const DefaultMaxParked = 16
+// DefaultMaxParked and DefaultMaxParkedBytes are the defaults of
+// Runner.MaxParked and Runner.MaxParkedBytes: with 500-record batches of
+// 300-byte lines, 16 MiB holds about 50,000 records of a blocked index
+// while the output's other indices keep flowing.
+const (
+	DefaultMaxParked            = 4096
+	DefaultMaxParkedBytes int64 = 16 << 20
+)
 
 func (r *Runner) limits() buffer.Limits {
-	l := buffer.Limits{MaxEvents: r.Batch.MaxEvents, MaxBytes: int(r.Batch.MaxBytes), Timeout: r.Batch.Timeout}
+	l := buffer.Limits{MaxEvents: r.Batch.MaxEvents, MaxBytes: int(r.Batch.MaxBytes), Timeout: r.Batch.Timeout, MinEvents: r.Batch.MinEvents, Linger: r.Batch.Linger}
 	if l.MaxEvents == 0 {
 		l.MaxEvents = DefaultMaxEvents
 	}
@@ -109,6 +139,9 @@ func (r *Runner) limits() buffer.Limits {
 	}
 	if l.Timeout == 0 {
 		l.Timeout = DefaultTimeout
+	}
+	if l.Linger == 0 {
+		l.Linger = DefaultLinger
 	}
 	return l
 }
@@ -130,7 +163,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	if parkedMax <= 0 {
 		parkedMax = DefaultMaxParked
 	}
-	parked := make(chan struct{}, parkedMax)
+	parkedMaxBytes := r.MaxParkedBytes
+	if parkedMaxBytes <= 0 {
+		parkedMaxBytes = DefaultMaxParkedBytes
+	}
+	var parkMu sync.Mutex
+	parkedN, parkedBytes := 0, int64(0)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	readBackoff := 100 * time.Millisecond
@@ -165,20 +203,35 @@ func (r *Runner) Run(ctx context.Context) error {
 			// slot back (it parks) so that other keys keep flowing, once
 			// a parking place is free.
 			isParked := false
-			park := func() {
+			var size int64
+			for _, rec := range b.Records {
+				size += int64(len(rec))
+			}
+			park := func() bool {
 				if isParked {
-					return
+					return true
 				}
-				select {
-				case parked <- struct{}{}:
-					isParked = true
-					<-slots
-				default: // every place taken: keep the slot, the output pauses
+				parkMu.Lock()
+				// The first parked batch always fits, whatever its size.
+				ok := parkedN < parkedMax && (parkedN == 0 || parkedBytes+size <= parkedMaxBytes)
+				if ok {
+					parkedN++
+					parkedBytes += size
 				}
+				parkMu.Unlock()
+				if !ok {
+					return false // every place taken: keep the slot, the output pauses
+				}
+				isParked = true
+				<-slots
+				return true
 			}
 			defer func() {
 				if isParked {
-					<-parked
+					parkMu.Lock()
+					parkedN--
+					parkedBytes -= size
+					parkMu.Unlock()
 				} else {
 					<-slots
 				}
@@ -219,7 +272,7 @@ func Backoff(initial, maxWait time.Duration, attempt int, retryAfter time.Durati
 
 // deliver sends recs until each is delivered or dead-lettered. It returns
 // only ctx's error. park is called when every record left is blocked.
-func (r *Runner) deliver(ctx context.Context, recs [][]byte, park func()) error {
+func (r *Runner) deliver(ctx context.Context, recs [][]byte, park func() bool) error {
 	if r.Blocks == nil {
 		r.Blocks = NewBlockState(r.Logger)
 	}
@@ -348,10 +401,25 @@ func (r *Runner) deliver(ctx context.Context, recs [][]byte, park func()) error 
 		for _, b := range isBlocked {
 			allBlocked = allBlocked && b
 		}
-		if allBlocked && park != nil {
-			park()
-		}
 		d := Backoff(initial, maxB, attempt, wait)
+		if allBlocked && park != nil && park() {
+			// Parked: if other deliveries already retry every key these
+			// records wait on, wait for them (at most the backoff cap).
+			if wake, ok := r.Blocks.follow(r.Name, h, blocked); ok {
+				r.Logger.Debug("delivery blocked, waiting for the key's retry", "output", r.Name, "records", len(retry), "error", err)
+				t := time.NewTimer(maxB)
+				select {
+				case <-wake:
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+					return ctx.Err()
+				}
+				t.Stop()
+				pending, full = retry, retryFull
+				continue
+			}
+		}
 		if len(blocked) > 0 {
 			r.Logger.Debug("delivery blocked, retrying", "output", r.Name, "records", len(retry), "in", d.String(), "error", err)
 		} else {

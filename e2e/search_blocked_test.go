@@ -120,13 +120,13 @@ func searchWriteBlock(t *testing.T, url, typ string) {
 
 	// The block lasts 6 seconds; the other index keeps receiving through
 	// all of it. (Records of the blocked index wait aside in at most
-	// delivery.DefaultMaxParked = 16 batches, so that other indices keep
-	// flowing; past that the whole output pauses: with 1 s batches, about
-	// 16 seconds of the blocked index's records. With batch.timeout 50ms
-	// at this rate it was about one second.)
+	// delivery.DefaultMaxParked batches and DefaultMaxParkedBytes, so that
+	// other indices keep flowing; past that the whole output pauses.)
 	var bs []int
-	for i := range 3 {
-		deadline := time.Now().Add(2 * time.Second)
+	// Two windows of 3 s (a bulk request on the loaded shared node can
+	// take seconds).
+	for i := range 2 {
+		deadline := time.Now().Add(3 * time.Second)
 		for time.Now().Before(deadline) {
 			if _, still := a.blockedOn(t, idxA, "cluster_block_exception"); !still {
 				t.Fatalf("/status no longer shows the block that is still set")
@@ -135,7 +135,7 @@ func searchWriteBlock(t *testing.T, url, typ string) {
 		}
 		bs = append(bs, es.count(idxB))
 		if prev := append([]int{bAt}, bs...)[i]; bs[i] <= prev {
-			t.Fatalf("%s stopped receiving %ds into the block: %d documents at the block, then %v", idxB, 2*(i+1), bAt, bs)
+			t.Fatalf("%s stopped receiving %ds into the block: %d documents at the block, then %v", idxB, 3*(i+1), bAt, bs)
 		}
 	}
 	if got := es.count(idxA); got != aAt {
@@ -176,7 +176,7 @@ func searchWriteBlock(t *testing.T, url, typ string) {
 			t.Errorf("%s: _count = %d, want %d", idx, got, lines/2)
 		}
 	}
-	t.Logf("FIGURES block on %s: /status reason %s (%q); %s received %d documents during the block; blocked %v until the lift (%s every 2 s: %v), everything delivered %v after it",
+	t.Logf("FIGURES block on %s: /status reason %s (%q); %s received %d documents during the block; blocked %v until the lift (%s every 3 s: %v), everything delivered %v after it",
 		idxA, blk.Reason, blk.Message, idxB, bDuring, lifted.Sub(blk.Since).Round(time.Millisecond), idxB, bs, time.Since(lifted).Round(time.Millisecond))
 }
 

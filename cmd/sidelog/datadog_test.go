@@ -31,7 +31,7 @@ func ddLines(t *testing.T, path string, from, n int, at time.Time) {
 	t.Helper()
 	var b strings.Builder
 	for i := from; i < from+n; i++ {
-		fmt.Fprintf(&b, `{"seq":%d,"ts":%q,"level":"error","msg":"payment %d failed","user":{"id":%d}}`+"\n", i, at.UTC().Format(time.RFC3339Nano), i, i)
+		fmt.Fprintf(&b, `{"seq":%d,"ts":%q,"level":"error","service":"payments","msg":"payment %d failed","user":{"id":%d}}`+"\n", i, at.UTC().Format(time.RFC3339Nano), i, i)
 	}
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -46,8 +46,10 @@ func ddLines(t *testing.T, path string, from, n int, at time.Time) {
 // ddConfig is an agent config with one datadog output; extra is added to
 // the output's keys (indented by four spaces), top to the top level.
 func ddConfig(dir, addr, endpoint, top, extra string) string {
+	// shutdown_timeout: a blocked output holds a graceful stop that long.
 	return `data_dir: ` + dir + `/data
 api: {address: "` + addr + `"}
+shutdown_timeout: 2s
 ` + top + `
 inputs:
   - {name: app, type: tail, paths: ["` + dir + `/logs/*.log"], parser: json, time_key: ts, poll_interval: 20ms}
@@ -386,9 +388,11 @@ func TestDatadogAuthErrorBlocked(t *testing.T) {
 }
 
 // Through the process: an HTTPS endpoint trusted through tls.ca_file,
-// message_key (fields as attributes), the hostname from NODE_NAME (over
-// POD_NAME), and a gateway's 502 after the intake took the first request,
-// counted as possible duplicates in /status and /metrics.
+// message_key (fields as attributes, service from the record's field,
+// status from its level), the hostname from NODE_NAME (over POD_NAME), a
+// gateway's 502 after the intake took the first request and a timeout
+// after it took the second: both counted as possible duplicates in
+// /status and /metrics, and both did arrive twice.
 func TestDatadogAttributesTLSAndDuplicates(t *testing.T) {
 	const n = 10
 	dir := t.TempDir()
@@ -398,26 +402,27 @@ func TestDatadogAttributesTLSAndDuplicates(t *testing.T) {
 	defer srv.Close()
 	ca := filepath.Join(dir, "ca.pem")
 	writeFile(t, ca, string(srv.CAPEM()))
-	srv.Inject(ddtest.Fault{Status: 502, Store: true})
+	srv.Inject(ddtest.Fault{Status: 502, Store: true}, ddtest.Fault{Store: true, Delay: time.Minute})
 	t.Setenv("NODE_NAME", "node-7")
 	t.Setenv("POD_NAME", "sidelog-x1")
 	addr := freeAddr(t)
 	cfg := filepath.Join(dir, "sidelog.yaml")
-	writeFile(t, cfg, ddConfig(dir, addr, srv.URL, "", "    message_key: msg\n    tls: {ca_file: "+ca+"}\n"))
+	writeFile(t, cfg, ddConfig(dir, addr, srv.URL, "", "    message_key: msg\n    request_timeout: 1s\n    tls: {ca_file: "+ca+"}\n"))
 	p := startAgentProc(t, "-c", cfg)
 	var dups int64
 	waitFor(t, "every record and the duplicates counted", func() bool {
 		s, _ := getStatus(addr)
 		dups = s.Outputs["dd"].Counters["possible_duplicates"]
-		return dups > 0 && len(srv.Entries()) == n+int(dups)
+		r := srv.Requests()
+		return len(r) > 2 && dups == int64(r[0].Entries+r[1].Entries) && len(srv.Entries()) == n+int(dups)
 	})
 	if v := metric(t, addr, `sidelog_output_events_total{kind="possible_duplicates",output="dd"}`); v != fmt.Sprint(dups) {
 		t.Errorf("possible_duplicates metric %q, want %d", v, dups)
 	}
 	p.stop(t)
 	got := srv.Entries()
-	if first := srv.Requests()[0]; first.Status != 502 || int64(first.Entries) != dups {
-		t.Fatalf("first request %+v, %d possible duplicates", first, dups)
+	if r := srv.Requests(); r[0].Status != 502 || r[1].Status != 0 || int64(r[0].Entries+r[1].Entries) != dups {
+		t.Fatalf("requests %+v, %d possible duplicates", r[:2], dups)
 	}
 	if len(got) != n+int(dups) {
 		t.Fatalf("%d entries, want %d + %d duplicates", len(got), n, dups)
@@ -425,7 +430,7 @@ func TestDatadogAttributesTLSAndDuplicates(t *testing.T) {
 	seen := map[string]int{}
 	for _, e := range got {
 		seen[e.Message]++
-		if e.Hostname != "node-7" || e.Status != "error" || !strings.HasPrefix(e.Message, "payment ") || !strings.Contains(e.Attributes, `"user":{"id":`) || strings.Contains(e.Attributes, `"msg"`) {
+		if e.Hostname != "node-7" || e.Status != "error" || e.Service != "payments" || !strings.HasPrefix(e.Message, "payment ") || !strings.Contains(e.Attributes, `"user":{"id":`) || strings.Contains(e.Attributes, `"msg"`) {
 			t.Fatalf("entry %+v", e)
 		}
 	}
@@ -488,9 +493,9 @@ func TestDatadogValidateNewKeys(t *testing.T) {
 		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr.String())
 	}
 	for _, want := range []string{
-		cfg + `:13: outputs[0].too_old: must be dead_letter, redate or drop, not "keep"`,
-		cfg + `:14: outputs[0].message_key: must be a top-level field name`,
-		cfg + `:15: outputs[0].tls.ca_file: open ` + dir + `/missing.pem`,
+		cfg + `:14: outputs[0].too_old: must be dead_letter, redate or drop, not "keep"`,
+		cfg + `:15: outputs[0].message_key: must be a top-level field name`,
+		cfg + `:16: outputs[0].tls.ca_file: open ` + dir + `/missing.pem`,
 	} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("missing %q in:\n%s", want, stderr.String())

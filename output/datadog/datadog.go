@@ -218,6 +218,9 @@ func New(c *Config, env plugins.OutputEnv) (*Output, error) {
 	if o.tr, err = newTransport(c); err != nil {
 		return nil, err
 	}
+	if c.TLS != nil && c.TLS.InsecureSkipVerify {
+		o.log.Warn("datadog: tls.insecure_skip_verify is on: the intake's certificate is not checked (for tests only)")
+	}
 	cfg := datadog.NewConfiguration()
 	cfg.HTTPClient = &http.Client{Transport: o.tr, Timeout: c.RequestTimeout}
 	cfg.RetryConfiguration.EnableRetry = false // the delivery loop retries

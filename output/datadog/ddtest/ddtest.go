@@ -98,7 +98,7 @@ type Request struct {
 	Entries         int
 	Bytes           int // uncompressed
 	ContentEncoding string
-	Status          int // the answer (0: dropped)
+	Status          int // the answer (0: none reached the client: Drop, or a Delay it gave up on)
 }
 
 // Server is the fake intake.
@@ -343,6 +343,12 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Lock()
 		rec = &s.requests[n]
+		if r.Context().Err() != nil {
+			// The client gave up: no answer reached it (the entries are
+			// stored only with Store, taken before the wait).
+			rec.Status = 0
+			return
+		}
 	}
 	if f != nil && f.Status != 0 {
 		if f.RetryAfter != "" {

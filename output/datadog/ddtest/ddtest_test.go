@@ -121,6 +121,11 @@ func TestGatewayAnswerAfterAccept(t *testing.T) {
 	if n := len(s.Entries()); n != 3 {
 		t.Fatalf("%d entries stored, want 3: the timed-out request was taken", n)
 	}
+	// No answer reached the client of the third (0, whether the server
+	// has seen it go yet or not).
+	if r := s.Requests(); len(r) != 3 || r[0].Status != 502 || r[1].Status != 504 || r[2].Status != 0 {
+		t.Fatalf("requests %+v", r)
+	}
 }
 
 // NewTLS serves HTTPS: a client trusts it only with CAPEM.
