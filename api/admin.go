@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net"
@@ -66,13 +67,14 @@ func (s *Server) adminRoutes() http.Handler {
 		}
 		text(w, http.StatusOK, "config reloaded")
 	})
+	mux.HandleFunc("POST /dead-letter/replay", s.serveReplay)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/-/reload" {
+		if r.URL.Path == "/-/reload" || r.URL.Path == "/dead-letter/replay" {
 			w.Header().Set("Allow", "POST")
 			text(w, http.StatusMethodNotAllowed, "method not allowed: use POST")
 			return
 		}
-		text(w, http.StatusNotFound, "not found: the admin listener serves /tap, /debug/pprof/ and POST /-/reload")
+		text(w, http.StatusNotFound, "not found: the admin listener serves /tap, /debug/pprof/, POST /-/reload and POST /dead-letter/replay")
 	})
 	if s.opts.Admin.TokenFile == "" {
 		return mux
@@ -154,4 +156,30 @@ func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 		BaseContext:       func(net.Listener) context.Context { return s.base },
 		ErrorLog:          slogLogger(s.opts.Logger),
 	}
+}
+
+// serveReplay sends an output's dead letters again (POST
+// /dead-letter/replay?output=NAME, asked by `sidelog dead-letter replay`
+// while the agent runs). Admin listener only: it makes the agent send.
+func (s *Server) serveReplay(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("output")
+	if s.opts.Replay == nil {
+		text(w, http.StatusNotFound, "dead-letter replay is not available in this agent")
+		return
+	}
+	if name == "" {
+		text(w, http.StatusBadRequest, "output: required (?output=NAME)")
+		return
+	}
+	n, err := s.opts.Replay(r.Context(), name)
+	w.Header().Set("Content-Type", "application/json")
+	body := map[string]any{"output": name, "replayed": n}
+	code := http.StatusOK
+	if err != nil {
+		body["error"] = err.Error()
+		code = http.StatusConflict
+	}
+	b, _ := json.Marshal(body)
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
 }

@@ -4,7 +4,6 @@
 //	/healthz          200 while the process lives
 //	/readyz           200 once the config is loaded and the buffers are open
 //	/status           JSON: every input and output, each output's state
-//	/dead-letter/replay  POST ?output=NAME: send the dead letters again (loopback clients only)
 //
 // and, only on the admin listener (api.admin: a loopback port or a unix
 // socket, off by default, optionally behind a bearer token):
@@ -12,12 +11,11 @@
 //	/tap              NDJSON stream of the records passing a point (api.tap)
 //	/debug/pprof/...  Go profiling (api.pprof)
 //	POST /-/reload    reload the config (as SIGHUP does)
+//	POST /dead-letter/replay?output=NAME  send an output's dead letters again
 //
 // The metrics address never serves the tap or pprof: behind a service mesh
 // every inbound connection comes from a loopback address, so a loopback
-// check there protects nothing. /dead-letter/replay still relies on such a
-// check (it should move to the admin listener). No endpoint shows a config
-// value.
+// check there protects nothing. No endpoint shows a config value.
 package api
 
 import (
@@ -160,31 +158,10 @@ func (s *Server) routes() http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Write(append(body, '\n'))
 	})
-	mux.Handle("POST /dead-letter/replay", loopbackOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name := r.URL.Query().Get("output")
-		if s.opts.Replay == nil {
-			text(w, http.StatusNotFound, "dead-letter replay is not available in this agent")
-			return
-		}
-		if name == "" {
-			text(w, http.StatusBadRequest, "output: required (?output=NAME)")
-			return
-		}
-		n, err := s.opts.Replay(r.Context(), name)
-		w.Header().Set("Content-Type", "application/json")
-		body := map[string]any{"output": name, "replayed": n}
-		code := http.StatusOK
-		if err != nil {
-			body["error"] = err.Error()
-			code = http.StatusConflict
-		}
-		b, _ := json.Marshal(body)
-		w.WriteHeader(code)
-		w.Write(append(b, '\n'))
-	})))
 	adminOnly := func(w http.ResponseWriter, r *http.Request) {
-		text(w, http.StatusNotFound, "not served here: /tap, /debug/pprof/ and /-/reload are served only on the admin listener (api.admin: address 127.0.0.1:PORT or socket PATH; see docs/operations.md)")
+		text(w, http.StatusNotFound, "not served here: /tap, /debug/pprof/, /-/reload and /dead-letter/replay are served only on the admin listener (api.admin: address 127.0.0.1:PORT or socket PATH; see docs/operations.md)")
 	}
+	mux.HandleFunc("/dead-letter/replay", adminOnly)
 	mux.HandleFunc("/tap", adminOnly)
 	mux.HandleFunc("/debug/pprof/", adminOnly)
 	mux.HandleFunc("/-/reload", adminOnly)
@@ -205,19 +182,6 @@ func text(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	fmt.Fprintln(w, msg)
-}
-
-// loopbackOnly refuses clients that do not connect from a loopback address.
-func loopbackOnly(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		ip := net.ParseIP(host)
-		if err != nil || ip == nil || !ip.IsLoopback() {
-			text(w, http.StatusForbidden, "forbidden: this endpoint answers loopback clients only (use kubectl exec or kubectl port-forward)")
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 // Start binds Address and the admin listener and serves in the

@@ -592,3 +592,33 @@ func TestReconfigure(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Dead-letter replay makes the agent send: it is served on the admin
+// listener (behind its token), never on the metrics address.
+func TestReplayOnlyOnAdmin(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	if err := os.WriteFile(tok, []byte("t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var asked []string
+	s := New(Options{Gatherer: prometheus.NewRegistry(), Admin: Admin{Socket: filepath.Join(dir, "s"), TokenFile: tok},
+		Replay: func(_ context.Context, name string) (int, error) { asked = append(asked, name); return 3, nil }})
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/dead-letter/replay?output=es", nil))
+	if rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), "admin listener") {
+		t.Fatalf("metrics address: %d %q", rec.Code, rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	s.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/dead-letter/replay?output=es", nil))
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("admin without token: %d", rec.Code)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/dead-letter/replay?output=es", nil)
+	req.Header.Set("Authorization", "Bearer t0ken")
+	rec = httptest.NewRecorder()
+	s.AdminHandler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"replayed":3`) || len(asked) != 1 || asked[0] != "es" {
+		t.Fatalf("admin with token: %d %q, asked %v", rec.Code, rec.Body.String(), asked)
+	}
+}

@@ -168,6 +168,32 @@ func (c AdminClient) Reload(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
+// ReplayResult is the agent's answer to a dead-letter replay.
+type ReplayResult struct {
+	Replayed int    `json:"replayed"`
+	Error    string `json:"error"`
+}
+
+// Replay asks the agent to send output's dead letters again (POST
+// /dead-letter/replay on the admin listener).
+func (c AdminClient) Replay(ctx context.Context, output string) (ReplayResult, error) {
+	var res ReplayResult
+	base, err := c.baseURL()
+	if err != nil {
+		return res, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, base+"/dead-letter/replay?output="+url.QueryEscape(output))
+	if err != nil {
+		return res, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if json.Unmarshal(raw, &res) != nil {
+		return res, fmt.Errorf("the running agent answered %s: %s", resp.Status, strings.TrimSpace(string(raw)))
+	}
+	return res, nil
+}
+
 func tapURL(o TapOptions) (string, error) {
 	if (o.Input == "") == (o.Output == "") {
 		return "", errors.New("give --input NAME or --output NAME (one of them)")

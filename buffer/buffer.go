@@ -31,12 +31,92 @@ type Record struct {
 	Ack event.Releaser
 }
 
-// Limits bound one batch: whichever of MaxEvents, MaxBytes or Timeout comes
-// first ends it.
+// Limits bound one batch. Read takes a batch at once when a full one waits
+// (MaxEvents or MaxBytes) or at least MinEvents records wait; otherwise it
+// waits for more until the oldest unread record has waited Linger (counted
+// from its arrival in the buffer, not from the call to Read), Timeout being
+// the upper bound of that wait. The delivery loop calls Read only when a
+// send slot is free, so a batch leaves as soon as the output can take it
+// and records lingered a moment, and under load (every slot busy) records
+// pile up into full batches by themselves ("natural batching").
 type Limits struct {
 	MaxEvents int
 	MaxBytes  int
 	Timeout   time.Duration
+	// MinEvents: a batch is taken at once when this many records wait
+	// (0: only a full batch is).
+	MinEvents int
+	// Linger bounds the wait of the oldest record for a fuller batch (0:
+	// Timeout alone does).
+	Linger time.Duration
+}
+
+// maxWait is how long the oldest unread record may wait for a fuller batch.
+func (l Limits) maxWait() time.Duration {
+	if l.Linger > 0 && l.Linger < l.Timeout {
+		return l.Linger
+	}
+	return l.Timeout
+}
+
+// ready reports whether n records waiting are enough to take a batch at
+// once by MaxEvents or MinEvents (bytes are the caller's).
+func (l Limits) ready(n int64) bool {
+	return (l.MaxEvents > 0 && n >= int64(l.MaxEvents)) || (l.MinEvents > 0 && n >= int64(l.MinEvents))
+}
+
+// arrivals remembers when records arrived, by sequence number, so that Read
+// knows how long the oldest unread record has waited. One entry per Write
+// call: [start, end) arrived at t.
+type arrivals struct {
+	s []arrival
+	h int // s[:h] are past
+}
+
+type arrival struct {
+	start, end uint64
+	t          time.Time
+}
+
+func (a *arrivals) add(start, end uint64, t time.Time) {
+	if end <= start {
+		return
+	}
+	if n := len(a.s); n > a.h && a.s[n-1].end == start && a.s[n-1].t.Equal(t) {
+		a.s[n-1].end = end
+		return
+	}
+	a.s = append(a.s, arrival{start, end, t})
+}
+
+// at returns the arrival time of record seq and forgets the records before
+// it; the zero time when unknown (records recovered from disk at start-up:
+// they count as long waiting).
+func (a *arrivals) at(seq uint64) time.Time {
+	for a.h < len(a.s) && a.s[a.h].end <= seq {
+		a.h++
+	}
+	if a.h == len(a.s) {
+		a.s, a.h = a.s[:0], 0
+		return time.Time{}
+	}
+	if a.h > 256 && a.h > len(a.s)/2 {
+		n := copy(a.s, a.s[a.h:])
+		a.s, a.h = a.s[:n], 0
+	}
+	if r := a.s[a.h]; r.start <= seq {
+		return r.t
+	}
+	return time.Time{}
+}
+
+// remaining is how much longer Read may wait for a fuller batch when the
+// oldest unread record arrived at arrived (≤ 0: take the batch now).
+func (l Limits) remaining(arrived, now time.Time) time.Duration {
+	if arrived.IsZero() {
+		return 0
+	}
+	return l.maxWait() - now.Sub(arrived)
 }
 
 // Batch is a group of records handed to the delivery loop. Records are in

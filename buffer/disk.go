@@ -133,6 +133,7 @@ type Disk struct {
 	closed     bool
 	stalled    bool // the flusher is retrying after an I/O error
 	marks      []timeMark
+	arr        arrivals // arrival times by sequence, for Limits.Linger
 
 	// counters
 	dropped, corrupt, corruptBytes, noSpace, ioErrors int64

@@ -67,14 +67,16 @@ func (d *Disk) Read(ctx context.Context, l Limits) (*Batch, error) {
 		}
 	}
 	if l.Timeout > 0 && !d.sealed && !d.enough(l) {
-		tctx, cancel := context.WithTimeout(ctx, l.Timeout)
-		for !d.enough(l) && !d.sealed && !d.closed && tctx.Err() == nil {
-			_ = d.wait(tctx, d.dataCond)
-		}
-		cancel()
-		if err := ctx.Err(); err != nil {
-			d.mu.Unlock()
-			return nil, err
+		if rem := l.remaining(d.arr.at(d.readSeq), d.o.now()); rem > 0 {
+			tctx, cancel := context.WithTimeout(ctx, rem)
+			for !d.enough(l) && !d.sealed && !d.closed && tctx.Err() == nil {
+				_ = d.wait(tctx, d.dataCond)
+			}
+			cancel()
+			if err := ctx.Err(); err != nil {
+				d.mu.Unlock()
+				return nil, err
+			}
 		}
 	}
 	b := &Batch{}
@@ -161,7 +163,7 @@ func (d *Disk) Read(ctx context.Context, l Limits) (*Batch, error) {
 // enough reports whether a batch of l can be filled now; d.mu is held.
 func (d *Disk) enough(l Limits) bool {
 	avail := int64(d.writeSeq - d.readSeq)
-	if l.MaxEvents > 0 && avail >= int64(l.MaxEvents) {
+	if l.ready(avail) {
 		return true
 	}
 	if l.MaxBytes > 0 {

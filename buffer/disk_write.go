@@ -44,9 +44,17 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 			a.Release()
 		}
 	}()
-	now := d.o.now().UnixMilli()
+	t := d.o.now()
+	now := t.UnixMilli()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	from := d.writeSeq
+	// stamp notes the arrival of the records appended so far (for
+	// Limits.Linger), before they are handed to the reader.
+	stamp := func() {
+		d.arr.add(from, d.writeSeq, t)
+		from = d.writeSeq
+	}
 	start := 0
 	for i, r := range recs {
 		payload, z := r.Data, false
@@ -67,6 +75,7 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 				return ErrSealed
 			}
 			if d.pendBytes >= d.o.maxPending {
+				stamp()
 				if err := d.waitRoom(ctx); err != nil {
 					return err
 				}
@@ -76,6 +85,7 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 				if d.dropNew {
 					break
 				}
+				stamp()
 				if err := d.waitRoom(ctx); err != nil {
 					return err
 				}
@@ -90,6 +100,7 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 		}
 		d.append(r, payload, fsz, now, z)
 	}
+	stamp()
 	d.workCond.Signal()
 	d.dataCond.Broadcast()
 	return nil

@@ -29,6 +29,11 @@ type Memory struct {
 	blocked int
 	// overflow: drop_newest dropped records since the last Read.
 	overflow bool
+	// in and out count records queued and handed out: sequence numbers
+	// for arr, the arrival times that Limits.Linger counts from.
+	in, out uint64
+	arr     arrivals
+	now     func() time.Time // time.Now; tests set a fake clock
 }
 
 type memBatch struct {
@@ -42,7 +47,7 @@ func NewMemory(maxBytes int64, whenFull string) *Memory {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMemoryMaxBytes
 	}
-	m := &Memory{maxBytes: maxBytes, dropNew: whenFull == "drop_newest", inflight: map[uint64]*memBatch{}}
+	m := &Memory{maxBytes: maxBytes, dropNew: whenFull == "drop_newest", inflight: map[uint64]*memBatch{}, now: time.Now}
 	m.cond = sync.NewCond(&m.mu)
 	return m
 }
@@ -60,14 +65,18 @@ func (m *Memory) wait(ctx context.Context) error {
 }
 
 func (m *Memory) Write(ctx context.Context, recs []Record) error {
+	t := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	from := m.in
 	for _, r := range recs {
 		n := int64(len(r.Data))
 		for m.bytes > 0 && m.bytes+n > m.maxBytes && !m.sealed {
 			if m.dropNew {
 				break
 			}
+			m.arr.add(from, m.in, t)
+			from = m.in
 			m.blocked++
 			m.cond.Broadcast() // a reader waiting for a fuller batch
 			err := m.wait(ctx)
@@ -91,7 +100,9 @@ func (m *Memory) Write(ctx context.Context, recs []Record) error {
 		m.queue = append(m.queue, r)
 		m.bytes += n
 		m.records++
+		m.in++
 	}
+	m.arr.add(from, m.in, t)
 	m.cond.Broadcast()
 	return nil
 }
@@ -108,12 +119,13 @@ func (m *Memory) Read(ctx context.Context, l Limits) (*Batch, error) {
 		}
 	}
 	if l.Timeout > 0 && !m.full(l) && !m.sealed {
-		deadline := time.Now().Add(l.Timeout)
-		tctx, cancel := context.WithDeadline(ctx, deadline)
-		for !m.full(l) && !m.sealed && tctx.Err() == nil {
-			_ = m.wait(tctx)
+		if rem := l.remaining(m.arr.at(m.out), m.now()); rem > 0 {
+			tctx, cancel := context.WithTimeout(ctx, rem)
+			for !m.full(l) && !m.sealed && tctx.Err() == nil {
+				_ = m.wait(tctx)
+			}
+			cancel()
 		}
-		cancel()
 	}
 	n, size := 0, 0
 	for n < len(m.queue) {
@@ -132,6 +144,7 @@ func (m *Memory) Read(ctx context.Context, l Limits) (*Batch, error) {
 	}
 	clear(m.queue[:n])
 	m.queue = m.queue[n:]
+	m.out += uint64(n)
 	m.overflow = false
 	m.inflight[m.seq] = mb
 	m.seq++
@@ -139,13 +152,13 @@ func (m *Memory) Read(ctx context.Context, l Limits) (*Batch, error) {
 }
 
 // full reports whether a batch of l can be taken now: it is as large as l
-// allows, or the buffer itself is full (max_bytes below the batch's
+// allows, l.MinEvents records wait, or the buffer itself is full (max_bytes below the batch's
 // max_bytes: waiting would stall the writers until the timeout).
 func (m *Memory) full(l Limits) bool {
 	if m.blocked > 0 || m.overflow {
 		return true
 	}
-	if l.MaxEvents > 0 && len(m.queue) >= l.MaxEvents {
+	if l.ready(int64(len(m.queue))) {
 		return true
 	}
 	if l.MaxBytes > 0 {

@@ -155,6 +155,12 @@ func (c *Config) Defaults() {
 		if o.Batch.Timeout == 0 {
 			o.Batch.Timeout = time.Second
 		}
+		if o.Batch.MinEvents == 0 {
+			o.Batch.MinEvents = o.Batch.MaxEvents
+		}
+		if o.Batch.Linger == 0 {
+			o.Batch.Linger = delivery.DefaultLinger
+		}
 		if o.Retry.Initial == 0 {
 			o.Retry.Initial = 500 * time.Millisecond
 		}

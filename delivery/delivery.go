@@ -22,15 +22,29 @@ const (
 	DefaultMaxEvents    = 1000
 	DefaultMaxBytes     = 5 << 20
 	DefaultTimeout      = time.Second
+	DefaultLinger       = 20 * time.Millisecond
 	DefaultRetryInitial = 500 * time.Millisecond
 	DefaultRetryMax     = 30 * time.Second
 )
 
 // BatchConfig is the `batch:` block of an output.
+//
+// Natural batching: the loop reads a batch only when a send slot is free
+// (max_in_flight). Then a batch leaves at once when max_events/max_bytes or
+// min_events records wait, else when the oldest record has waited linger;
+// timeout bounds that wait too. Under load, records pile up while every
+// slot is busy and batches fill by themselves; at low rates a record waits
+// about linger, not timeout.
 type BatchConfig struct {
 	MaxEvents int           `yaml:"max_events"`
 	MaxBytes  units.Size    `yaml:"max_bytes"`
 	Timeout   time.Duration `yaml:"timeout"`
+	// MinEvents: with a free slot, this many records waiting are sent at
+	// once (default: max_events, i.e. only a full batch is).
+	MinEvents int `yaml:"min_events"`
+	// Linger: with a free slot, records are sent once the oldest has
+	// waited this long (default DefaultLinger; at most timeout).
+	Linger time.Duration `yaml:"linger"`
 }
 
 // Validate checks the values that the types alone cannot.
@@ -44,6 +58,12 @@ func (c *BatchConfig) Validate() error {
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, errors.New("timeout: must not be negative"))
+	}
+	if c.MinEvents < 0 {
+		errs = append(errs, errors.New("min_events: must not be negative"))
+	}
+	if c.Linger < 0 {
+		errs = append(errs, errors.New("linger: must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -110,7 +130,7 @@ const (
 )
 
 func (r *Runner) limits() buffer.Limits {
-	l := buffer.Limits{MaxEvents: r.Batch.MaxEvents, MaxBytes: int(r.Batch.MaxBytes), Timeout: r.Batch.Timeout}
+	l := buffer.Limits{MaxEvents: r.Batch.MaxEvents, MaxBytes: int(r.Batch.MaxBytes), Timeout: r.Batch.Timeout, MinEvents: r.Batch.MinEvents, Linger: r.Batch.Linger}
 	if l.MaxEvents == 0 {
 		l.MaxEvents = DefaultMaxEvents
 	}
@@ -119,6 +139,9 @@ func (r *Runner) limits() buffer.Limits {
 	}
 	if l.Timeout == 0 {
 		l.Timeout = DefaultTimeout
+	}
+	if l.Linger == 0 {
+		l.Linger = DefaultLinger
 	}
 	return l
 }

@@ -137,7 +137,8 @@ func TestBatchingLimits(t *testing.T) {
 func TestBatchTimeout(t *testing.T) {
 	buf := buffer.NewMemory(0, "block")
 	out := &fakeOut{}
-	r := &Runner{Name: "t", Out: out, Buf: buf, Batch: BatchConfig{MaxEvents: 100, Timeout: 80 * time.Millisecond}}
+	// A linger longer than the timeout: the timeout is the bound.
+	r := &Runner{Name: "t", Out: out, Buf: buf, Batch: BatchConfig{MaxEvents: 100, Timeout: 80 * time.Millisecond, Linger: time.Hour}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- r.Run(ctx) }()
@@ -165,6 +166,62 @@ func TestBatchTimeout(t *testing.T) {
 	}
 	if len(out.calls[0]) != 3 {
 		t.Fatalf("batch %v", out.calls[0])
+	}
+}
+
+// Natural batching (issue 22): with a free send slot, min_events waiting
+// are sent at once, long before batch.timeout and batch.linger; while the
+// only slot is busy, records accumulate into full batches. Decided by
+// signals from a blocked output, not by timing.
+func TestNaturalBatching(t *testing.T) {
+	buf := buffer.NewMemory(0, "block")
+	started := make(chan []string, 8)
+	release := make(chan struct{}, 8)
+	out := writeFunc(func(batch [][]byte) error {
+		var s []string
+		for _, b := range batch {
+			s = append(s, string(b))
+		}
+		started <- s
+		<-release
+		return nil
+	})
+	r := &Runner{Name: "t", Out: out, Buf: buf, MaxInFlight: 1,
+		Batch: BatchConfig{MaxEvents: 10, MinEvents: 1, Timeout: time.Hour, Linger: time.Hour}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- r.Run(ctx) }()
+	next := func(what string) []string {
+		t.Helper()
+		select {
+		case b := <-started:
+			return b
+		case <-time.After(20 * time.Second): // a guard: the rules need no timer of an hour
+			t.Fatalf("%s: no send started", what)
+			return nil
+		}
+	}
+	buf.Write(ctx, records(1, "a%02d"))
+	if b := next("one record, a free slot, min_events 1"); !slices.Equal(b, []string{"a00"}) {
+		t.Fatalf("first batch %v", b)
+	}
+	// The slot is busy: 25 records arrive in 5 writes and wait.
+	for i := range 5 {
+		buf.Write(ctx, records(5, fmt.Sprintf("b%d%%d", i)))
+	}
+	release <- struct{}{}
+	var sizes []int
+	for _, what := range []string{"second", "third", "fourth"} {
+		b := next(what + " batch")
+		sizes = append(sizes, len(b))
+		release <- struct{}{}
+	}
+	if !slices.Equal(sizes, []int{10, 10, 5}) {
+		t.Fatalf("batches after the busy slot: %v, want full ones [10 10 5]", sizes)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("run: %v", err)
 	}
 }
 

@@ -16,6 +16,19 @@ if ! command -v gcc >/dev/null 2>&1; then
   fi
 fi
 
+# The SigV4 tests (auth.aws) check every signature with Python's botocore,
+# pinned and pip-installed into the user cache by
+# internal/awsauth/sigv4check on first use: python3 with pip is needed.
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing python3 and pip (the SigV4 tests check signatures with botocore)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-pip >/dev/null
+  else
+    echo "scripts/test.sh: python3 with pip is needed by the SigV4 tests (internal/awsauth/sigv4check)" >&2
+    exit 1
+  fi
+fi
+
 # Real servers (scripts/servers) for the tests that need them: started once
 # for the whole run while gofmt and vet work, stopped by pid on exit or Ctrl-C.
 . scripts/servers/suite.sh

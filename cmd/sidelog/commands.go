@@ -2,19 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"sort"
-	"strings"
 	"syscall"
 
 	"github.com/sidelog/sidelog/api"
@@ -206,39 +201,23 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 }
 
 // replayThroughAgent asks the agent that holds the data directory to replay
-// (POST /dead-letter/replay on its api.address), or says why it cannot.
+// (POST /dead-letter/replay on its admin listener, api.admin, with its
+// token), or says why it cannot.
 func replayThroughAgent(cfg *config.Config, name string, lockErr error, stdout, stderr io.Writer) int {
-	if cfg.API.Address == "" {
-		fmt.Fprintf(stderr, "sidelog dead-letter replay: %v\nthe agent is running and its API is off (api.address is empty), so it cannot be asked to replay: set api.address, or stop the agent and run this again\n", lockErr)
+	adm := cfg.API.Admin
+	if adm.Address == "" && adm.Socket == "" {
+		fmt.Fprintf(stderr, "sidelog dead-letter replay: %v\nthe agent is running and its admin listener is off (api.admin), so it cannot be asked to replay: set api.admin.address or api.admin.socket, or stop the agent and run this again\n", lockErr)
 		return 1
 	}
-	host, port, err := net.SplitHostPort(cfg.API.Address)
+	c := api.AdminClient{Address: adm.Address, Socket: adm.Socket, TokenFile: adm.TokenFile}
+	res, err := c.Replay(context.Background(), name)
 	if err != nil {
-		fmt.Fprintf(stderr, "sidelog dead-letter replay: api.address %q: %v\n", cfg.API.Address, err)
+		fmt.Fprintf(stderr, "sidelog dead-letter replay: %v\nthe agent holding the data directory could not be asked: %v\n", lockErr, err)
 		return 1
 	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	u := "http://" + net.JoinHostPort(host, port) + "/dead-letter/replay?output=" + url.QueryEscape(name)
-	resp, err := http.Post(u, "text/plain", nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "sidelog dead-letter replay: %v\nthe agent holding the data directory did not answer on api.address %s: %v\n", lockErr, cfg.API.Address, err)
-		return 1
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Replayed int    `json:"replayed"`
-		Error    string `json:"error"`
-	}
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if json.Unmarshal(raw, &body) != nil {
-		fmt.Fprintf(stderr, "sidelog dead-letter replay: the running agent answered %s: %s\n", resp.Status, strings.TrimSpace(string(raw)))
-		return 1
-	}
-	fmt.Fprintf(stdout, "replayed %d records to output %s (through the running agent)\n", body.Replayed, name)
-	if body.Error != "" {
-		fmt.Fprintln(stderr, "sidelog dead-letter replay:", body.Error)
+	fmt.Fprintf(stdout, "replayed %d records to output %s (through the running agent)\n", res.Replayed, name)
+	if res.Error != "" {
+		fmt.Fprintln(stderr, "sidelog dead-letter replay:", res.Error)
 		return 1
 	}
 	return 0

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,8 +87,9 @@ outputs:
 }
 
 // `sidelog dead-letter replay` while the agent runs: the data directory is
-// locked, so the command asks the agent through api.address; without an
-// API it says why it cannot.
+// locked, so the command asks the agent through its admin listener
+// (api.admin, with its bearer token); the metrics address does not replay;
+// without an admin listener the command says why it cannot.
 func TestDeadLetterReplayWhileRunning(t *testing.T) {
 	es := estest.New()
 	defer es.Close()
@@ -118,7 +120,9 @@ outputs:
     index: app
     batch: {timeout: 10ms}
 `
-	writeFile(t, cfg, "api: {address: \""+addr+"\"}\n"+body)
+	sock, token := filepath.Join(dir, "admin.sock"), filepath.Join(dir, "admin.token")
+	writeFile(t, token, "s3cret-admin-token")
+	writeFile(t, cfg, "api: {address: \""+addr+"\", admin: {socket: \""+sock+"\", token_file: \""+token+"\"}}\n"+body)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	agent := sidelog(ctx, "run", "-c", cfg)
@@ -142,6 +146,19 @@ outputs:
 		time.Sleep(20 * time.Millisecond) // another process: polled
 	}
 	refuse.Store(false)
+	// The metrics address (reachable by every pod behind a mesh) does not
+	// replay.
+	resp, err := http.Post("http://"+addr+"/dead-letter/replay?output=es", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("POST /dead-letter/replay on api.address: %s, want 404", resp.Status)
+	}
+	if n := es.Count("app"); n != 1 {
+		t.Fatalf("%d documents after a replay asked on the metrics address, want 1", n)
+	}
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"dead-letter", "replay", "-c", cfg, "--output", "es"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("replay: exit %d\n%s%s", code, stdout.String(), stderr.String())
@@ -155,11 +172,11 @@ outputs:
 	if files, _ := filepath.Glob(filepath.Join(dlDir, "*.ndjson")); len(files) != 0 {
 		t.Fatalf("dead-letter files left after replay: %v", files)
 	}
-	// Without an API the command says why it cannot.
-	writeFile(t, cfg, "api: {address: \"\"}\n"+body)
+	// Without an admin listener the command says why it cannot.
+	writeFile(t, cfg, "api: {address: \""+addr+"\"}\n"+body)
 	stdout.Reset()
 	stderr.Reset()
-	if code := run([]string{"dead-letter", "replay", "-c", cfg, "--output", "es"}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "api.address is empty") || !strings.Contains(stderr.String(), "held by pid") {
+	if code := run([]string{"dead-letter", "replay", "-c", cfg, "--output", "es"}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "admin listener is off (api.admin)") || !strings.Contains(stderr.String(), "held by pid") {
 		t.Fatalf("replay without API: exit %d\n%s", code, stderr.String())
 	}
 }

@@ -42,7 +42,62 @@ func (f *file) active() time.Time {
 func (t *Tailer) closeIdle(f *file) {
 	t.closeLocked(f)
 	f.inactive = true
+	t.noteIdle(f)
 	t.stats.idleClosed.Add(1)
+}
+
+// noteIdle indexes a file closed as inactive by its paths, for write
+// events. Call with f.mu held.
+func (t *Tailer) noteIdle(f *file) {
+	t.mu.Lock()
+	t.idleByPath[f.path] = f
+	if f.target != "" {
+		t.idleByPath[f.target] = f
+	}
+	t.mu.Unlock()
+}
+
+// touch records a write event for a file closed as inactive: the scanner
+// looks at that path alone (touchScan) unless a full rescan is due.
+func (t *Tailer) touch(path string) {
+	t.touchMu.Lock()
+	if t.touched == nil {
+		t.touched = map[string]struct{}{}
+	}
+	t.touched[path] = struct{}{}
+	t.touchMu.Unlock()
+	t.wantScan()
+}
+
+func (t *Tailer) takeTouched() map[string]struct{} {
+	t.touchMu.Lock()
+	defer t.touchMu.Unlock()
+	m := t.touched
+	t.touched = nil
+	return m
+}
+
+// touchScan visits the paths of idle-closed files that write events
+// reported, and only them: a file that changed is reopened by identity at
+// its position. A slow writer's file closed by max_open_files or
+// close_inactive then costs one stat per write, not a rescan of every
+// file. A path gone or replaced asks for a full rescan. Scanner only.
+func (t *Tailer) touchScan(now time.Time) {
+	paths := t.takeTouched()
+	if len(paths) == 0 {
+		return
+	}
+	t.stats.touchScans.Add(1)
+	t.idleScan = 0 // idle candidates are gathered again
+	for p := range paths {
+		st, err := os.Stat(p)
+		if err != nil || !st.Mode().IsRegular() {
+			t.fullScan.Store(true)
+			t.wantScan()
+			continue
+		}
+		t.visit(p, st, now)
+	}
 }
 
 // room makes room for one more open file under max_open_files: it closes
@@ -127,6 +182,7 @@ func (t *Tailer) ignoreOld(f *file, head []byte, st os.FileInfo, now time.Time) 
 	t.mu.Lock()
 	t.files[f.key] = f
 	t.mu.Unlock()
+	t.noteIdle(f)
 	t.dirty.Store(true)
 	t.stats.ignored.Add(1)
 	t.log.Debug("tail: older than ignore_older: skipped, checkpointed at its end", "path", f.path, "size", size)

@@ -64,7 +64,7 @@ func sampleFDs(dir string, stop <-chan struct{}) <-chan int {
 // asserted).
 func TestMaxOpenFiles5000(t *testing.T) {
 	const files, lines, limit = 5000, 3, 500
-	logs, data := t.TempDir(), t.TempDir()
+	logs := t.TempDir()
 	for i := 0; i < files; i++ {
 		var b strings.Builder
 		for l := 0; l < lines; l++ {
@@ -72,25 +72,41 @@ func TestMaxOpenFiles5000(t *testing.T) {
 		}
 		mustWrite(t, filepath.Join(logs, fmt.Sprintf("%04d.log", i)), b.String())
 	}
+	// The appends later go through descriptors opened now, on hard links
+	// in another directory: no descriptor is opened or closed in this
+	// process during the run but the tail's (no data_dir either: the
+	// checkpoint writes would open and close files). Another descriptor
+	// taken and freed while the tail closes one file and opens the next
+	// would shift the numbers it gets past the sampler's position, and the
+	// sampler would count both.
+	links := t.TempDir()
+	var appenders []*os.File
+	for i := 0; i < files; i += files / 100 {
+		name := fmt.Sprintf("%04d.log", i)
+		if err := os.Link(filepath.Join(logs, name), filepath.Join(links, name)); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.OpenFile(filepath.Join(links, name), os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		appenders = append(appenders, f)
+	}
 	cfg := testConfig(filepath.Join(logs, "*.log"))
 	cfg.MaxOpenFiles = limit
 	stop := make(chan struct{})
 	most := sampleFDs(logs, stop)
 	s := newSink()
 	began := time.Now()
-	r := start(t, cfg, data, s.emit)
+	r := start(t, cfg, "", s.emit)
 	s.waitFor(t, 120*time.Second, "every line", func() bool { return s.total >= files*lines })
 	took := time.Since(began)
-	// appended to 100 files, most of them closed as idle by now; through
-	// hard links in another directory, so that the test's own descriptors
-	// are not counted as the tail's
-	links := t.TempDir()
-	for i := 0; i < files; i += files / 100 {
-		name := fmt.Sprintf("%04d.log", i)
-		if err := os.Link(filepath.Join(logs, name), filepath.Join(links, name)); err != nil {
+	// appended to 100 files, most of them closed as idle by now
+	for k, f := range appenders {
+		if _, err := fmt.Fprintf(f, "f%04d-l%d\n", k*(files/100), lines); err != nil {
 			t.Fatal(err)
 		}
-		appendFile(t, filepath.Join(links, name), fmt.Sprintf("f%04d-l%d\n", i, lines))
 	}
 	s.waitFor(t, 60*time.Second, "the appended lines", func() bool { return s.total >= files*lines+100 })
 	close(stop)
@@ -189,5 +205,46 @@ func TestIgnoreOlder(t *testing.T) {
 	s.waitFor(t, 10*time.Second, "the line appended to the old file", func() bool { return s.counts["old 3"] == 1 })
 	if s.counts["old 1"] != 0 || s.total != 2 {
 		t.Fatalf("%d lines: %v", s.total, s.counts)
+	}
+}
+
+// Issue 14: a write to a file closed as idle reopens that file alone: a
+// slow writer's file costs one stat per write, not a rescan of every file.
+func TestWriteToIdleFileNoRescan(t *testing.T) {
+	const files = 200
+	logs, data := t.TempDir(), t.TempDir()
+	for i := 0; i < files; i++ {
+		mustWrite(t, filepath.Join(logs, fmt.Sprintf("%03d.log", i)), fmt.Sprintf("f%03d-l0\n", i))
+	}
+	cfg := testConfig(filepath.Join(logs, "*.log"))
+	cfg.CloseInactive = 50 * time.Millisecond
+	s := newSink()
+	r := start(t, cfg, data, s.emit)
+	s.waitFor(t, 30*time.Second, "every file read and closed as idle", func() bool {
+		st := r.t.Stats()
+		return s.total == files && st.OpenFiles == 0 && st.IdleClosed == files
+	})
+	// quiet until the rescans backed off (2 s without one)
+	last, lastAt := r.t.Stats().Scans, time.Now()
+	s.waitFor(t, 30*time.Second, "the rescans backed off", func() bool {
+		if n := r.t.Stats().Scans; n != last {
+			last, lastAt = n, time.Now()
+		}
+		return time.Since(lastAt) >= 2*time.Second
+	})
+	before := r.t.Stats()
+	for i := 0; i < files; i += 4 {
+		appendFile(t, filepath.Join(logs, fmt.Sprintf("%03d.log", i)), fmt.Sprintf("f%03d-l1\n", i))
+	}
+	s.waitFor(t, 30*time.Second, "the appended lines", func() bool { return s.total == files+files/4 })
+	after := r.t.Stats()
+	if after.TouchScans == before.TouchScans {
+		t.Fatal("the writes were not handled by looking at their files alone")
+	}
+	if n := after.Scans - before.Scans; n > 3 {
+		t.Fatalf("%d full rescans for %d writes to idle files", n, files/4)
+	}
+	if len(s.counts) != files+files/4 {
+		t.Fatalf("%d distinct lines in %d events", len(s.counts), s.total)
 	}
 }

@@ -166,6 +166,11 @@ func (t *Tailer) sweep(now time.Time) {
 		for _, k := range forget {
 			if f := t.files[k]; f != nil && f.fd == nil {
 				delete(t.files, k)
+				for _, p := range [...]string{f.path, f.target} {
+					if t.idleByPath[p] == f {
+						delete(t.idleByPath, p)
+					}
+				}
 			}
 		}
 		t.mu.Unlock()

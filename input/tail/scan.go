@@ -39,8 +39,16 @@ func (t *Tailer) scanLoop(ctx context.Context) {
 			return
 		case <-timer.C:
 		case <-t.trigger:
+			if !t.fullScan.Swap(false) {
+				// only writes to idle-closed files: those paths alone;
+				// the poll timer keeps running
+				t.touchScan(time.Now())
+				continue
+			}
 		}
 		now := time.Now()
+		t.fullScan.Store(false)
+		t.takeTouched() // the rescan visits every path
 		t.scan(now)
 		interval = t.nextPoll(interval, now)
 		timer.Reset(interval) // Go 1.23 timers: no stale tick after Reset
@@ -311,8 +319,10 @@ func (t *Tailer) open(p string, now time.Time) {
 	t.mu.Lock()
 	t.files[k] = f
 	t.byPath[p] = f
+	delete(t.idleByPath, p)
 	if f.target != "" {
 		t.byPath[f.target] = f
+		delete(t.idleByPath, f.target)
 	}
 	t.mu.Unlock()
 	t.dirty.Store(true)

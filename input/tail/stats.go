@@ -16,6 +16,7 @@ type counters struct {
 	idleClosed       atomic.Uint64
 	deferred         atomic.Uint64
 	ignored          atomic.Uint64
+	touchScans       atomic.Uint64
 	opened           atomic.Uint64
 	closed           atomic.Uint64
 	checkpoints      atomic.Uint64
@@ -42,6 +43,7 @@ type Stats struct {
 	IdleClosed       uint64            // files closed as idle (close_inactive, max_open_files)
 	DeferredOpens    uint64            // opens put off by max_open_files (every open file busy)
 	IgnoredOld       uint64            // files skipped by ignore_older
+	TouchScans       uint64            // looks at idle-closed files written (no full rescan)
 	PeakOpenFiles    int               // the most log files held open at once
 	FilesOpened      uint64
 	FilesClosed      uint64
@@ -83,6 +85,7 @@ func (t *Tailer) Stats() Stats {
 		IdleClosed:       t.stats.idleClosed.Load(),
 		DeferredOpens:    t.stats.deferred.Load(),
 		IgnoredOld:       t.stats.ignored.Load(),
+		TouchScans:       t.stats.touchScans.Load(),
 		PeakOpenFiles:    int(t.peakOpen.Load()),
 		FilesOpened:      t.stats.opened.Load(),
 		FilesClosed:      t.stats.closed.Load(),

@@ -78,6 +78,12 @@ type Tailer struct {
 	peakOpen  atomic.Int64 // the most held at once
 	idleScan  uint64       // the scan idleCands were gathered in (scanner only)
 	idleCands []idleCand   // idle open files, oldest first (scanner only)
+	// idleByPath: the files closed as inactive, by matched path (under
+	// mu): a write event for one reopens it alone, without a full rescan.
+	idleByPath map[string]*file
+	touchMu    sync.Mutex
+	touched    map[string]struct{} // idle files written since the last scan (touchMu)
+	fullScan   atomic.Bool         // an event (create, remove, rename...) wants a full rescan
 	// deferred: paths whose open max_open_files put off (scanner only): not
 	// a creation fsnotify missed when they are opened later
 	deferred   map[string]struct{}
@@ -133,6 +139,7 @@ func New(cfg *Config, env input.Env) (*Tailer, error) {
 		exitOnEOF:    cfg.ExitOnEOF || env.ExitOnEOF,
 		files:        map[key]*file{},
 		byPath:       map[string]*file{},
+		idleByPath:   map[string]*file{},
 		qsig:         make(chan struct{}, 1),
 		trigger:      make(chan struct{}, 1),
 		inflightZero: make(chan struct{}, 1),

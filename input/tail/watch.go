@@ -59,6 +59,7 @@ func (n *notifyWatcher) run(ctx context.Context) {
 			}
 			t.log.Warn("tail: fsnotify error, rescanning", "error", err)
 			t.pollReset.Store(true) // events may be lost (queue overflow)
+			t.fullScan.Store(true)
 			t.wantScan()
 		}
 	}
@@ -72,10 +73,15 @@ func (t *Tailer) onEvent(name string, op fsnotify.Op) {
 	if op == fsnotify.Write {
 		t.mu.Lock()
 		f := t.byPath[name]
+		idle := f == nil && t.idleByPath[name] != nil
 		t.mu.Unlock()
 		if f != nil {
 			f.wev.Add(1)
 			t.enqueue(f)
+			return
+		}
+		if idle { // closed as inactive: reopened alone
+			t.touch(name)
 			return
 		}
 		if !matches(t.cfg.Paths, t.cfg.Exclude, name) {
@@ -86,6 +92,7 @@ func (t *Tailer) onEvent(name string, op fsnotify.Op) {
 		t.dirGone(name)
 	}
 	if op&(fsnotify.Create|fsnotify.Remove|fsnotify.Rename|fsnotify.Write) != 0 {
+		t.fullScan.Store(true)
 		t.wantScan()
 	}
 }

@@ -199,9 +199,12 @@ func TestSigV4RetryAndSplit(t *testing.T) {
 // probe, and id: source is refused at start-up.
 func TestServerless(t *testing.T) {
 	s, chk, o := signedSetup(t, "aoss", nil)
+	// GET / answered with a status no node gives it: a domain would be
+	// refused as "not an Elasticsearch or OpenSearch node"; Serverless
+	// degrades to a warning.
 	s.Refuse = func(method, path string) int {
 		if path == "/" {
-			return 404
+			return 400
 		}
 		return 0
 	}
@@ -218,6 +221,12 @@ func TestServerless(t *testing.T) {
 	}
 	if n := bulkEntries(noRefusals(t, chk)); n != 1 {
 		t.Fatalf("%d verified bulk requests", n)
+	}
+
+	s2, _, o2 := signedSetup(t, "es", nil)
+	s2.Refuse = s.Refuse
+	if err := o2.Write(t.Context(), docs(t, o2, 0, 5)); err == nil || !strings.Contains(err.Error(), "not an Elasticsearch or OpenSearch node") {
+		t.Fatalf("service es, GET / refused with 400: %v", err)
 	}
 
 	c := NewConfig()
@@ -263,5 +272,30 @@ func TestAWSConfigErrors(t *testing.T) {
 	c.Auth = &AuthConfig{AWS: &AWSAuthConfig{Region: testRegion}}
 	if err := c.Validate(); err != nil || c.Auth.AWS.Service != "es" {
 		t.Fatalf("defaults: %v, service %q", err, c.Auth.AWS.Service)
+	}
+}
+
+// TestSigV4NoCredentials: with no credentials anywhere in the chain the
+// output sends nothing, is blocked with an error saying so, and nothing is
+// given up (the delivery loop retries).
+func TestSigV4NoCredentials(t *testing.T) {
+	s := estest.New()
+	t.Cleanup(s.Close)
+	s.KeepRequests = true
+	awsEnv(t, "", "")
+	o := testOutput(t, func(c *Config) {
+		c.Endpoints = []string{s.URL}
+		c.Auth = &AuthConfig{AWS: &AWSAuthConfig{Region: testRegion}}
+	}, plugins.OutputEnv{Name: "nocreds"})
+	err := o.Write(t.Context(), docs(t, o, 0, 2))
+	if err == nil || !strings.Contains(err.Error(), "no credentials") {
+		t.Fatalf("got %v", err)
+	}
+	if c, _ := output.Classify(err); c == output.Permanent {
+		t.Fatalf("classified permanent (records would be given up): %v", err)
+	}
+	t.Log(err)
+	if len(s.Requests()) != 0 || s.Total() != 0 {
+		t.Fatal("an unsigned request reached the server")
 	}
 }
