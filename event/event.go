@@ -100,6 +100,11 @@ type Event struct {
 	Flags Flags
 	// Stream is "stdout" or "stderr" for container logs, else empty.
 	Stream string
+	// ID is the record's stable id when its input knows one that Pos does
+	// not give (the kafka input: the producer's source-id header, else
+	// topic/partition/offset). Outputs that write stable ids use it instead
+	// of deriving one from Pos (output/sourceid).
+	ID string
 
 	// Partial: Fields holds only some of the record's keys.
 	Partial bool
