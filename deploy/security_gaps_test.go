@@ -57,6 +57,11 @@ func TestDataDirModes(t *testing.T) {
 	es := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Elastic-Product", "Elasticsearch")
 		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/" {
+			// The output's start-up probe (issue 16) learns the version.
+			fmt.Fprint(w, `{"version":{"number":"8.15.0"},"tagline":"You Know, for Search"}`)
+			return
+		}
 		n := 0
 		if r.URL.Path == "/_bulk" {
 			body := make([]byte, 1<<20)

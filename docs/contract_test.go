@@ -45,7 +45,7 @@ func TestConfigContractLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Close()
-	if len(cfg.Inputs) != 1 || len(cfg.Filters) != 6 || len(cfg.Outputs) != 5 {
+	if len(cfg.Inputs) != 1 || len(cfg.Filters) != 6 || len(cfg.Outputs) != 6 {
 		t.Fatalf("%d inputs, %d filters, %d outputs", len(cfg.Inputs), len(cfg.Filters), len(cfg.Outputs))
 	}
 }

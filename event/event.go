@@ -71,6 +71,11 @@ const (
 	// Fields (plus the overlay, if any): while Modified is not set and there
 	// is no overlay, an output may write Raw verbatim.
 	RawJSON
+	// RawChecked: set with RawJSON by the JSON parser, which checked Raw to
+	// be exactly one well-formed object; the overlay writer then trusts
+	// Raw's structure (a RawJSON set by hand does not have it, and Raw is
+	// walked with checks).
+	RawChecked
 )
 
 // Event is one record.
@@ -95,6 +100,11 @@ type Event struct {
 	Flags Flags
 	// Stream is "stdout" or "stderr" for container logs, else empty.
 	Stream string
+	// ID is the record's stable id when its input knows one that Pos does
+	// not give (the kafka input: the producer's source-id header, else
+	// topic/partition/offset). Outputs that write stable ids use it instead
+	// of deriving one from Pos (output/sourceid).
+	ID string
 
 	// Partial: Fields holds only some of the record's keys.
 	Partial bool

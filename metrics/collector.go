@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,7 @@ var (
 	dInLost      = desc("sidelog_input_lost_bytes_total", "Bytes an input gave up, by reason (truncated, deleted, read_error, line_cut, group_cut).", "input", "reason")
 	dInOpenErr   = desc("sidelog_input_open_errors_total", "Failed opens of matched files (permissions, file descriptor limits); retried at the next scan.", "input")
 	dInLag       = desc("sidelog_input_lag_bytes", "Bytes written to an input's open files and not read yet.", "input")
+	dKafkaLag    = desc("sidelog_input_kafka_lag_records", "Records in a Kafka partition past the offset the input committed (as of its last fetch).", "input", "topic", "partition")
 	dFileLag     = desc("sidelog_input_file_lag_bytes", "Bytes written to one open file and not read yet.", "input", "path")
 
 	dFRecords = desc("sidelog_filter_records_total", "Records a filter was applied to (its when was true or absent).", "filter")
@@ -71,7 +73,7 @@ var (
 // allDescs lists every family the collector emits.
 var allDescs = []*prometheus.Desc{
 	dBuildInfo, dStart, dReloads, dLastReload, dDropped,
-	dInRecords, dInBytes, dInParseErr, dInTruncated, dInUnrouted, dInRouteErr, dInOpen, dInRotations, dInTruncates, dInLost, dInOpenErr, dInLag, dFileLag,
+	dInRecords, dInBytes, dInParseErr, dInTruncated, dInUnrouted, dInRouteErr, dInOpen, dInRotations, dInTruncates, dInLost, dInOpenErr, dInLag, dFileLag, dKafkaLag,
 	dFRecords, dFDropped, dFErrors, dFEvents,
 	dOutRecordsIn, dOutBytesIn, dOutEncodeErr, dOutRecordsOut, dOutBytesOut, dOutRetries, dOutDead, dOutRequests, dOutErrors, dOutState, dOutLastOK, dOutBlocked, dOutEvents,
 	dBufRecords, dBufBytes, dBufOldestAge, dBufSegments, dBufInFlight, dBufStalled, dBufNoSpace, dBufIOErrors, dBufCorruptB,
@@ -128,6 +130,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range m.tails {
 		tails[k] = v
 	}
+	kafka := make(map[string]func() []PartitionLag, len(m.kafka))
+	for k, v := range m.kafka {
+		kafka[k] = v
+	}
 	fcounts := make(map[string]func() []filter.Count, len(m.fcounts))
 	for k, v := range m.fcounts {
 		fcounts[k] = v
@@ -170,6 +176,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		gauge(ch, dInLag, float64(lag), name)
+	}
+	for _, name := range sortedKeys(kafka) {
+		for _, p := range kafka[name]() {
+			gauge(ch, dKafkaLag, float64(p.Lag), name, p.Topic, strconv.Itoa(int(p.Partition)))
+		}
 	}
 	for _, id := range sortedKeys(filters) {
 		fm := filters[id]

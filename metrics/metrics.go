@@ -148,6 +148,7 @@ type Metrics struct {
 	outputs map[string]*OutputMetrics
 	bufs    map[string]func() buffer.Stats
 	tails   map[string]func() TailStats
+	kafka   map[string]func() []PartitionLag
 	// perFileLag: export sidelog_input_file_lag_bytes (one series per open
 	// file: opt-in, as a DaemonSet holds hundreds of files per node).
 	perFileLag atomic.Bool
@@ -174,6 +175,7 @@ func New(reg *prometheus.Registry, version string) (*Metrics, error) {
 		outputs: map[string]*OutputMetrics{},
 		bufs:    map[string]func() buffer.Stats{},
 		tails:   map[string]func() TailStats{},
+		kafka:   map[string]func() []PartitionLag{},
 		fcounts: map[string]func() []filter.Count{},
 		ocounts: map[string]func() []output.Count{},
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -288,6 +290,25 @@ func (m *Metrics) RegisterTail(input string, stats func() TailStats) {
 	m.mu.Unlock()
 }
 
+// PartitionLag is one Kafka partition an input consumes: the records past
+// its committed offset.
+type PartitionLag struct {
+	Topic     string
+	Partition int32
+	Lag       int64
+}
+
+// RegisterKafka makes a kafka input's per-partition lag visible
+// (sidelog_input_kafka_lag_records{input,topic,partition}).
+func (m *Metrics) RegisterKafka(input string, lag func() []PartitionLag) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.kafka[input] = lag
+	m.mu.Unlock()
+}
+
 // RegisterFilterCounters exports a filter's own counters (filter.Counter)
 // as sidelog_filter_events_total{filter, kind}.
 func (m *Metrics) RegisterFilterCounters(id string, counts func() []filter.Count) {
@@ -337,6 +358,7 @@ func (m *Metrics) Prune(keep Names) {
 	defer m.mu.Unlock()
 	prune(m.inputs, in)
 	prune(m.tails, in)
+	prune(m.kafka, in)
 	prune(m.filters, fl)
 	prune(m.fcounts, fl)
 	for name := range m.outputs {

@@ -15,6 +15,7 @@ import (
 	"github.com/sidelog/sidelog/config"
 	"github.com/sidelog/sidelog/datadir"
 	"github.com/sidelog/sidelog/delivery"
+	kafkain "github.com/sidelog/sidelog/input/kafka"
 	"github.com/sidelog/sidelog/input/tail"
 	"github.com/sidelog/sidelog/metrics"
 	"github.com/sidelog/sidelog/pipeline"
@@ -132,6 +133,9 @@ func (a *agent) attach(cfg *config.Config, p *pipeline.Pipeline) {
 		if t, ok := in.(*tail.Tailer); ok {
 			a.metrics.RegisterTail(name, func() metrics.TailStats { return tailStats(t.Stats()) })
 		}
+		if k, ok := in.(*kafkain.Input); ok {
+			a.metrics.RegisterKafka(name, func() []metrics.PartitionLag { return kafkaLag(k.Lag()) })
+		}
 	}
 	names := make([]string, 0, len(cfg.Outputs))
 	for _, o := range cfg.Outputs {
@@ -181,6 +185,14 @@ func tailStats(s tail.Stats) metrics.TailStats {
 	}
 	for _, f := range s.Files {
 		out.Files = append(out.Files, metrics.FileStats{Path: f.Path, Size: f.Size, Offset: f.Offset})
+	}
+	return out
+}
+
+func kafkaLag(ps []kafkain.PartitionLag) []metrics.PartitionLag {
+	out := make([]metrics.PartitionLag, len(ps))
+	for i, p := range ps {
+		out[i] = metrics.PartitionLag{Topic: p.Topic, Partition: p.Partition, Lag: p.Lag}
 	}
 	return out
 }

@@ -18,13 +18,15 @@ import (
 // core/v1: 132 packages), 592 with the AWS SDK's SigV4 signer and standard
 // credential chain for auth.aws (config, credentials/stscreds, service/sts
 // and what config brings: sso, ssooidc, signin, imds, smithy-go: 97
-// packages, 15.6 CPU s of compiles, the largest 109 MB).
+// packages, 15.6 CPU s of compiles, the largest 109 MB), 616 with the kafka
+// output and input (franz-go's kgo, kmsg, kerr, kbin, sasl/plain,
+// sasl/scram, with lz4, s2 and pbkdf2: 20 packages, and 4 of sidelog).
 //
 // Raise it only in the commit that adds the dependency, with the measured
 // cold-build cost (wall time and peak memory of `go build ./cmd/sidelog`
 // with empty GOCACHE and GOMODCACHE) in the commit message and in
 // docs/benchmarks.md.
-const packageBudget = 600
+const packageBudget = 630
 
 // TestPackageBudget keeps a generated API of a whole cloud or cluster from
 // entering the build by accident: the root go-elasticsearch client

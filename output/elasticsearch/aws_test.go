@@ -199,9 +199,12 @@ func TestSigV4RetryAndSplit(t *testing.T) {
 // probe, and id: source is refused at start-up.
 func TestServerless(t *testing.T) {
 	s, chk, o := signedSetup(t, "aoss", nil)
+	// GET / answered with a status no node gives it: a domain would be
+	// refused as "not an Elasticsearch or OpenSearch node"; Serverless
+	// degrades to a warning.
 	s.Refuse = func(method, path string) int {
 		if path == "/" {
-			return 404
+			return 400
 		}
 		return 0
 	}
@@ -218,6 +221,12 @@ func TestServerless(t *testing.T) {
 	}
 	if n := bulkEntries(noRefusals(t, chk)); n != 1 {
 		t.Fatalf("%d verified bulk requests", n)
+	}
+
+	s2, _, o2 := signedSetup(t, "es", nil)
+	s2.Refuse = s.Refuse
+	if err := o2.Write(t.Context(), docs(t, o2, 0, 5)); err == nil || !strings.Contains(err.Error(), "not an Elasticsearch or OpenSearch node") {
+		t.Fatalf("service es, GET / refused with 400: %v", err)
 	}
 
 	c := NewConfig()

@@ -31,6 +31,7 @@ import (
 
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/output"
+	"github.com/sidelog/sidelog/output/sourceid"
 	"github.com/sidelog/sidelog/output/template"
 	"github.com/sidelog/sidelog/plugins"
 )
@@ -53,7 +54,7 @@ type Output struct {
 	idKey        *template.Template // id_key as a template, nil when unset
 	routing      *template.Template // nil when unset
 	stableID     bool
-	idPrefix     [16]byte
+	idPrefix     sourceid.Prefix
 	actionPrefix []byte
 	actionSuffix []byte
 	keys         []string
@@ -110,7 +111,7 @@ func NewFor(cfg *Config, env plugins.OutputEnv, expect string) (*Output, error) 
 		logger:   logger,
 		index:    tpl,
 		stableID: cfg.ID == "source",
-		idPrefix: idPrefixFor(env.InstanceID, env.Hostname),
+		idPrefix: sourceid.NewPrefix(env.InstanceID, env.Hostname),
 		gzip:     cfg.Compression == "gzip",
 		maxBytes: int(cfg.MaxRequestBytes),
 		sem:      make(chan struct{}, cfg.MaxInFlight),

@@ -2,15 +2,13 @@ package elasticsearch
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
 	"unicode/utf8"
 
 	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/output/sourceid"
 )
 
 // The buffered form of a record is exactly the two lines it contributes to a
@@ -84,7 +82,17 @@ func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 		}
 	}
 	if o.stableID && !idDone {
-		if id, ok := o.docID(e); ok {
+		if e.ID != "" {
+			// An id the input gave (the kafka input: the agent's
+			// source-id header): kept, escaped.
+			dst = append(dst, `,"_id":`...)
+			if len(e.ID) <= sourceid.MaxLen {
+				dst = event.AppendString(dst, e.ID)
+			} else {
+				id, _ := o.idPrefix.Append(scratch[:0], e)
+				dst = event.AppendString(dst, id)
+			}
+		} else if id, ok := o.idPrefix.FromPosition(e.Pos); ok {
 			dst = append(dst, `,"_id":"`...)
 			dst = append(dst, id[:]...)
 			dst = append(dst, '"')
@@ -164,38 +172,6 @@ func (o *Output) spliceTimestamp(dst []byte, doc int, t time.Time) []byte {
 	copy(dst[open+1+n:], dst[open+1:len(dst)-n])
 	copy(dst[open+1:], ins)
 	return dst
-}
-
-// docID returns the stable document id of e: 128 bits of SHA-256 over the
-// agent's identity (instance id and host name) and the line's source
-// position (file identity, generation, offset), base64url without padding.
-// Events without a source position get no id (ok false).
-func (o *Output) docID(e *event.Event) (id [22]byte, ok bool) {
-	p := e.Pos
-	if p.Offset == 0 && p.FileID == (event.FileID{}) {
-		return id, false
-	}
-	var buf [16 + 8*4 + 4]byte
-	copy(buf[:16], o.idPrefix[:])
-	binary.LittleEndian.PutUint64(buf[16:], p.FileID.Dev)
-	binary.LittleEndian.PutUint64(buf[24:], p.FileID.Ino)
-	binary.LittleEndian.PutUint64(buf[32:], p.FileID.Fingerprint)
-	binary.LittleEndian.PutUint64(buf[40:], uint64(p.Offset))
-	binary.LittleEndian.PutUint32(buf[48:], p.Generation)
-	sum := sha256.Sum256(buf[:])
-	base64.RawURLEncoding.Encode(id[:], sum[:16])
-	return id, true
-}
-
-// idPrefixFor derives the 16-byte identity prefix of the ids.
-func idPrefixFor(instanceID, hostname string) (p [16]byte) {
-	h := sha256.New()
-	h.Write([]byte("sidelog-es-id\x00"))
-	h.Write([]byte(instanceID))
-	h.Write([]byte{0})
-	h.Write([]byte(hostname))
-	copy(p[:], h.Sum(nil))
-	return p
 }
 
 // sanitizeIndex rewrites a rendered index name in place into one that
