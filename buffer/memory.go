@@ -142,13 +142,28 @@ func (m *Memory) Read(ctx context.Context, l Limits) (*Batch, error) {
 	for i := range n {
 		b.Records[i] = m.queue[i].Data
 	}
-	clear(m.queue[:n])
-	m.queue = m.queue[n:]
+	m.take(n)
 	m.out += uint64(n)
 	m.overflow = false
 	m.inflight[m.seq] = mb
 	m.seq++
 	return b, nil
+}
+
+// take drops the first n records of the queue. When at least as many
+// records were taken as remain, the rest moves to the front of the same
+// array (copying no more than was taken), so that the array is reused by
+// the next writes instead of being outgrown and reallocated at every batch.
+func (m *Memory) take(n int) {
+	rest := len(m.queue) - n
+	if rest > n {
+		clear(m.queue[:n])
+		m.queue = m.queue[n:]
+		return
+	}
+	copy(m.queue, m.queue[n:])
+	clear(m.queue[rest:])
+	m.queue = m.queue[:rest]
 }
 
 // full reports whether a batch of l can be taken now: it is as large as l

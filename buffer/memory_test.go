@@ -63,3 +63,48 @@ func TestMemoryReleasesAcksOnlyWhenDelivered(t *testing.T) {
 		t.Fatalf("undelivered records released at Close (%d)", got)
 	}
 }
+
+// Reads that take part of the queue, interleaved with writes, hand out every
+// record once and in order (the queue's array is compacted in place when
+// more was taken than remains).
+func TestMemoryPartialReadsKeepOrder(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemory(1<<20, "block")
+	next, want := 0, 0
+	write := func(k int) {
+		recs := make([]Record, k)
+		for i := range recs {
+			recs[i] = Record{Data: []byte(fmt.Sprint(next))}
+			next++
+		}
+		if err := m.Write(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(max int) {
+		b, err := m.Read(ctx, Limits{MaxEvents: max})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range b.Records {
+			if string(r) != fmt.Sprint(want) {
+				t.Fatalf("got record %s, want %d", r, want)
+			}
+			want++
+		}
+		if err := m.Ack(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 50 {
+		write(1 + round%7)
+		read(1 + round%3) // sometimes less than half, sometimes more
+		write(round % 5)
+	}
+	for want < next {
+		read(4)
+	}
+	if st := m.Stats(); st.Records != 0 || st.Bytes != 0 {
+		t.Fatalf("stats after draining: %+v", st)
+	}
+}

@@ -22,7 +22,7 @@ const (
 	DefaultMaxEvents    = 1000
 	DefaultMaxBytes     = 5 << 20
 	DefaultTimeout      = time.Second
-	DefaultLinger       = 20 * time.Millisecond
+	DefaultLinger       = 25 * time.Millisecond
 	DefaultRetryInitial = 500 * time.Millisecond
 	DefaultRetryMax     = 30 * time.Second
 )

@@ -569,3 +569,44 @@ type writeFunc func(batch [][]byte) error
 func (f writeFunc) Encode(dst []byte, e *event.Event) ([]byte, error) { return dst, nil }
 func (f writeFunc) Close(context.Context) error                       { return nil }
 func (f writeFunc) Write(_ context.Context, batch [][]byte) error     { return f(batch) }
+
+// SourceWriter writes the headers AppendSource writes, across records that
+// change input, path and offset (long paths: a two-byte length).
+func TestSourceWriterMatchesAppendSource(t *testing.T) {
+	long := "/var/log/" + strings.Repeat("x", 200) + ".log"
+	evs := []*event.Event{
+		{Input: "app", Path: "/var/log/a.log", Pos: event.Position{Offset: 0}},
+		{Input: "app", Path: "/var/log/a.log", Pos: event.Position{Offset: 1234567}},
+		{Input: "app", Path: long, Pos: event.Position{Offset: 9}},
+		{Input: "app", Path: long, Pos: event.Position{Offset: 99999999999}},
+		{Input: `in"2`, Path: "/var/log/a.log", Pos: event.Position{Offset: 5}},
+		{Input: "", Path: "", Pos: event.Position{Offset: -1}},
+	}
+	var w SourceWriter
+	var got, want []byte
+	for _, e := range evs {
+		got = w.Append(got, e)
+		want = AppendSource(want, e)
+		if string(got) != string(want) {
+			t.Fatalf("%+v: got %q, want %q", e, got, want)
+		}
+	}
+}
+
+func BenchmarkSourceHeader(b *testing.B) {
+	e := &event.Event{Input: "app", Path: "/var/log/pods/shop_checkout-7d9f_0123/app/0.log", Pos: event.Position{Offset: 123456789}}
+	buf := make([]byte, 0, 256)
+	b.Run("AppendSource", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			buf = AppendSource(buf[:0], e)
+		}
+	})
+	b.Run("SourceWriter", func(b *testing.B) {
+		var w SourceWriter
+		b.ReportAllocs()
+		for b.Loop() {
+			buf = w.Append(buf[:0], e)
+		}
+	})
+}

@@ -71,6 +71,11 @@ const (
 	// Fields (plus the overlay, if any): while Modified is not set and there
 	// is no overlay, an output may write Raw verbatim.
 	RawJSON
+	// RawChecked: set with RawJSON by the JSON parser, which checked Raw to
+	// be exactly one well-formed object; the overlay writer then trusts
+	// Raw's structure (a RawJSON set by hand does not have it, and Raw is
+	// walked with checks).
+	RawChecked
 )
 
 // Event is one record.

@@ -220,6 +220,17 @@ func appendOverlay(dst []byte, e *Event) ([]byte, bool) {
 	if len(over) > 64 {
 		return dst, false
 	}
+	if e.Flags&RawChecked != 0 {
+		if out, ok := appendOverlayNew(dst, e.Raw, over); ok {
+			return out, true
+		}
+	}
+	return walkOverlay(dst, e)
+}
+
+// walkOverlay is appendOverlay by walking Raw's members.
+func walkOverlay(dst []byte, e *Event) ([]byte, bool) {
+	over := e.over
 	var written uint64 // bit i: over[i] was written (or is a removal)
 	for i := range over {
 		if over[i].del {
@@ -296,6 +307,88 @@ func appendOverlay(dst []byte, e *Event) ([]byte, bool) {
 		first = false
 	}
 	return append(dst, '}'), true
+}
+
+// appendOverlayNew is appendOverlay's fast path for the common overlay of a
+// filter that adds fields the record does not have (modify's set of a new
+// key): when no overlay key occurs in Raw, Raw's members are written as one
+// run and the set keys after them, without walking the members. Raw must
+// have been checked by the parser (RawChecked). It only
+// proves absence cheaply: Raw must hold no backslash (so every key in it is
+// written literally) and no `"key"` may occur anywhere in it (a value equal
+// to a key sends the record to the walk). The output is byte for byte what
+// the walk writes: members from the first to the last as written, the new
+// members in the order they were set, removals of absent keys ignored.
+func appendOverlayNew(dst, raw []byte, over []overField) ([]byte, bool) {
+	if bytes.IndexByte(raw, '\\') >= 0 {
+		return dst, false
+	}
+	for i := range over {
+		if !plainKey(over[i].key) || quotedIn(raw, over[i].key) {
+			return dst, false
+		}
+	}
+	lo := skipSpace(raw, 0)
+	hi := len(raw)
+	for hi > lo && isSpace(raw[hi-1]) {
+		hi--
+	}
+	if hi-lo < 2 || raw[lo] != '{' || raw[hi-1] != '}' {
+		return dst, false
+	}
+	lo = skipSpace(raw, lo+1)
+	hi--
+	for hi > lo && isSpace(raw[hi-1]) {
+		hi--
+	}
+	dst = append(dst, '{')
+	dst = append(dst, raw[lo:hi]...)
+	first := hi == lo
+	for i := range over {
+		if over[i].del {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		dst = appendMember(dst, over[i].key, over[i].val)
+		first = false
+	}
+	return append(dst, '}'), true
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// plainKey reports whether key is written in JSON exactly as its bytes
+// between quotes as far as finding it in a raw line goes: no quote, no
+// backslash, no control character.
+func plainKey(key string) bool {
+	if key == "" {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c < 0x20 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// quotedIn reports whether `"key"` occurs in raw.
+func quotedIn(raw []byte, key string) bool {
+	n := len(key)
+	for i := 1; i+n < len(raw); {
+		j := bytes.Index(raw[i:len(raw)-1], []byte(key))
+		if j < 0 {
+			return false
+		}
+		j += i
+		if raw[j-1] == '"' && raw[j+n] == '"' {
+			return true
+		}
+		i = j + 1
+	}
+	return false
 }
 
 func appendMember(dst []byte, key string, v any) []byte {

@@ -63,6 +63,6 @@ func Count(f event.Flags) {
 func Fail(e *event.Event, reason string) {
 	e.Fields = map[string]any{KeyMessage: string(e.Raw), KeyParseError: reason}
 	e.Flags |= event.ParseFailed
-	e.Flags &^= event.RawJSON
+	e.Flags &^= event.RawJSON | event.RawChecked
 	e.Partial = false // Full() then ignores any completion function
 }

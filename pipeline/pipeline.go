@@ -615,10 +615,13 @@ func (p *Pipeline) encode(ctx context.Context, o *outputStage, evs []*event.Even
 		perRecord = 320
 	}
 	arena := make([]byte, 0, max(perRecord*len(evs)*17/16, 512)) // a little slack: records vary
+	// A batch's records share their input and path: their source headers
+	// are written from one cached prefix.
+	var src delivery.SourceWriter
 	for _, e := range evs {
 		start := len(arena)
 		if o.dl != nil {
-			arena = delivery.AppendSource(arena, e)
+			arena = src.Append(arena, e)
 		}
 		var err error
 		arena, err = o.out.Encode(arena, e)

@@ -108,11 +108,11 @@ func setFlags(e *event.Event, badUTF8, dup bool) {
 	switch {
 	case badUTF8:
 		e.Flags |= event.InvalidUTF8
-		e.Flags &^= event.RawJSON
+		e.Flags &^= event.RawJSON | event.RawChecked
 	case dup:
-		e.Flags &^= event.RawJSON
+		e.Flags &^= event.RawJSON | event.RawChecked
 	default:
-		e.Flags |= event.RawJSON
+		e.Flags |= event.RawJSON | event.RawChecked
 	}
 }
 
