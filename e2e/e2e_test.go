@@ -325,37 +325,70 @@ outputs: [{name: archive, type: file, path: `+filepath.Join(dir, "out.ndjson")+`
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	var peak int64
+	// The agent's own memory is its anonymous pages: heap, stacks and the
+	// runtime's structures. The file-backed share is the binary's mapped text
+	// and tables; how much of it the kernel maps depends on the page cache,
+	// not on the agent (kernel 6.18 on ext4 maps a freshly written binary in
+	// large folios: 34 MiB for the same binary that maps 22 MiB after its
+	// pages were dropped and read back), so it is reported, not asserted.
+	var peak memKiB
 	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		peak = max(peak, rssKiB(t, a.cmd.Process.Pid))
+		peak = peak.max(readMem(t, a.cmd.Process.Pid))
 	}
 	// One scrape, as Prometheus would do, must not change the picture.
 	a.get(t, "/metrics")
-	peak = max(peak, rssKiB(t, a.cmd.Process.Pid))
-	t.Logf("idle RSS, one input and one output: peak %.1f MiB", float64(peak)/1024)
-	if peak >= 30*1024 {
-		t.Errorf("idle RSS %.1f MiB, want under 30 MiB", float64(peak)/1024)
+	peak = peak.max(readMem(t, a.cmd.Process.Pid))
+	t.Logf("idle, one input and one output: anonymous %.1f MiB, file-backed %.1f MiB, RSS %.1f MiB",
+		float64(peak.anon)/1024, float64(peak.file)/1024, float64(peak.rss)/1024)
+	if peak.anon >= 12*1024 {
+		t.Errorf("idle anonymous memory %.1f MiB, want under 12 MiB", float64(peak.anon)/1024)
 	}
 	if code, _ := a.stop(t, 10*time.Second); code != 0 {
 		t.Errorf("exit %d", code)
 	}
 }
 
-func rssKiB(t *testing.T, pid int) int64 {
+// memKiB is a process's resident memory in KiB, from /proc/PID/status.
+type memKiB struct{ rss, anon, file int64 }
+
+func (m memKiB) max(o memKiB) memKiB {
+	return memKiB{max(m.rss, o.rss), max(m.anon, o.anon), max(m.file, o.file)}
+}
+
+func readMem(t *testing.T, pid int) memKiB {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var m memKiB
+	found := 0
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			n, _ := strconv.ParseInt(f[0], 10, 64)
-			return n
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[0], 10, 64)
+		switch k {
+		case "VmRSS":
+			m.rss = n
+			found++
+		case "RssAnon", "RssShmem":
+			m.anon += n
+			found++
+		case "RssFile":
+			m.file = n
+			found++
 		}
 	}
-	t.Fatal("no VmRSS")
-	return 0
+	if found != 4 {
+		t.Fatalf("/proc/%d/status: want VmRSS, RssAnon, RssFile and RssShmem, found %d of them", pid, found)
+	}
+	return m
 }
 
 // bulkES accepts _bulk requests (uncompressed), waiting delay per request,
