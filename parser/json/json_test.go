@@ -271,7 +271,8 @@ func checkAgainstStdlib(t *testing.T, line []byte) {
 		if stdErr != nil {
 			t.Fatalf("we accept %q, encoding/json refuses: %v", line, stdErr)
 		}
-		if e.Has(event.RawJSON) == e.Has(event.InvalidUTF8) {
+		// RawJSON unless the line has invalid UTF-8 or a duplicate key
+		if e.Has(event.RawJSON) == (e.Has(event.InvalidUTF8) || stdDup(line)) {
 			t.Fatalf("flags %b", e.Flags)
 		}
 		got := normalize(e.Full())
@@ -285,8 +286,12 @@ func FuzzJSON(f *testing.F) {
 	for _, s := range []string{appLine, `{}`, `{"a":[1,{"b":null}],"b":"\u00e9\ud83d\ude00"}`, "{\"a\":\"\xff\"}", `[1]`, `{"a":1e400}`, `{"a":-0.5E-3}`} {
 		f.Add([]byte(s))
 	}
+	for _, s := range []string{`{"a":1,"\u0061":2}`, `{"x":{"ab":1,"ab":2}}`, `{"n":[{"aaaaaaaaXbbbbbbbbc":1,"aaaaaaaaXbbbbbbbbc":2}]}`} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, line []byte) {
 		checkAgainstStdlib(t, line)
+		checkDupAgainstStdlib(t, line)
 	})
 }
 
