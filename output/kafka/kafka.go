@@ -71,6 +71,8 @@ type Output struct {
 	limitsMu sync.Mutex
 	limits   map[string]int // topic → batch limit in bytes
 	warned   map[string]bool
+
+	reach reachability
 }
 
 type headerTpl struct {
@@ -94,6 +96,7 @@ func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	o := &Output{
+		reach:    reachability{output: env.Name, last: map[string]error{}},
 		name:     env.Name,
 		cfg:      *cfg,
 		logger:   logger,
@@ -129,6 +132,7 @@ func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
 		kgo.ProduceRequestTimeout(min(cfg.Timeout, 30*time.Second)),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.WithLogger(kafkaconf.Logger(logger)),
+		kgo.WithHooks(connHook{&o.reach}),
 	)
 	if cfg.AutoCreateTopics {
 		opts = append(opts, kgo.AllowAutoTopicCreation())
@@ -331,7 +335,10 @@ func (o *Output) Write(ctx context.Context, batch [][]byte) error {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				return err // retryable: the broker is not reachable
+				if cause := o.reach.unreachable(); cause != nil {
+					return delivery.Blocked(reasonUnreachable, fmt.Errorf("kafka: %w: %w", cause, err))
+				}
+				return err // retryable: the broker did not answer in time
 			}
 			limits[r.Topic] = l
 		}
@@ -420,6 +427,10 @@ func (o *Output) classify(topic string, err error) error {
 		return err
 	}
 	switch {
+	case errors.Is(err, kgo.ErrRecordTimeout):
+		if cause := o.reach.unreachable(); cause != nil {
+			return delivery.Blocked(reasonUnreachable, fmt.Errorf("kafka: %w: %w", cause, err))
+		}
 	case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.UnknownTopicID):
 		return delivery.BlockedOn(topic, "unknown_topic_or_partition",
 			fmt.Errorf("kafka: topic %s does not exist and auto_create_topics is off: records wait until it is created: %w", topic, err))
@@ -446,6 +457,7 @@ func (o *Output) Close(ctx context.Context) error {
 	cl := o.cl
 	o.closed = true
 	o.mu.Unlock()
+	defer o.reach.close()
 	if cl == nil {
 		return nil
 	}

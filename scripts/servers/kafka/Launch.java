@@ -7,6 +7,11 @@
 // random cluster id (what `kafka-storage.sh format --standalone` does), starts
 // the broker, waits until an admin client sees it, and writes the broker port
 // to PORTFILE. Kafka closes itself on SIGTERM. scripts/servers/server.sh runs it.
+//
+// A restart: when HOME/server.properties exists (written by an earlier run on
+// the same HOME), it is used as it is: the broker comes back on the same
+// ports, with the same cluster id and data (internal/testservers' private
+// brokers restart this way; server.sh always starts on a fresh HOME).
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.Writer;
@@ -41,6 +46,19 @@ public final class Launch {
         Path data = home.resolve("data");
         Files.createDirectories(home);
 
+        Path config = home.resolve("server.properties");
+        if (Files.exists(config)) {
+            Properties p = new Properties();
+            try (java.io.Reader r = Files.newBufferedReader(config, StandardCharsets.UTF_8)) {
+                p.load(r);
+            }
+            // The broker's listener is the first one: NAME://127.0.0.1:PORT.
+            String first = p.getProperty("listeners", "").split(",")[0];
+            int broker = Integer.parseInt(first.substring(first.lastIndexOf(':') + 1));
+            run(config, broker, portFile, "restarted");
+            return;
+        }
+
         int broker = freePort();
         int controller = freePort();
         while (controller == broker) {
@@ -72,7 +90,6 @@ public final class Launch {
         p.setProperty("num.network.threads", "2");
         p.setProperty("num.io.threads", "2");
         p.setProperty("log.flush.interval.messages", "9223372036854775807");
-        Path config = home.resolve("server.properties");
         try (Writer w = Files.newBufferedWriter(config, StandardCharsets.UTF_8)) {
             p.store(w, "written by scripts/servers/kafka/Launch.java");
         }
@@ -86,6 +103,12 @@ public final class Launch {
             System.exit(1);
         }
 
+        run(config, broker, portFile, "cluster " + clusterId);
+    }
+
+    // run starts the broker of config, waits until an admin client sees it
+    // on port, writes port to portFile and waits for the broker's end.
+    static void run(Path config, int broker, Path portFile, String what) throws Exception {
         Thread server = new Thread(() -> kafka.Kafka.main(new String[] {config.toString()}), "sidelog-kafka-main");
         server.start();
 
@@ -112,7 +135,7 @@ public final class Launch {
         Path tmp = portFile.resolveSibling(portFile.getFileName() + ".tmp");
         Files.write(tmp, (broker + "\n").getBytes(StandardCharsets.UTF_8));
         Files.move(tmp, portFile, StandardCopyOption.ATOMIC_MOVE);
-        System.out.println("sidelog: kafka broker on 127.0.0.1:" + broker + " (cluster " + clusterId + ")");
+        System.out.println("sidelog: kafka broker on 127.0.0.1:" + broker + " (" + what + ")");
         server.join();
     }
 }
