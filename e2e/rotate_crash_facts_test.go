@@ -60,30 +60,67 @@ func (k killFacts) bound() int { return k.inflight + k.pastOut + k.pastBuf }
 // crashLedger follows the output file between kills.
 type crashLedger struct {
 	t      *testing.T
+	dir    string // where the snapshots go
 	out    string
 	bufDir string
 	ckpt   string
-	pos    int64        // output bytes already read
-	inOut  map[int]bool // lines delivered so far
+	pos    int64  // output bytes already read
+	inOut  []bool // inOut[n]: line n delivered so far
 }
 
-// outLines reads the lines appended to the output since the last call.
-func (l *crashLedger) outLines() {
-	b, err := os.ReadFile(l.out)
+// killSnap is the agent's state right after a kill. Taking it must not
+// keep the agent down longer than the scenario says (rotated files would
+// be deleted meanwhile), so it only notes the output's size, copies the
+// checkpoint and the buffer's ledger, and hard-links the buffer's segments
+// (append-only; the next start only cuts a torn tail, which the decoder
+// skips anyway); the facts are computed after the final run.
+type killSnap struct {
+	outSize int64
+	ckpt    []byte
+	bufDir  string // ledger copy + segment links
+	segs    []crashSegment
+}
+
+func (l *crashLedger) snapshot(k int, segs []crashSegment) killSnap {
+	s := killSnap{outSize: fileSize(l.out), segs: segs}
+	s.ckpt, _ = os.ReadFile(l.ckpt)
+	s.bufDir = filepath.Join(l.dir, fmt.Sprintf("kill-%d-buffer", k))
+	if err := os.MkdirAll(s.bufDir, 0o755); err != nil {
+		l.t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(l.bufDir, "ledger")); err == nil {
+		os.WriteFile(filepath.Join(s.bufDir, "ledger"), b, 0o600)
+	}
+	names, _ := filepath.Glob(filepath.Join(l.bufDir, "*.seg"))
+	for _, n := range names {
+		os.Link(n, filepath.Join(s.bufDir, filepath.Base(n)))
+	}
+	return s
+}
+
+// outLines reads the output's lines up to size (whole lines only).
+func (l *crashLedger) outLines(size int64) {
+	f, err := os.Open(l.out)
 	if os.IsNotExist(err) {
 		return
 	}
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	if int64(len(b)) < l.pos {
-		l.t.Fatalf("output %s shrank", l.out)
+	defer f.Close()
+	if size <= l.pos {
+		return
 	}
-	b = b[l.pos:]
-	end := bytes.LastIndexByte(b, '\n') + 1 // whole lines only
+	b := make([]byte, size-l.pos)
+	n, _ := f.ReadAt(b, l.pos)
+	b = b[:n]
+	end := bytes.LastIndexByte(b, '\n') + 1
 	for _, line := range bytes.Split(b[:end], []byte{'\n'}) {
 		var rec struct{ N int }
-		if len(line) > 0 && json.Unmarshal(line, &rec) == nil {
+		if len(line) > 0 && json.Unmarshal(line, &rec) == nil && rec.N >= 0 {
+			for len(l.inOut) <= rec.N {
+				l.inOut = append(l.inOut, false)
+			}
 			l.inOut[rec.N] = true
 		}
 	}
@@ -93,19 +130,17 @@ func (l *crashLedger) outLines() {
 // pending decodes the disk buffer's unacknowledged records (frames with a
 // sequence number at or above the ledger's ack position; docs/buffer.md,
 // "Disk format"). Nil for a memory buffer.
-func (l *crashLedger) pending() map[int]bool {
-	if l.bufDir == "" {
-		return nil
-	}
-	rep, err := buffer.StatsOf(l.bufDir)
+func (l *crashLedger) pending(dir string) []int {
+	rep, err := buffer.StatsOf(dir)
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	segs, _ := filepath.Glob(filepath.Join(l.bufDir, "*.seg"))
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
 	sort.Strings(segs)
 	crc := crc32.MakeTable(crc32.Castagnoli)
 	marker := []byte{0xFE, 0x53, 0x4C, 0xFF}
-	pend := map[int]bool{}
+	seen := map[int]bool{}
+	var pend []int
 	for _, s := range segs {
 		b, err := os.ReadFile(s)
 		if err != nil {
@@ -133,7 +168,10 @@ func (l *crashLedger) pending() map[int]bool {
 				if j < 0 || json.Unmarshal(p[j:], &rec) != nil {
 					l.t.Fatalf("buffer segment %s: record %q: no line number", s, p)
 				}
-				pend[rec.N] = true
+				if !seen[rec.N] {
+					seen[rec.N] = true
+					pend = append(pend, rec.N)
+				}
 			}
 			i += 28 + n
 		}
@@ -147,30 +185,22 @@ type ckptEntry struct {
 	Off int64  `json:"off"`
 }
 
-func readCheckpoint(t *testing.T, path string) []ckptEntry {
-	b, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
+func readCheckpoint(t *testing.T, b []byte) []ckptEntry {
+	if len(b) == 0 {
 		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
 	}
 	var doc struct {
 		Files []ckptEntry `json:"files"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
-		t.Fatalf("checkpoint %s: %v", path, err)
+		t.Fatalf("checkpoint %q: %v", b, err)
 	}
 	return doc.Files
 }
 
-// readAgain reports whether a restarted tail reads line n again, given
-// the checkpoint and the writer's segments (sorted by base).
-func readAgain(n int, segs []crashSegment, ckpt []ckptEntry) bool {
-	i := sort.Search(len(segs), func(i int) bool { return segs[i].base > n }) - 1
-	if i < 0 {
-		return true
-	}
+// readFrom is the first line of segment i that a restarted tail reads
+// again, given the checkpoint (segs sorted by base); end when none.
+func readFrom(i int, segs []crashSegment, ckpt []ckptEntry, end int) int {
 	s := segs[i]
 	for _, e := range ckpt {
 		if e.Ino != s.ino {
@@ -178,34 +208,63 @@ func readAgain(n int, segs []crashSegment, ckpt []ckptEntry) bool {
 		}
 		switch {
 		case e.Gen > s.gen:
-			return false
+			return end
 		case e.Gen < s.gen:
-			return true
+			return s.base
 		default:
-			return int64(n-s.base)*crashWidth >= e.Off
+			return min(end, s.base+int(e.Off/crashWidth))
 		}
 	}
 	// a file the checkpoint does not know is read from its start if a glob
 	// matches it: the one the writer writes (the others were rotated out)
-	return s.ino == segs[len(segs)-1].ino
+	if s.ino == segs[len(segs)-1].ino {
+		return s.base
+	}
+	return end
 }
 
-// atKill measures what kill k leaves to be delivered again.
-func (l *crashLedger) atKill(segs []crashSegment) killFacts {
-	l.outLines()
-	pend := l.pending()
-	ckpt := readCheckpoint(l.t, l.ckpt)
-	var k killFacts
-	for n := range l.inOut {
-		if pend[n] {
-			k.inflight++
+// facts is what a kill left to be delivered again; call it for each
+// kill in order (the output is read incrementally).
+func (l *crashLedger) facts(s killSnap) killFacts {
+	l.outLines(s.outSize)
+	pend := l.pending(s.bufDir)
+	ckpt := readCheckpoint(l.t, s.ckpt)
+	segs := s.segs
+	last := max(len(l.inOut), segs[len(segs)-1].base) // past every line taken
+	for _, n := range pend {
+		last = max(last, n+1)
+	}
+	var ranges [][2]int // the lines read again: [from, end) per segment
+	for i := range segs {
+		end := last
+		if i+1 < len(segs) {
+			end = segs[i+1].base
 		}
-		if readAgain(n, segs, ckpt) {
-			k.pastOut++
+		if from := readFrom(i, segs, ckpt, end); from < end {
+			ranges = append(ranges, [2]int{from, end})
 		}
 	}
-	for n := range pend {
-		if !l.inOut[n] && readAgain(n, segs, ckpt) {
+	again := func(n int) bool {
+		for _, r := range ranges {
+			if n >= r[0] && n < r[1] {
+				return true
+			}
+		}
+		return false
+	}
+	var k killFacts
+	for _, r := range ranges {
+		for n := r[0]; n < min(r[1], len(l.inOut)); n++ {
+			if l.inOut[n] {
+				k.pastOut++
+			}
+		}
+	}
+	for _, n := range pend {
+		delivered := n < len(l.inOut) && l.inOut[n]
+		if delivered {
+			k.inflight++
+		} else if again(n) {
 			k.pastBuf++
 		}
 	}

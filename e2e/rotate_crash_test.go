@@ -404,8 +404,8 @@ outputs:
 		}
 	}
 	var runStarts []int64 // the output file's size when each run started
-	ledger := &crashLedger{t: t, out: out, bufDir: filepath.Join(dir, "data", "buffer", "out"), ckpt: ckpt, inOut: map[int]bool{}}
-	var facts []killFacts // disk buffer: measured at each kill
+	ledger := &crashLedger{t: t, dir: dir, out: out, bufDir: filepath.Join(dir, "data", "buffer", "out"), ckpt: ckpt}
+	var snaps []killSnap // disk buffer: the state right after each kill
 	for k := range kills {
 		runStarts = append(runStarts, fileSize(out))
 		cmd := exec.Command(bin, "run", "-c", cfg)
@@ -424,13 +424,9 @@ outputs:
 		cmd.Wait()
 		logf.Close()
 		if buffer == "disk" {
-			f := ledger.atKill(w.segments())
-			facts = append(facts, f)
-			w.note("kill %d: %d lines written; checkpoint %s; to deliver again: %d in flight, %d delivered + %d in the buffer past the checkpoint",
-				k, w.written.Load(), f.ckpt, f.inflight, f.pastOut, f.pastBuf)
-		} else {
-			w.note("kill %d: %d lines written; checkpoint %s", k, w.written.Load(), checkpointSummary(ckpt))
+			snaps = append(snaps, ledger.snapshot(k, w.segments()))
 		}
+		w.note("kill %d: %d lines written; checkpoint %s", k, w.written.Load(), checkpointSummary(ckpt))
 		if buffer == "memory" {
 			delivered := distinctLines(t, out)
 			if c := checkpointedLinesAll(t, ckpt); delivered > c {
@@ -528,7 +524,10 @@ outputs:
 	// batches, at most max_in_flight × batch.max_events, and the lines
 	// the disk buffer held durably past the persisted checkpoint.
 	measured, window := 0, 0
-	for k, f := range facts {
+	for k, snap := range snaps {
+		f := ledger.facts(snap)
+		t.Logf("KILL %d left to deliver again: %d in flight, %d delivered + %d in the buffer past the checkpoint %s",
+			k, f.inflight, f.pastOut, f.pastBuf, f.ckpt)
 		measured += f.bound()
 		window += f.pastOut + f.pastBuf
 		if f.inflight > crashMaxFlight*crashMaxEvents {
