@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,10 +31,25 @@ type KafkaBroker struct {
 	portFile string
 	logPath  string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
-	addr string
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when cmd has exited
+	addr     string
+	internal string // the plaintext listener of a secured broker
+}
+
+// KafkaSecurity makes a private broker's client listener (Brokers) a
+// secured one; a second, plaintext listener (Internal) serves the test's
+// admin calls.
+type KafkaSecurity struct {
+	// Protocol is SASL_PLAINTEXT, SSL or SASL_SSL.
+	Protocol string
+	// Users are the SASL users (name → password), for PLAIN,
+	// SCRAM-SHA-256 and SCRAM-SHA-512 alike.
+	Users map[string]string
+	// CertPEM and KeyPEM are the broker's certificate chain and its
+	// unencrypted PKCS#8 key (SSL, SASL_SSL).
+	CertPEM, KeyPEM []byte
 }
 
 // StartKafka starts a private broker and returns once it answers. When
@@ -41,6 +57,53 @@ type KafkaBroker struct {
 // test fails in CI (Required) and is skipped otherwise. The broker is
 // killed at the test's end.
 func StartKafka(t testing.TB) *KafkaBroker {
+	t.Helper()
+	return startKafka(t, nil)
+}
+
+// StartKafkaSecured is StartKafka with a secured client listener.
+func StartKafkaSecured(t testing.TB, sec KafkaSecurity) *KafkaBroker {
+	t.Helper()
+	return startKafka(t, &sec)
+}
+
+// clientProperties is the launcher's client.properties for sec.
+func clientProperties(sec *KafkaSecurity) string {
+	var sb strings.Builder
+	// Properties syntax: a value's backslashes and line ends escaped.
+	esc := strings.NewReplacer(`\`, `\\`, "\n", `\n`, "\r", "")
+	prop := func(k, v string) { sb.WriteString(k + "=" + esc.Replace(v) + "\n") }
+	prop("sidelog.protocol", sec.Protocol)
+	if strings.HasPrefix(sec.Protocol, "SASL_") {
+		prop("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512")
+		names := make([]string, 0, len(sec.Users))
+		for n := range sec.Users {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		plain := "org.apache.kafka.common.security.plain.PlainLoginModule required"
+		var scram []string
+		for _, n := range names {
+			plain += fmt.Sprintf(" user_%s=%q", n, sec.Users[n])
+			for _, m := range []string{"SCRAM-SHA-256", "SCRAM-SHA-512"} {
+				scram = append(scram, fmt.Sprintf("%s=[name=%s,password=%s]", m, n, sec.Users[n]))
+			}
+		}
+		prop("listener.name.client.plain.sasl.jaas.config", plain+";")
+		for _, m := range []string{"scram-sha-256", "scram-sha-512"} {
+			prop("listener.name.client."+m+".sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required;")
+		}
+		prop("sidelog.scram", strings.Join(scram, ";"))
+	}
+	if strings.HasSuffix(sec.Protocol, "SSL") {
+		prop("listener.name.client.ssl.keystore.type", "PEM")
+		prop("listener.name.client.ssl.keystore.certificate.chain", string(sec.CertPEM))
+		prop("listener.name.client.ssl.keystore.key", string(sec.KeyPEM))
+	}
+	return sb.String()
+}
+
+func startKafka(t testing.TB, sec *KafkaSecurity) *KafkaBroker {
 	t.Helper()
 	root, err := repoRoot()
 	if err != nil {
@@ -65,6 +128,11 @@ func StartKafka(t testing.TB) *KafkaBroker {
 	home := filepath.Join(t.TempDir(), "kafka")
 	if err := os.MkdirAll(filepath.Join(home, "home"), 0o755); err != nil {
 		t.Fatal(err)
+	}
+	if sec != nil {
+		if err := os.WriteFile(filepath.Join(home, "home", "client.properties"), []byte(clientProperties(sec)), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	b := &KafkaBroker{
 		t:    t,
@@ -113,6 +181,18 @@ func missing(t testing.TB, msg string) {
 func (b *KafkaBroker) Brokers() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return []string{b.addr}
+}
+
+// Internal returns the plaintext listener's address: the client listener
+// (Brokers) of a broker without KafkaSecurity, a listener of its own on a
+// secured one, for the test's admin calls (kafkatest).
+func (b *KafkaBroker) Internal() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.internal != "" {
+		return []string{b.internal}
+	}
 	return []string{b.addr}
 }
 
@@ -170,6 +250,9 @@ func (b *KafkaBroker) Start() {
 				b.t.Fatalf("private kafka broker came back on %s, not %s", addr, b.addr)
 			}
 			b.addr = addr
+			if ip, err := os.ReadFile(b.portFile + ".internal"); err == nil {
+				b.internal = "127.0.0.1:" + string(bytes.TrimSpace(ip))
+			}
 			b.mu.Unlock()
 			b.t.Logf("private kafka broker (pid %d) ready at %s after %v", cmd.Process.Pid, addr, time.Since(start).Round(10*time.Millisecond))
 			return

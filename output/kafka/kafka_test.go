@@ -190,6 +190,10 @@ func TestClassify(t *testing.T) {
 		{kerr.TopicAuthorizationFailed, "topic_authorization_failed", "t"},
 		{kerr.ClusterAuthorizationFailed, "cluster_authorization_failed", ""},
 		{fmt.Errorf("wrapped: %w", kerr.SaslAuthenticationFailed), "authentication_failed", ""},
+		// franz-go's record timeout carries the last error.
+		{fmt.Errorf("%w, last err: %w", kgo.ErrRecordTimeout, kerr.SaslAuthenticationFailed), "authentication_failed", ""},
+		{fmt.Errorf("%w, last err: %w", kgo.ErrRecordTimeout, kerr.UnknownTopicOrPartition), "unknown_topic_or_partition", "t"},
+		{kgo.ErrRecordTimeout, "retryable", ""}, // brokers answer (no connection attempt failed)
 		{kerr.InvalidTopicException, "permanent", ""},
 		{kerr.NotLeaderForPartition, "retryable", ""},
 		{context.DeadlineExceeded, "retryable", ""},
