@@ -26,6 +26,7 @@
 package event
 
 import (
+	"bytes"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -114,16 +115,21 @@ type Event struct {
 	// over: top-level fields set or removed on top of Raw (see SetField);
 	// only while RawJSON is set and Modified is not. One entry per key.
 	over []overField
+	// shared: a value set by SetFieldShared may be in Fields; Mutable
+	// gives the record its own copies first.
+	shared bool
 
 	ack   *Ack
 	extra []*Ack // joined events: the acks of the other pieces
 }
 
-// overField is one overlay entry: key set to val, or removed (del).
+// overField is one overlay entry: key set to val, or removed (del). enc,
+// when set, is val's JSON (SetFieldShared), written as it is.
 type overField struct {
 	key string
 	val any
 	del bool
+	enc []byte
 }
 
 // Has reports whether flag f is set.
@@ -168,6 +174,17 @@ func (e *Event) Mutable() map[string]any {
 	m := e.Full()
 	e.Flags |= Modified
 	e.dropOverlay()
+	if e.shared {
+		// A shared value may sit under any key by now (a rename moves
+		// it): every object and array becomes the record's own.
+		e.shared = false
+		for k, v := range m {
+			switch v.(type) {
+			case map[string]any, []any:
+				m[k] = deepCopy(v, 0)
+			}
+		}
+	}
 	return m
 }
 
@@ -197,7 +214,7 @@ func (e *Event) Field(key string) (any, bool) {
 		if i := e.overIndex(key); i >= 0 {
 			return nil, false // removed (a set key is in Fields)
 		}
-		if has, ok := rawHasKey(e.Raw, key); ok && !has {
+		if has, ok := e.rawHas(key); ok && !has {
 			return nil, false
 		}
 	}
@@ -220,6 +237,70 @@ func (e *Event) SetField(key string, v any) {
 	e.putOver(key, v, false)
 }
 
+// rawHas is rawHasKey on Raw, first trying to prove absence without
+// walking it: in a line the parser checked (RawChecked) that holds no
+// backslash, a plain key whose quoted form occurs nowhere is not a key.
+func (e *Event) rawHas(key string) (has, ok bool) {
+	if e.Flags&RawChecked != 0 && plainKey(key) && bytes.IndexByte(e.Raw, '\\') < 0 && !quotedIn(e.Raw, key) {
+		return false, true
+	}
+	return rawHasKey(e.Raw, key)
+}
+
+// SetFieldShared is SetField for a value many records share (the same
+// object for every record of a pod, say), given with its JSON encoding enc
+// (AppendValue(nil, v)), which AppendJSON then copies instead of encoding
+// v again. Nobody may change v or anything in it: a stage that changes the
+// record calls Mutable (or SetField, DeleteField, which replace the key),
+// and Mutable gives the record its own deep copies of the objects and
+// arrays in Fields first. On a record that is not overlayable the copy is
+// made at once.
+func (e *Event) SetFieldShared(key string, v any, enc []byte) {
+	if !e.overlayable() {
+		e.Mutable()[key] = deepCopy(v, 0)
+		return
+	}
+	if e.Fields == nil {
+		e.Fields = make(map[string]any, 4)
+	}
+	e.Fields[key] = v
+	e.shared = true
+	if i := e.overIndex(key); i >= 0 {
+		e.over[i] = overField{key: key, val: v, enc: enc}
+		return
+	}
+	if e.over == nil {
+		e.over = make([]overField, 0, 2)
+	}
+	e.over = append(e.over, overField{key: key, val: v, enc: enc})
+}
+
+// deepCopy copies objects and arrays, to MaxDepth (a deeper or cyclic
+// value is cut there, as AppendValue writes it).
+func deepCopy(v any, depth int) any {
+	switch x := v.(type) {
+	case map[string]any:
+		if depth >= MaxDepth {
+			return DepthExceeded
+		}
+		m := make(map[string]any, len(x))
+		for k, el := range x {
+			m[k] = deepCopy(el, depth+1)
+		}
+		return m
+	case []any:
+		if depth >= MaxDepth {
+			return DepthExceeded
+		}
+		a := make([]any, len(x))
+		for i, el := range x {
+			a[i] = deepCopy(el, depth+1)
+		}
+		return a
+	}
+	return v
+}
+
 // DeleteField removes the top-level field key, like SetField does its
 // change. Removing an absent key changes nothing.
 func (e *Event) DeleteField(key string) {
@@ -231,7 +312,7 @@ func (e *Event) DeleteField(key string) {
 		delete(e.Fields, key)
 	} else if !e.Partial {
 		return // Fields is the whole record: absent
-	} else if has, ok := rawHasKey(e.Raw, key); ok && !has {
+	} else if has, ok := e.rawHas(key); ok && !has {
 		return
 	}
 	e.putOver(key, nil, true)

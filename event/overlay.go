@@ -289,7 +289,7 @@ func walkOverlay(dst []byte, e *Event) ([]byte, bool) {
 		if !first {
 			dst = append(dst, ',')
 		}
-		dst = appendMember(dst, over[idx].key, over[idx].val)
+		dst = appendOver(dst, &over[idx])
 		first = false
 	}
 	if w.bad {
@@ -303,7 +303,7 @@ func walkOverlay(dst []byte, e *Event) ([]byte, bool) {
 		if !first {
 			dst = append(dst, ',')
 		}
-		dst = appendMember(dst, over[i].key, over[i].val)
+		dst = appendOver(dst, &over[i])
 		first = false
 	}
 	return append(dst, '}'), true
@@ -351,7 +351,7 @@ func appendOverlayNew(dst, raw []byte, over []overField) ([]byte, bool) {
 		if !first {
 			dst = append(dst, ',')
 		}
-		dst = appendMember(dst, over[i].key, over[i].val)
+		dst = appendOver(dst, &over[i])
 		first = false
 	}
 	return append(dst, '}'), true
@@ -389,6 +389,17 @@ func quotedIn(raw []byte, key string) bool {
 		i = j + 1
 	}
 	return false
+}
+
+// appendOver writes an overlay entry as a member: its encoding when it has
+// one (SetFieldShared).
+func appendOver(dst []byte, o *overField) []byte {
+	if o.enc == nil {
+		return appendMember(dst, o.key, o.val)
+	}
+	dst = AppendString(dst, o.key)
+	dst = append(dst, ':')
+	return append(dst, o.enc...)
 }
 
 func appendMember(dst []byte, key string, v any) []byte {

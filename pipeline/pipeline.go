@@ -265,8 +265,18 @@ func Build(cfg *config.Config, opts Options) (*Pipeline, error) {
 	return p, nil
 }
 
+// blockWatcher is an output that sees blocks outside its Writes (a client's
+// background connections to its brokers): it is given the agent's
+// BlockState and its name, to Enter and Exit them there.
+type blockWatcher interface {
+	WatchBlocks(s *delivery.BlockState, output string)
+}
+
 // openBuffers opens each output's buffer and its delivery runner.
 func (p *Pipeline) openBuffers() error {
+	if p.opts.Blocks == nil {
+		p.opts.Blocks = delivery.NewBlockState(p.log)
+	}
 	for i, o := range p.outputs {
 		oc := &p.cfg.Outputs[i]
 		def := "memory"
@@ -296,6 +306,9 @@ func (p *Pipeline) openBuffers() error {
 		}
 		if f, ok := o.out.(interface{ InFlight() int }); ok {
 			o.runner.MaxInFlight = f.InFlight()
+		}
+		if w, ok := o.out.(blockWatcher); ok {
+			w.WatchBlocks(p.opts.Blocks, o.name)
 		}
 		o.dl = dl
 		o.runner.SourceHeaders = dl != nil

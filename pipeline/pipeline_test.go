@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sidelog/sidelog/config"
+	"github.com/sidelog/sidelog/delivery"
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/filter/drop"
 	"github.com/sidelog/sidelog/input"
@@ -390,5 +391,38 @@ outputs: [{name: out, type: capture}]
 `), h.reg)
 	if err == nil || !strings.Contains(err.Error(), `test.yaml:5: filters[1].name: duplicate filter name "x"`) {
 		t.Fatalf("duplicate name: %v %v", err, cfg)
+	}
+}
+
+// watching is a capture output that sees blocks outside its Writes.
+type watching struct {
+	*capture
+	blocks *delivery.BlockState
+	name   string
+}
+
+func (w *watching) WatchBlocks(s *delivery.BlockState, output string) { w.blocks, w.name = s, output }
+
+// An output with WatchBlocks is given the pipeline's BlockState (the one
+// /status reads) and its name before its first Write.
+func TestOutputWatchesBlocks(t *testing.T) {
+	h := newHarness()
+	h.opts.Blocks = delivery.NewBlockState(nil)
+	var w *watching
+	h.newOutput = func(name string) output.Output {
+		w = &watching{capture: &capture{}}
+		return w
+	}
+	p := h.build(t, `
+inputs:
+  - {name: gen, type: gen, count: 10}
+outputs:
+  - {name: bus, type: capture}
+`)
+	if err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w.blocks != h.opts.Blocks || w.name != "bus" || len(w.records()) != 10 {
+		t.Fatalf("WatchBlocks(%p, %q), want (%p, bus); %d records", w.blocks, w.name, h.opts.Blocks, len(w.records()))
 	}
 }

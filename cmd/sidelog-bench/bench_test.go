@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -399,5 +400,31 @@ func TestFastSinkDatadog(t *testing.T) {
 	}
 	if verifyDDEntry("cart", `{"trace_id":"x"}`) == nil {
 		t.Error("an entry without kubernetes metadata passed")
+	}
+}
+
+func TestAgentMetricsSumsSeries(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, "# HELP x\nsidelog_input_records_total{input=\"a\"} 10\nsidelog_input_records_total{input=\"b\"} 5\nsidelog_input_records_total_other 99\nsidelog_input_parse_errors_total 2\n")
+	}))
+	defer srv.Close()
+	got := agentMetrics(strings.TrimPrefix(srv.URL, "http://"), "sidelog_input_records_total", "sidelog_input_parse_errors_total")
+	if want := "sidelog_input_records_total 15, sidelog_input_parse_errors_total 2"; got != want {
+		t.Fatalf("agentMetrics = %q, want %q", got, want)
+	}
+}
+
+func TestVerifyDaemonSetSample(t *testing.T) {
+	good := `{"index":{"_index":"app-cart"}}` + "\n" + `{"trace_id":"x","kubernetes":{"labels":{"tier":"backend"},"namespace_labels":{"env":"prod"},"owner":{"kind":"Deployment","name":"svc-001"}}}`
+	if err := verifyDaemonSetSample([]byte(good)); err != nil {
+		t.Fatal(err)
+	}
+	pathOnly := `{"index":{}}` + "\n" + `{"trace_id":"x","kubernetes":{"namespace":"team-1","pod":"p"}}`
+	if err := verifyDaemonSetSample([]byte(pathOnly)); err == nil {
+		t.Fatal("a document without the API's metadata passed")
 	}
 }

@@ -3,6 +3,7 @@
 //	sidelog-bench [flags]            generate the data sets, run every scenario, print the table
 //	sidelog-bench naive FILE         the naive-Go reference (run by the bench as its own process)
 //	sidelog-bench latency [flags]    write-to-delivered latency at a fixed rate (see latency.go)
+//	sidelog-bench daemonset [flags]  a node's day: 200 CRI files, kubernetes (api), Elasticsearch (see daemonset.go)
 //
 // It generates the data sets deterministically into a work dir, writes one
 // config per scenario in the public config shape, and runs the real sidelog
@@ -62,6 +63,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(args) > 0 && args[0] == "latency" {
 		return latency(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "daemonset" {
+		return daemonset(args[1:], stdout, stderr)
 	}
 	var o options
 	fs := flag.NewFlagSet("sidelog-bench", flag.ContinueOnError)

@@ -81,7 +81,8 @@ func TestPackageBudget(t *testing.T) {
 // "Build"): a package count cannot see them.
 var heavyPackages = map[string]string{
 	"github.com/elastic/go-elasticsearch/v8/esapi":              "125 CPU s and 1.9 GB to compile; build the request and send it with elastictransport's Perform (output/elasticsearch/perform.go)",
-	"github.com/DataDog/datadog-api-client-go/v2/api/datadogV2": "one package of about 8,500 files; use api/datadog (PrepareRequest, CallAPI)",
+	"github.com/DataDog/datadog-api-client-go/v2/api/datadogV2": "one package of about 8,500 files",
+	"github.com/DataDog/datadog-api-client-go/v2/api/datadog":   "imports github.com/DataDog/zstd under cgo (40 C files, 45 s of serial gcc); output/datadog/intake.go builds SubmitLog's request, the tests check it against the client",
 	"github.com/elastic/go-elasticsearch/v8/typedapi/types":     "the typed API's types: 858 packages come with it",
 	"github.com/elastic/go-elasticsearch/v8":                    "the root client pulls the typed API; use elastictransport",
 }
@@ -96,5 +97,33 @@ func TestNoHeavyPackage(t *testing.T) {
 		if why, bad := heavyPackages[p]; bad {
 			t.Errorf("the agent imports %s: %s (issue 13)", p, why)
 		}
+	}
+}
+
+// TestNoCLibrary keeps C libraries out of the agent's build: cgo compiles a
+// package's C files one after the other with gcc, outside the Go compiler's
+// parallelism. github.com/DataDog/zstd (through the Datadog client's
+// api/datadog) was 40 C files, 45 s wall and about 50 CPU seconds of a
+// 190-CPU-second cold build, on its critical path. The standard library's
+// runtime/cgo is the only package allowed C files.
+func TestNoCLibrary(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{len .CFiles}} {{len .CXXFiles}}", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			t.Fatalf("go list: %q", l)
+		}
+		n++
+		if f[0] == "runtime/cgo" || (f[1] == "0" && f[2] == "0") {
+			continue
+		}
+		t.Errorf("the agent's build compiles %s C/C++ files of %s: a C library built by gcc at every cold build (issue 13); find a pure-Go package or keep it out", f[1]+"+"+f[2], f[0])
+	}
+	if n < 100 {
+		t.Fatalf("go list listed %d packages: not the agent's graph?", n)
 	}
 }

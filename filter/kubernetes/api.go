@@ -65,6 +65,9 @@ type apiCache struct {
 	synced  chan struct{} // closed once both informers have listed
 
 	missing, gets, waits, getFailures atomic.Int64
+	// nsGen counts namespace label changes: a record's object built
+	// before one is built again (shared objects, see Kubernetes.object).
+	nsGen atomic.Uint64
 }
 
 func newAPICache(cfg APIConfig, labels, annotations []string, log *slog.Logger) *apiCache {
@@ -335,6 +338,7 @@ func (c *apiCache) upsertNamespace(obj any) {
 	l := boxed(n.Labels, func(string) bool { return true })
 	c.mu.Lock()
 	c.nsLabels[n.Name] = l
+	c.nsGen.Add(1)
 	c.mu.Unlock()
 }
 

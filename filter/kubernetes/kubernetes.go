@@ -133,6 +133,19 @@ type entry struct {
 	info *Info
 	keys []string
 	vals []any
+	// obj is the kubernetes object of this path's records, built and
+	// encoded once (see Kubernetes.object).
+	obj atomic.Pointer[sharedObject]
+}
+
+// sharedObject is the kubernetes object every record of one file gets
+// while its pod's metadata (meta, nil without) and the namespace labels
+// (nsGen) stay as they were. Nobody changes it: event.SetFieldShared.
+type sharedObject struct {
+	meta  *podMeta
+	nsGen uint64
+	obj   map[string]any
+	enc   []byte
 }
 
 func newEntry(info *Info) *entry {
@@ -235,11 +248,30 @@ func (k *Kubernetes) Apply(e *event.Event) bool {
 		k.unmatched.Add(1)
 		return true
 	}
+	cur, has := e.Field(Field)
+	if info != nil && k.down == nil && !has {
+		// The common case: one object for every record of the file, set
+		// shared with its encoding (the record copies it only if a later
+		// stage changes it).
+		var m *podMeta
+		if k.api != nil {
+			if m = k.api.get(info.info); m == nil {
+				k.api.missing.Add(1)
+			}
+		}
+		o := k.object(info, m)
+		e.SetFieldShared(Field, o.obj, o.enc)
+		return true
+	}
 	// A fresh object each time (a later stage may change it), merged into
 	// one the record already has, set through the overlay so that a raw
 	// JSON line is still written from its bytes.
-	obj := make(map[string]any, len(info.keys)+1)
-	if cur, ok := e.Field(Field); ok {
+	n := 1
+	if info != nil {
+		n += len(info.keys)
+	}
+	obj := make(map[string]any, n)
+	if has {
 		if m, ok := cur.(map[string]any); ok {
 			for k, v := range m {
 				obj[k] = v
@@ -265,6 +297,29 @@ func (k *Kubernetes) Apply(e *event.Event) bool {
 	}
 	e.SetField(Field, obj)
 	return true
+}
+
+// object returns the path's shared kubernetes object for the pod metadata
+// m (nil: path fields only), building and encoding it again when the pod
+// or the namespaces' labels changed since.
+func (k *Kubernetes) object(en *entry, m *podMeta) *sharedObject {
+	var gen uint64
+	if m != nil {
+		gen = k.api.nsGen.Load()
+	}
+	if o := en.obj.Load(); o != nil && o.meta == m && o.nsGen == gen {
+		return o
+	}
+	obj := make(map[string]any, len(en.keys)+8)
+	for i, key := range en.keys {
+		obj[key] = en.vals[i]
+	}
+	if m != nil {
+		k.api.add(obj, m, en.info.Container)
+	}
+	o := &sharedObject{meta: m, nsGen: gen, obj: obj, enc: event.AppendValue(nil, obj)}
+	en.obj.Store(o)
+	return o
 }
 
 // add writes the pod's metadata into a record's kubernetes object. Maps are

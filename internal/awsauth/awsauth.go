@@ -42,6 +42,19 @@ const (
 // credentials that last seconds.
 var ExpiryWindow = 2 * time.Minute
 
+// CredentialsError is a request that was not sent because the credential
+// chain gave no credentials: nothing configured, a web identity token the
+// STS refused, an unreachable instance metadata service. Outputs report it
+// as their blocked reason ("aws_credentials"), not as an unreachable
+// server.
+type CredentialsError struct{ Err error }
+
+func (e *CredentialsError) Error() string {
+	return "aws sigv4: no credentials from the AWS credential chain (environment, shared config, web identity, pod identity, instance metadata): " + e.Err.Error()
+}
+
+func (e *CredentialsError) Unwrap() error { return e.Err }
+
 // Options name what to sign for.
 type Options struct {
 	Region  string
@@ -112,7 +125,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	creds, err := t.creds.Retrieve(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("aws sigv4: no credentials: %w", err)
+		return nil, &CredentialsError{Err: err}
 	}
 	r := req.Clone(ctx)
 	if body != nil {

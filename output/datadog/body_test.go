@@ -235,9 +235,11 @@ func TestRequestIsTheClients(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	wantUA := "sidelog " + dd.NewConfiguration().UserAgent
-	if ua := hdr.Get("User-Agent"); ua != wantUA {
-		t.Errorf("User-Agent %q, want %q", ua, wantUA)
+	// The client's format, "<name>/<version> (go …; os …; arch …)", with
+	// sidelog's name and version.
+	_, clientRest, _ := strings.Cut(dd.NewConfiguration().UserAgent, " ")
+	if ua := hdr.Get("User-Agent"); ua != "sidelog/dev "+clientRest {
+		t.Errorf("User-Agent %q, want %q", ua, "sidelog/dev "+clientRest)
 	}
 	if hdr.Get("DD-API-KEY") != testKey || hdr.Get("Content-Type") != "application/json" ||
 		hdr.Get("Accept") != "application/json" || len(hdr.Values("Content-Encoding")) != 1 || hdr.Get("Content-Encoding") != "gzip" {

@@ -1,12 +1,17 @@
 // Package datadog is the `datadog` output: records go to Datadog's log intake
-// (POST <site intake>/api/v2/logs) through the official client,
-// github.com/DataDog/datadog-api-client-go/v2: the small package api/datadog
-// (configuration, servers, authentication, APIClient.PrepareRequest and
-// CallAPI), called as LogsApi.SubmitLog calls them, with a body that this
-// package writes and gzips itself (see post and body.go). The generated
-// api/datadogV2 package (one package of about 8,500 files, several GB of
-// memory to compile) is not imported: of it, SubmitLog only adds the
-// operation name and the path, which are constants here.
+// (POST <site intake>/api/v2/logs) as the official client's
+// LogsApi.SubmitLog sends them (intake.go): the same URL for each site or
+// endpoint, the same headers, a body this package writes and gzips itself
+// (body.go). The client itself (github.com/DataDog/datadog-api-client-go/v2)
+// is the tests' reference, not a dependency of the agent: its small
+// api/datadog package imports github.com/DataDog/zstd when cgo is on (the
+// default wherever gcc is installed), whose 40 C files cost a cold build
+// 45 s of serial gcc and about 50 CPU seconds (a third of the whole agent's
+// compile) for a content encoding this output does not use; what the
+// output used of it (server templates, the API key header, PrepareRequest,
+// CallAPI with its retries off) is the dozen lines of intake.go. The tests
+// check those lines against the client: TestSitesMatchClient (every site's
+// URL), TestBodyMatchesClient (the body, byte for byte) and TestRequestIsTheClients.
 //
 // The output keeps every documented limit of the intake itself: at most
 // 1000 entries and 5,000,000 bytes (uncompressed JSON) per request, at most
@@ -34,8 +39,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/DataDog/datadog-api-client-go/v2/api/datadog"
-
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/output"
 	"github.com/sidelog/sidelog/output/template"
@@ -53,8 +56,6 @@ const (
 	MaxPast   = 18*time.Hour - 15*time.Minute
 	MaxFuture = 2*time.Hour - 15*time.Minute
 )
-
-const operation = "v2.LogsApi.SubmitLog"
 
 func init() {
 	plugins.RegisterOutput("datadog", plugins.Output{
@@ -123,12 +124,11 @@ func (f field) append(dst []byte, e *event.Event) []byte {
 type Output struct {
 	cfg    Config
 	log    *slog.Logger
-	client *datadog.APIClient
+	client *http.Client
 	tr     *http.Transport
 	gzip   bool
-	keys   map[string]datadog.APIKey
-	srvIdx map[string]int
-	srvVar map[string]map[string]string
+	url    string // the intake's /api/v2/logs
+	ua     string // User-Agent
 
 	service, source, hostname field
 	staticTags                string
@@ -221,21 +221,10 @@ func New(c *Config, env plugins.OutputEnv) (*Output, error) {
 	if c.TLS != nil && c.TLS.InsecureSkipVerify {
 		o.log.Warn("datadog: tls.insecure_skip_verify is on: the intake's certificate is not checked (for tests only)")
 	}
-	cfg := datadog.NewConfiguration()
-	cfg.HTTPClient = &http.Client{Transport: o.tr, Timeout: c.RequestTimeout}
-	cfg.RetryConfiguration.EnableRetry = false // the delivery loop retries
-	cfg.UserAgent = "sidelog " + cfg.UserAgent
-	o.client = datadog.NewAPIClient(cfg)
+	o.client = &http.Client{Transport: o.tr, Timeout: c.RequestTimeout}
 	o.gzip = c.Compression == "gzip"
-	o.keys = map[string]datadog.APIKey{"apiKeyAuth": {Key: c.APIKey}}
-	if c.Endpoint != "" {
-		proto, name, _ := parseEndpoint(c.Endpoint)
-		o.srvIdx = map[string]int{operation: 1} // "{protocol}://{name}"
-		o.srvVar = map[string]map[string]string{operation: {"protocol": proto, "name": name}}
-	} else {
-		o.srvIdx = map[string]int{operation: 0} // "https://{subdomain}.{site}"
-		o.srvVar = map[string]map[string]string{operation: {"site": c.Site}}
-	}
+	o.url = intakeURL(c)
+	o.ua = userAgent(env.Version)
 	o.scratch.New = func() any { return new(scratch) }
 	return o, nil
 }

@@ -172,20 +172,46 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// Every site we accept is one the client knows for SubmitLog, and reaches
-// https://http-intake.logs.<site>/api/v2/logs.
+// submitLog is the official client's name of the operation (the key of its
+// server templates).
+const submitLog = "v2.LogsApi.SubmitLog"
+
+// Every site we accept is one the client knows for SubmitLog, and the URL
+// the output posts to is the client's for that site
+// (https://http-intake.logs.<site>/api/v2/logs), and for an endpoint
+// override (the client's second server, "{protocol}://{name}").
 func TestSitesMatchClient(t *testing.T) {
 	cfg := dd.NewConfiguration()
-	for _, site := range Sites {
-		ctx := context.WithValue(context.Background(), dd.ContextOperationServerVariables,
-			map[string]map[string]string{operation: {"site": site}})
-		u, err := cfg.ServerURLWithContext(ctx, operation)
+	clientURL := func(idx int, vars map[string]string) string {
+		ctx := context.WithValue(context.Background(), dd.ContextOperationServerIndices, map[string]int{submitLog: idx})
+		ctx = context.WithValue(ctx, dd.ContextOperationServerVariables, map[string]map[string]string{submitLog: vars})
+		u, err := cfg.ServerURLWithContext(ctx, submitLog)
 		if err != nil {
-			t.Errorf("site %s: %v", site, err)
-			continue
+			t.Fatalf("client: %v", err)
 		}
-		if u != "https://http-intake.logs."+site {
-			t.Errorf("site %s: %s", site, u)
+		return u + "/api/v2/logs"
+	}
+	for _, site := range Sites {
+		c := DefaultConfig()
+		c.APIKey, c.Site = testKey, site
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		want := clientURL(0, map[string]string{"site": site})
+		if got := intakeURL(c); got != want || got != "https://http-intake.logs."+site+"/api/v2/logs" {
+			t.Errorf("site %s: %s, the client: %s", site, got, want)
+		}
+	}
+	for _, ep := range []string{"http://127.0.0.1:8080", "https://proxy.internal:8443/dd/", "https://proxy.internal/a/b"} {
+		c := DefaultConfig()
+		c.APIKey, c.Endpoint = testKey, ep
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		proto, name, _ := parseEndpoint(ep)
+		want := clientURL(1, map[string]string{"protocol": proto, "name": name})
+		if got := intakeURL(c); got != want {
+			t.Errorf("endpoint %s: %s, the client: %s", ep, got, want)
 		}
 	}
 }

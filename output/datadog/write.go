@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptrace"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/DataDog/datadog-api-client-go/v2/api/datadog"
 
 	"github.com/sidelog/sidelog/delivery"
 	"github.com/sidelog/sidelog/output"
@@ -315,42 +313,23 @@ func authHint(code int) string {
 }
 
 // post sends one request body (already gzip-compressed when o.gzip) to the
-// intake through the official client, as LogsApi.SubmitLog does: the
-// client's server selection for the operation (site, or the endpoint
-// override given as operation server variables), its authentication
-// (DD-API-KEY from the context), its request preparation (default headers,
-// User-Agent, Content-Length) and its CallAPI (retries off). Only the
-// serialisation of the items and the compression are sidelog's: SubmitLog
-// takes a []HTTPLogItem that it re-marshals by reflection and would
-// compress a second time if Content-Encoding were passed to
-// PrepareRequest, so the header is set on the prepared request. It returns
-// the answer and its body (read and closed), or the transport error.
+// intake as the official client's LogsApi.SubmitLog does (intake.go), and
+// returns the answer and its body (read and closed), or the transport
+// error. Retries are the delivery loop's.
 func (o *Output) post(ctx context.Context, body []byte) (*http.Response, []byte, error) {
-	ctx = context.WithValue(ctx, datadog.ContextAPIKeys, o.keys)
-	ctx = context.WithValue(ctx, datadog.ContextOperationServerIndices, o.srvIdx)
-	ctx = context.WithValue(ctx, datadog.ContextOperationServerVariables, o.srvVar)
-	client := o.client
-	base, err := client.Cfg.ServerURLWithContext(ctx, operation)
+	req, err := newIntakeRequest(ctx, o.url, o.cfg.APIKey, o.ua, o.gzip, body)
 	if err != nil {
 		return nil, nil, err
 	}
-	hdr := map[string]string{"Content-Type": "application/json", "Accept": "application/json"}
-	datadog.SetAuthKeys(ctx, &hdr, [2]string{"apiKeyAuth", "DD-API-KEY"})
-	req, err := client.PrepareRequest(ctx, base+"/api/v2/logs", http.MethodPost, body, hdr, url.Values{}, url.Values{}, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	if o.gzip {
-		req.Header.Set("Content-Encoding", "gzip")
-	}
-	resp, err := client.CallAPI(req)
+	resp, err := o.client.Do(req)
 	if err != nil || resp == nil {
 		if resp != nil {
 			resp.Body.Close()
 		}
 		return nil, nil, err
 	}
-	answer, err := datadog.ReadBody(resp)
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
 	if err != nil {
 		// The status arrived: the answer is known even if its body is not.
 		answer = nil

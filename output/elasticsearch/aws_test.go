@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sidelog/sidelog/delivery"
 	"github.com/sidelog/sidelog/internal/awsauth/sigv4check"
 	"github.com/sidelog/sidelog/output"
 	"github.com/sidelog/sidelog/output/elasticsearch/estest"
@@ -290,6 +291,10 @@ func TestSigV4NoCredentials(t *testing.T) {
 	err := o.Write(t.Context(), docs(t, o, 0, 2))
 	if err == nil || !strings.Contains(err.Error(), "no credentials") {
 		t.Fatalf("got %v", err)
+	}
+	// The operator reads a credentials problem, not an unreachable server.
+	if b, ok := delivery.AsBlocked(err); !ok || b.Reason != "aws_credentials" || b.Key != "" {
+		t.Fatalf("want the whole output blocked on aws_credentials, got %v", err)
 	}
 	if c, _ := output.Classify(err); c == output.Permanent {
 		t.Fatalf("classified permanent (records would be given up): %v", err)

@@ -40,9 +40,16 @@ func pinFingerprint(cfg *tls.Config, fp []byte) {
 	}
 }
 
+// pinError is a TLS handshake refused because no certificate of the
+// server's chain has the pinned fingerprint: the output's blocked reason is
+// "tls_error", not an unreachable server.
+type pinError struct{ msg string }
+
+func (e *pinError) Error() string { return e.msg }
+
 func checkPin(certs []*x509.Certificate, fp []byte) error {
 	if len(certs) == 0 {
-		return errors.New("tls.ca_fingerprint: the server presented no certificate")
+		return &pinError{"tls.ca_fingerprint: the server presented no certificate"}
 	}
 	for _, c := range certs {
 		sum := sha256.Sum256(c.Raw)
@@ -51,8 +58,8 @@ func checkPin(certs []*x509.Certificate, fp []byte) error {
 		}
 	}
 	sum := sha256.Sum256(certs[len(certs)-1].Raw)
-	return fmt.Errorf("tls.ca_fingerprint: no certificate of the server's chain (%d, the last %q with SHA-256 %s) has the pinned fingerprint: "+
-		"wrong server, or its certificate was renewed", len(certs), certs[len(certs)-1].Subject.String(), colonHex(sum[:]))
+	return &pinError{fmt.Sprintf("tls.ca_fingerprint: no certificate of the server's chain (%d, the last %q with SHA-256 %s) has the pinned fingerprint: "+
+		"wrong server, or its certificate was renewed", len(certs), certs[len(certs)-1].Subject.String(), colonHex(sum[:]))}
 }
 
 func colonHex(b []byte) string {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sidelog/sidelog/delivery"
 	"github.com/sidelog/sidelog/output/elasticsearch/estest"
 	"github.com/sidelog/sidelog/plugins"
 )
@@ -170,14 +171,21 @@ func TestCAFingerprint(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "tls.ca_fingerprint") || !strings.Contains(err.Error(), fingerprintOf(self, true)) {
 			t.Fatalf("want a refusal naming tls.ca_fingerprint and the server's fingerprint, got %v", err)
 		}
+		if b, ok := delivery.AsBlocked(err); !ok || b.Reason != "tls_error" {
+			t.Fatalf("want the output blocked on tls_error, got %v", err)
+		}
 		if s.Count("app-svc") != 0 || s.BulkRequests() != 0 {
 			t.Fatal("data sent to an unpinned server")
 		}
 	})
 	t.Run("no pin: the self-signed certificate is refused", func(t *testing.T) {
 		s := tlsServer(t, self)
-		if err := write(s, ""); err == nil || !strings.Contains(err.Error(), "certificate") {
+		err := write(s, "")
+		if err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Fatalf("got %v", err)
+		}
+		if b, ok := delivery.AsBlocked(err); !ok || b.Reason != "tls_error" {
+			t.Fatalf("want the output blocked on tls_error, got %v", err)
 		}
 	})
 	t.Run("bad fingerprint config", func(t *testing.T) {

@@ -3,7 +3,12 @@ package elasticsearch
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"net/http"
+
+	"github.com/sidelog/sidelog/internal/awsauth"
 )
 
 // perform sends one request through the official transport
@@ -35,4 +40,24 @@ func (o *Output) perform(ctx context.Context, method, path string, hdr http.Head
 		req.Header[k] = v
 	}
 	return o.client.Perform(req)
+}
+
+// transportReason names the blocked reason of a request that got no answer:
+// the AWS credential chain gave nothing ("aws_credentials"), the server's
+// certificate failed tls.ca_fingerprint or verification ("tls_error"), or
+// the server could not be reached ("server_unreachable"). The first two are
+// configuration problems an operator fixes; the last may pass by itself.
+func transportReason(err error) string {
+	var ce *awsauth.CredentialsError
+	var pe *pinError
+	var ve *tls.CertificateVerificationError
+	var ue x509.UnknownAuthorityError
+	var he x509.HostnameError
+	switch {
+	case errors.As(err, &ce):
+		return "aws_credentials"
+	case errors.As(err, &pe), errors.As(err, &ve), errors.As(err, &ue), errors.As(err, &he):
+		return "tls_error"
+	}
+	return "server_unreachable"
 }

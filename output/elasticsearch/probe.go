@@ -104,7 +104,7 @@ func (o *Output) probe(ctx context.Context) (*serverInfo, error) {
 		if rctx.Err() != nil {
 			msg = "no answer within " + o.cfg.Timeout.String()
 		}
-		return nil, delivery.Blocked("server_unreachable", fmt.Errorf("%s: start-up probe (GET /): %s; retrying", o.kind, msg))
+		return nil, delivery.Blocked(transportReason(err), fmt.Errorf("%s: start-up probe (GET /): %s; retrying", o.kind, msg))
 	}
 	defer resp.Body.Close()
 	body, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

@@ -231,7 +231,7 @@ func (o *Output) adminRequest(ctx context.Context, method, path string, body []b
 		if ctx.Err() != nil {
 			return 0, nil, ctx.Err()
 		}
-		return 0, nil, delivery.Blocked("server_unreachable", fmt.Errorf("%s: setup (%s %s): %s; retrying", o.kind, method, path, o.redact(err.Error())))
+		return 0, nil, delivery.Blocked(transportReason(err), fmt.Errorf("%s: setup (%s %s): %s; retrying", o.kind, method, path, o.redact(err.Error())))
 	}
 	defer resp.Body.Close()
 	b, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

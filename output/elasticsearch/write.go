@@ -11,6 +11,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/sidelog/sidelog/delivery"
 	"github.com/sidelog/sidelog/output"
 )
 
@@ -197,13 +198,20 @@ func (o *Output) bulk(ctx context.Context, recs [][]byte, srv *serverInfo) (int,
 	}
 	resp, err := o.perform(rctx, http.MethodPost, path, hdr, body)
 	if err != nil {
+		err0 := err
 		if ctx.Err() != nil {
 			return 0, bulkItems{}, ctx.Err()
 		}
 		if rctx.Err() != nil {
 			return 0, bulkItems{}, fmt.Errorf("%s: bulk request of %d documents timed out after %s", o.kind, len(recs), o.cfg.Timeout)
 		}
-		return 0, bulkItems{}, fmt.Errorf("%s: bulk request: %s", o.kind, o.redact(err.Error()))
+		err = fmt.Errorf("%s: bulk request: %s", o.kind, o.redact(err.Error()))
+		if r := transportReason(err0); r != "server_unreachable" {
+			// A configuration problem: the output waits as blocked with
+			// the reason, instead of counting failed attempts.
+			err = delivery.Blocked(r, err)
+		}
+		return 0, bulkItems{}, err
 	}
 	defer resp.Body.Close()
 	rp := o.getBuf()

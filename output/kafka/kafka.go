@@ -71,6 +71,8 @@ type Output struct {
 	limitsMu sync.Mutex
 	limits   map[string]int // topic → batch limit in bytes
 	warned   map[string]bool
+
+	reach reachability
 }
 
 type headerTpl struct {
@@ -94,6 +96,7 @@ func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	o := &Output{
+		reach:    reachability{output: env.Name, last: map[string]error{}},
 		name:     env.Name,
 		cfg:      *cfg,
 		logger:   logger,
@@ -129,6 +132,7 @@ func New(cfg *Config, env plugins.OutputEnv) (*Output, error) {
 		kgo.ProduceRequestTimeout(min(cfg.Timeout, 30*time.Second)),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.WithLogger(kafkaconf.Logger(logger)),
+		kgo.WithHooks(connHook{&o.reach}),
 	)
 	if cfg.AutoCreateTopics {
 		opts = append(opts, kgo.AllowAutoTopicCreation())
@@ -245,6 +249,9 @@ func (o *Output) topicLimit(ctx context.Context, cl *kgo.Client, topic string) (
 	if err != nil && ctx.Err() != nil {
 		return 0, ctx.Err()
 	}
+	if isAuthFailure(err) {
+		return 0, authBlocked(err) // not the fallback limit: the credentials are wrong
+	}
 	if !known {
 		if isTransient(err) {
 			return 0, fmt.Errorf("kafka: reading topic %s's max.message.bytes: %w", topic, err)
@@ -331,7 +338,13 @@ func (o *Output) Write(ctx context.Context, batch [][]byte) error {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				return err // retryable: the broker is not reachable
+				if _, ok := delivery.AsBlocked(err); ok {
+					return err // authentication_failed
+				}
+				if cause := o.reach.unreachable(); cause != nil {
+					return delivery.Blocked(reasonUnreachable, fmt.Errorf("kafka: %w: %w", cause, err))
+				}
+				return err // retryable: the broker did not answer in time
 			}
 			limits[r.Topic] = l
 		}
@@ -419,6 +432,8 @@ func (o *Output) classify(topic string, err error) error {
 	if errors.As(err, &oe) {
 		return err
 	}
+	// A record timeout carries the last error (a SASL failure, a missing
+	// topic): the cases below look at it first.
 	switch {
 	case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.UnknownTopicID):
 		return delivery.BlockedOn(topic, "unknown_topic_or_partition",
@@ -429,14 +444,28 @@ func (o *Output) classify(topic string, err error) error {
 	case errors.Is(err, kerr.ClusterAuthorizationFailed), errors.Is(err, kerr.TransactionalIDAuthorizationFailed):
 		return delivery.Blocked("cluster_authorization_failed",
 			fmt.Errorf("kafka: not authorized to produce idempotently (the IDEMPOTENT_WRITE cluster ACL, or WRITE on a topic, is missing): %w", err))
-	case errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, kerr.IllegalSaslState), errors.Is(err, kerr.UnsupportedSaslMechanism):
-		return delivery.Blocked("authentication_failed", fmt.Errorf("kafka: SASL authentication failed: %w", err))
+	case isAuthFailure(err):
+		return authBlocked(err)
 	case errors.Is(err, kerr.InvalidTopicException):
 		return output.PermanentError(fmt.Errorf("kafka: topic %s is not a valid topic name: %w", topic, err))
 	case errors.Is(err, kerr.CorruptMessage), errors.Is(err, kerr.InvalidRecord):
 		return output.PermanentError(fmt.Errorf("kafka: the broker refused the record: %w", err))
+	case errors.Is(err, kgo.ErrRecordTimeout):
+		if cause := o.reach.unreachable(); cause != nil {
+			return delivery.Blocked(reasonUnreachable, fmt.Errorf("kafka: %w: %w", cause, err))
+		}
 	}
-	return err // retryable: timeouts, leader changes, a broker restart
+	return err // retryable: timeouts, leader changes
+}
+
+// isAuthFailure: the broker refused the client's SASL credentials.
+func isAuthFailure(err error) bool {
+	return errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.IllegalSaslState) || errors.Is(err, kerr.UnsupportedSaslMechanism)
+}
+
+// authBlocked blocks the whole output on authentication_failed.
+func authBlocked(err error) error {
+	return delivery.Blocked("authentication_failed", fmt.Errorf("kafka: SASL authentication failed (check sasl.mechanism, username and password): %w", err))
 }
 
 // Close flushes what was produced and stops the client. In-flight Writes
@@ -446,6 +475,7 @@ func (o *Output) Close(ctx context.Context) error {
 	cl := o.cl
 	o.closed = true
 	o.mu.Unlock()
+	defer o.reach.close()
 	if cl == nil {
 		return nil
 	}

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sidelog/sidelog/delivery"
 	"github.com/sidelog/sidelog/event"
@@ -187,6 +190,10 @@ func TestClassify(t *testing.T) {
 		{kerr.TopicAuthorizationFailed, "topic_authorization_failed", "t"},
 		{kerr.ClusterAuthorizationFailed, "cluster_authorization_failed", ""},
 		{fmt.Errorf("wrapped: %w", kerr.SaslAuthenticationFailed), "authentication_failed", ""},
+		// franz-go's record timeout carries the last error.
+		{fmt.Errorf("%w, last err: %w", kgo.ErrRecordTimeout, kerr.SaslAuthenticationFailed), "authentication_failed", ""},
+		{fmt.Errorf("%w, last err: %w", kgo.ErrRecordTimeout, kerr.UnknownTopicOrPartition), "unknown_topic_or_partition", "t"},
+		{kgo.ErrRecordTimeout, "retryable", ""}, // brokers answer (no connection attempt failed)
 		{kerr.InvalidTopicException, "permanent", ""},
 		{kerr.NotLeaderForPartition, "retryable", ""},
 		{context.DeadlineExceeded, "retryable", ""},
@@ -455,5 +462,71 @@ func TestWriteContextEnds(t *testing.T) {
 	}
 	if time.Since(start) > 10*time.Second {
 		t.Fatalf("Write took %v after its context ended", time.Since(start))
+	}
+}
+
+// While no broker answers, the output is blocked on broker_unreachable
+// (through the BlockState the pipeline gives it, at once, and through
+// Write's error, so retry.max_elapsed never dead-letters the records); an
+// answer from any broker ends it; Close ends it too.
+func TestReachability(t *testing.T) {
+	o := newOutput(t, []string{"127.0.0.1:1"}, nil)
+	bs := delivery.NewBlockState(nil)
+	o.WatchBlocks(bs, "bus")
+	if b := bs.Blocks("bus"); len(b) != 0 {
+		t.Fatalf("blocked before any attempt: %v", b)
+	}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	o.reach.attempt("a:9092", refused)
+	o.reach.attempt("b:9092", nil)
+	if b := bs.Blocks("bus"); len(b) != 0 {
+		t.Fatalf("blocked while b answers: %v", b)
+	}
+	o.reach.attempt("b:9092", refused)
+	b := bs.Blocks("bus")
+	if len(b) != 1 || b[0].Reason != "broker_unreachable" || b[0].Key != "" || !strings.Contains(b[0].Message, "none of the 2 brokers is reachable") {
+		t.Fatalf("blocks = %+v", b)
+	}
+	err := o.classify("t", fmt.Errorf("%w", kgo.ErrRecordTimeout))
+	if be, ok := delivery.AsBlocked(err); !ok || be.Reason != "broker_unreachable" {
+		t.Fatalf("a record timeout while unreachable: %v, want blocked", err)
+	}
+	// A broker answering with an error (SASL) is reachable.
+	o.reach.attempt("a:9092", kerr.SaslAuthenticationFailed)
+	if b := bs.Blocks("bus"); len(b) != 0 {
+		t.Fatalf("blocked while a answers: %v", b)
+	}
+	if err := o.classify("t", kgo.ErrRecordTimeout); err != kgo.ErrRecordTimeout {
+		t.Fatalf("a record timeout while reachable: %v, want it as it is (retryable)", err)
+	}
+	o.reach.attempt("a:9092", refused)
+	if len(bs.Blocks("bus")) != 1 {
+		t.Fatal("not blocked again")
+	}
+	o.Close(context.Background())
+	if b := bs.Blocks("bus"); len(b) != 0 {
+		t.Fatalf("blocked after Close: %v", b)
+	}
+}
+
+// A Write to a port where no broker listens returns the whole output
+// blocked on broker_unreachable, and the BlockState shows it meanwhile.
+func TestUnreachableBrokerBlocks(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	o := newOutput(t, []string{addr}, func(c *Config) { c.Topic = "x"; c.Timeout = 2 * time.Second; c.DialTimeout = 200 * time.Millisecond })
+	bs := delivery.NewBlockState(nil)
+	o.WatchBlocks(bs, "bus")
+	err = o.Write(context.Background(), encodeAll(t, o, jsonEvent(`{"a":1}`, nil, 1)))
+	be, ok := delivery.AsBlocked(err)
+	if !ok || be.Reason != "broker_unreachable" || be.Key != "" || !strings.Contains(err.Error(), "the broker is unreachable") {
+		t.Fatalf("Write = %v, want the output blocked on broker_unreachable", err)
+	}
+	if b := bs.Blocks("bus"); len(b) != 1 || b[0].Reason != "broker_unreachable" {
+		t.Fatalf("blocks = %+v", b)
 	}
 }

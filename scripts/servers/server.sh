@@ -77,12 +77,27 @@ tools() {
 }
 
 # prepare NAME: resolve the jars into $cache/NAME/lib and compile the launcher,
-# unless the cache was made from the same pom.xml and Launch.java.
+# unless the cache was made from the same pom.xml and Launch.java. When only
+# Launch.java changed, only the launcher is compiled again (the jars stay, as
+# a running server of the same cache needs them).
 prepare() {
-  local name=$1 dir=$here/$1 out=$cache/$1 sum
+  local name=$1 dir=$here/$1 out=$cache/$1 sum libsum
   tools
   sum=$(cat "$dir/pom.xml" "$dir/Launch.java" | cksum | cut -d' ' -f1)
   if [ -f "$out/ready" ] && [ "$(cat "$out/ready")" = "$sum" ]; then
+    return 0
+  fi
+  libsum=$(cksum <"$dir/pom.xml" | cut -d' ' -f1)
+  if [ -d "$out/lib" ] && [ -f "$out/lib.sum" ] && [ "$(cat "$out/lib.sum")" = "$libsum" ]; then
+    echo "server.sh: compiling $name's launcher again (its jars are unchanged)" >&2
+    rm -rf "$out/classes.$$"
+    "$javac" -nowarn -d "$out/classes.$$" -cp "$out/lib/*" "$dir/Launch.java" ||
+      die "could not compile $dir/Launch.java"
+    rm -rf "$out/classes.old.$$"
+    if [ -d "$out/classes" ]; then mv "$out/classes" "$out/classes.old.$$"; fi
+    mv "$out/classes.$$" "$out/classes"
+    rm -rf "$out/classes.old.$$"
+    echo "$sum" >"$out/ready"
     return 0
   fi
   need mvn maven || true
@@ -108,6 +123,7 @@ prepare() {
   [ -n "$ok" ] || die "could not resolve $name's jars (see above)"
   "$javac" -nowarn -d "$out.tmp/classes" -cp "$out.tmp/lib/*" "$dir/Launch.java" ||
     die "could not compile $dir/Launch.java"
+  echo "$libsum" >"$out.tmp/lib.sum"
   echo "$sum" >"$out.tmp/ready"
   rm -rf "$out"
   mv "$out.tmp" "$out"
