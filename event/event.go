@@ -118,6 +118,12 @@ type Event struct {
 	// shared: a value set by SetFieldShared may be in Fields; Mutable
 	// gives the record its own copies first.
 	shared bool
+	// absentKey is the last key Field found not to be a member of
+	// absentRaw (Raw at the time): set next, its overlay entry is known
+	// to be new (overField.rawAbsent), so writing it need not look for it
+	// in Raw again.
+	absentKey string
+	absentRaw []byte
 
 	ack   *Ack
 	extra []*Ack // joined events: the acks of the other pieces
@@ -130,6 +136,8 @@ type overField struct {
 	val any
 	del bool
 	enc []byte
+	// rawAbsent: key is known not to be a member of Raw.
+	rawAbsent bool
 }
 
 // Has reports whether flag f is set.
@@ -215,6 +223,7 @@ func (e *Event) Field(key string) (any, bool) {
 			return nil, false // removed (a set key is in Fields)
 		}
 		if has, ok := e.rawHas(key); ok && !has {
+			e.absentKey, e.absentRaw = key, e.Raw
 			return nil, false
 		}
 	}
@@ -235,6 +244,12 @@ func (e *Event) SetField(key string, v any) {
 	}
 	e.Fields[key] = v
 	e.putOver(key, v, false)
+}
+
+// knownAbsent reports whether Field last found key absent from Raw as it
+// is.
+func (e *Event) knownAbsent(key string) bool {
+	return e.absentKey == key && len(e.absentRaw) == len(e.Raw) && (len(e.Raw) == 0 || &e.absentRaw[0] == &e.Raw[0])
 }
 
 // rawHas is rawHasKey on Raw, first trying to prove absence without
@@ -266,13 +281,13 @@ func (e *Event) SetFieldShared(key string, v any, enc []byte) {
 	e.Fields[key] = v
 	e.shared = true
 	if i := e.overIndex(key); i >= 0 {
-		e.over[i] = overField{key: key, val: v, enc: enc}
+		e.over[i] = overField{key: key, val: v, enc: enc, rawAbsent: e.over[i].rawAbsent}
 		return
 	}
 	if e.over == nil {
 		e.over = make([]overField, 0, 2)
 	}
-	e.over = append(e.over, overField{key: key, val: v, enc: enc})
+	e.over = append(e.over, overField{key: key, val: v, enc: enc, rawAbsent: e.knownAbsent(key)})
 }
 
 // deepCopy copies objects and arrays, to MaxDepth (a deeper or cyclic
@@ -329,13 +344,13 @@ func (e *Event) overIndex(key string) int {
 
 func (e *Event) putOver(key string, v any, del bool) {
 	if i := e.overIndex(key); i >= 0 {
-		e.over[i] = overField{key: key, val: v, del: del}
+		e.over[i] = overField{key: key, val: v, del: del, rawAbsent: e.over[i].rawAbsent}
 		return
 	}
 	if e.over == nil {
 		e.over = make([]overField, 0, 2)
 	}
-	e.over = append(e.over, overField{key: key, val: v, del: del})
+	e.over = append(e.over, overField{key: key, val: v, del: del, rawAbsent: e.knownAbsent(key)})
 }
 
 // ValidUTF8 reports whether Raw is valid UTF-8, recording the answer.

@@ -320,10 +320,17 @@ func walkOverlay(dst []byte, e *Event) ([]byte, bool) {
 // the walk writes: members from the first to the last as written, the new
 // members in the order they were set, removals of absent keys ignored.
 func appendOverlayNew(dst, raw []byte, over []overField) ([]byte, bool) {
-	if bytes.IndexByte(raw, '\\') >= 0 {
-		return dst, false
-	}
+	checked := false // raw holds no backslash
 	for i := range over {
+		if over[i].rawAbsent {
+			continue // Field found it absent from raw
+		}
+		if !checked {
+			if bytes.IndexByte(raw, '\\') >= 0 {
+				return dst, false
+			}
+			checked = true
+		}
 		if !plainKey(over[i].key) || quotedIn(raw, over[i].key) {
 			return dst, false
 		}

@@ -101,3 +101,30 @@ func TestFieldAbsentKey(t *testing.T) {
 		}
 	}
 }
+
+// A key Field found absent is written after Raw's members without looking
+// for it in Raw again; the bytes are those of the walk, escapes included.
+func TestFieldAbsentThenSetWritesLikeTheWalk(t *testing.T) {
+	for _, c := range []struct{ raw, want string }{
+		{appLine, appLine[:len(appLine)-1] + `,"stream":"stdout"}`},
+		{`{"a":"x\"y","b":1}`, `{"a":"x\"y","b":1,"stream":"stdout"}`},
+		{` { "k\u0041" : 1 , "s":"\\" } `, `{"k\u0041" : 1 , "s":"\\","stream":"stdout"}`},
+		{`{}`, `{"stream":"stdout"}`},
+		{`{"stream":"mine"}`, `{"stream":"stdout"}`},
+		{`{"a":"\"stream\""}`, `{"a":"\"stream\"","stream":"stdout"}`},
+	} {
+		for _, other := range []bool{false, true} {
+			want := c.want
+			e := parsed(c.raw, "nothing")
+			e.Field("stream")
+			e.SetField("stream", "stdout") // absent: new; present: in place
+			if other {
+				e.SetField("other", 1)
+				want = want[:len(want)-1] + `,"other":1}`
+			}
+			if got := string(event.AppendJSON(nil, e)); got != want {
+				t.Errorf("%s (other %v): %s, want %s", c.raw, other, got, want)
+			}
+		}
+	}
+}

@@ -74,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.Work, "work", filepath.Join(os.TempDir(), "sidelog-bench"), "work dir: data sets, configs, outputs")
 	fs.Int64Var(&o.Lines, "lines", 2_000_000, "records in the data sets (2,000,000 ≈ 480 MiB of JSON)")
 	fs.IntVar(&o.Runs, "runs", 3, "runs per scenario; figures are medians")
-	scen := fs.String("scenarios", "1,2,2b,3,4", "scenarios to run, comma-separated (1, 2, 2b, 3, 4)")
+	scen := fs.String("scenarios", "1,2,2b,3,4", "scenarios to run, comma-separated (1, 2, 2b, 3, 3f, 4)")
 	fs.StringVar(&o.Sidelog, "sidelog", "", "the sidelog binary (default: go build ./cmd/sidelog into the work dir)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the work dir (data sets are then reused by the next invocation)")
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "limit for one sidelog run")

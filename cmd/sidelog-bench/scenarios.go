@@ -253,6 +253,32 @@ outputs:
 		},
 	},
 	{
+		ID:    "3f",
+		Title: "CRI file → cri + json → file (issue 22 goal 3)",
+		Data:  "cri",
+		Config: func(e *runEnv) string {
+			return header(e) + fmt.Sprintf(`inputs:
+  - name: pods
+    type: tail
+    paths: [%s]
+    read_from: head
+    parser: cri
+    inner_parser: json
+outputs:
+  - name: all
+    type: file
+    path: %s
+`, q(filepath.Join(e.Work, "var", "log", "pods", "*", "*", "*.log")), q(e.out("all.ndjson")))
+		},
+		Verify: func(e *runEnv) (int64, error) {
+			// Every record once, its P and F pieces joined into one
+			// document that parsed.
+			return verifyFile(e.out("all.ndjson"), e.Data.Stats.Records, func(m map[string]any) error {
+				return hasKeys(m, "ts", "level", "msg", "service", "trace_id", "user_id", "latency_ms", "path", "status")
+			})
+		},
+	},
+	{
 		ID:    "4",
 		Title: "many files appended slowly → file (a sidecar at rest)",
 		Config: func(e *runEnv) string {
