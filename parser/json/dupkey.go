@@ -120,11 +120,12 @@ func (s *scanner) checkObject(open int, sig uint64) {
 	var small [32]span
 	keys := small[:0]
 	b := s.buf
+	escapes := s.escAt > open // in the object, keys or values
 	esc := false
 	for i := skipWS(b, open+1); b[i] != '}'; {
 		e := endString(b, i)
 		keys = append(keys, span{int32(i + 1), int32(e - 1)})
-		esc = esc || bytes.IndexByte(b[i+1:e-1], '\\') >= 0
+		esc = esc || escapes && bytes.IndexByte(b[i+1:e-1], '\\') >= 0
 		i = skipWS(b, e) // ':'
 		i = skipWS(b, skipChecked(b, skipWS(b, i+1)))
 		if b[i] == ',' {
