@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/maphash"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"sync/atomic"
@@ -182,16 +183,27 @@ func (s *scanner) dupDecoded(keys []span) bool {
 }
 
 // endString returns the index after the closing quote of the validated
-// string whose opening quote is at i.
+// string whose opening quote is at i. It looks 8 bytes at a time for a
+// quote or a backslash (a validated string has no other special byte to
+// care about).
 func endString(b []byte, i int) int {
-	for i++; ; i++ {
-		i += plainRun(b, i)
-		switch b[i] {
-		case '\\':
+	for i++; ; {
+		for i+8 <= len(b) {
+			v := binary.LittleEndian.Uint64(b[i:])
+			q, bs := v^(lsb*'"'), v^(lsb*'\\')
+			if m := ((q-lsb)&^q | (bs-lsb)&^bs) & msb; m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+			i += 8
+		}
+		for b[i] != '"' && b[i] != '\\' {
 			i++
-		case '"':
+		}
+		if b[i] == '"' {
 			return i + 1
 		}
+		i += 2 // an escape: its second byte is never the closing quote
 	}
 }
 
