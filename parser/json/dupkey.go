@@ -18,17 +18,17 @@ import (
 //
 //   - each object folds its keys, as they are skipped, into a 64-bit
 //     signature (one multiply per key; nothing is stored);
-//   - when the object closes, a small table of signatures of key lists
-//     already found free of duplicates is looked up: a known shape costs
-//     nothing more;
+//   - when the object closes, a table of signatures of key lists already
+//     found free of duplicates is looked up (then one of lists found with
+//     one): a known shape costs nothing more;
 //   - otherwise (a new shape, or a key with an escape) the object's keys
 //     are collected again (a rescan of the part just validated) and
-//     compared; a list without duplicates enters the table.
+//     compared, and the list's signature enters the table of its answer.
 //
 // A duplicate is a duplicate of decoded keys, as in the map: `"a"` and
 // `"\u0061"` are the same key (Elasticsearch decodes them too). An object
-// with an escaped key is therefore always compared, decoded, and never
-// enters the table.
+// with an escaped key is therefore always compared, decoded, and enters
+// no table.
 //
 // The table answers "no duplicate" for a new key list only if its 64-bit
 // signature equals that of a list seen without duplicates: keys count
