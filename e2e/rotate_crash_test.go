@@ -517,19 +517,20 @@ outputs:
 	// Measured at each kill (rotate_crash_facts_test.go): the in-flight
 	// batches, at most max_in_flight × batch.max_events, and the lines
 	// the disk buffer held durably past the persisted checkpoint.
-	measured, window := 0, 0
+	measured, window, largest := 0, 0, 0
 	for k, snap := range snaps {
 		f := ledger.facts(snap)
 		t.Logf("KILL %d left to deliver again: %d in flight, %d delivered + %d in the buffer past the checkpoint %s",
 			k, f.inflight, f.pastOut, f.pastBuf, f.ckpt)
 		measured += f.bound()
 		window += f.pastOut + f.pastBuf
+		largest = max(largest, f.pastOut+f.pastBuf)
 		if f.inflight > crashMaxFlight*crashMaxEvents {
 			t.Errorf("kill %d: %d lines delivered and unacknowledged in the buffer, more than max_in_flight × batch.max_events = %d",
 				k, f.inflight, crashMaxFlight*crashMaxEvents)
 		}
 	}
-	t.Logf("FIGURES measured bound %d = in flight %d + checkpoint window %d", measured, measured-window, window)
+	t.Logf("FIGURES measured bound %d = in flight %d + checkpoint window %d (largest at one kill: %d)", measured, measured-window, window, largest)
 	if dups > measured {
 		t.Errorf("%d duplicates, more than the %d measured at the kills (in flight + past the persisted checkpoint)", dups, measured)
 	}
