@@ -48,6 +48,83 @@ type Program struct {
 	usesMeta bool
 	envOut   bool
 	states   sync.Pool // *state
+	// fast, when set, answers a condition of the form `key == "s"`,
+	// `key != "s"` or `key in ["s", ...]` without the VM while the field
+	// holds a string (see fastCond).
+	fast *fastCond
+}
+
+// fastCond is a condition that compares one field with string constants.
+type fastCond struct {
+	key    string
+	one    string              // ==, !=
+	set    map[string]struct{} // in (expr's optimiser made the array a set)
+	negate bool                // !=
+}
+
+// eval answers the condition when the field holds a string; ok is false
+// otherwise (absent, nil, another type: the VM decides, with expr's own
+// rules for comparing across types).
+func (f *fastCond) eval(fields map[string]any) (result, ok bool) {
+	s, ok := fields[f.key].(string)
+	if !ok {
+		return false, false
+	}
+	if f.set != nil {
+		_, in := f.set[s]
+		return in, true
+	}
+	return (s == f.one) != f.negate, true
+}
+
+// fastCondOf recognises the conditions fastCond answers in a compiled tree.
+func fastCondOf(n ast.Node) *fastCond {
+	b, ok := n.(*ast.BinaryNode)
+	if !ok {
+		return nil
+	}
+	field := func(n ast.Node) (string, bool) {
+		id, ok := n.(*ast.IdentifierNode)
+		if !ok || id.Value == MetaKey || id.Value == "" || id.Value[0] == '$' {
+			return "", false
+		}
+		return id.Value, true
+	}
+	switch b.Operator {
+	case "==", "!=":
+		key, ok := field(b.Left)
+		lit, ok2 := b.Right.(*ast.StringNode)
+		if !ok || !ok2 {
+			key, ok = field(b.Right)
+			lit, ok2 = b.Left.(*ast.StringNode)
+		}
+		if !ok || !ok2 {
+			return nil
+		}
+		return &fastCond{key: key, one: lit.Value, negate: b.Operator == "!="}
+	case "in":
+		key, ok := field(b.Left)
+		if !ok {
+			return nil
+		}
+		switch r := b.Right.(type) {
+		case *ast.ConstantNode:
+			if set, ok := r.Value.(map[string]struct{}); ok {
+				return &fastCond{key: key, set: set}
+			}
+		case *ast.ArrayNode:
+			set := make(map[string]struct{}, len(r.Nodes))
+			for _, el := range r.Nodes {
+				lit, ok := el.(*ast.StringNode)
+				if !ok {
+					return nil
+				}
+				set[lit.Value] = struct{}{}
+			}
+			return &fastCond{key: key, set: set}
+		}
+	}
+	return nil
 }
 
 // state is what one evaluation needs besides the record: a VM (its stack is
@@ -97,6 +174,9 @@ func Compile(src string, kind Kind) (*Program, error) {
 		envOut: returnsEnv(prog.Node(), nil)}
 	p.keys = v.fieldKeys()
 	sort.Strings(p.keys)
+	if kind == Bool && !p.usesMeta && !p.allKeys {
+		p.fast = fastCondOf(prog.Node())
+	}
 	return p, nil
 }
 
@@ -219,6 +299,11 @@ func (p *Program) Eval(e *event.Event) (any, error) {
 
 // Bool runs a condition. A run-time error yields false and the error.
 func (p *Program) Bool(e *event.Event) (bool, error) {
+	if p.fast != nil {
+		if b, ok := p.fast.eval(e.Fields); ok {
+			return b, nil
+		}
+	}
 	out, err := p.Eval(e)
 	if err != nil {
 		return false, err

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -33,7 +34,7 @@ func generate(t *testing.T, kind string, lines int64) ([]byte, Stats) {
 }
 
 func TestDatasetIsDeterministic(t *testing.T) {
-	for _, kind := range []string{"json", "cri"} {
+	for _, kind := range []string{"json", "json-short", "cri"} {
 		a, sa := generate(t, kind, 3000)
 		b, sb := generate(t, kind, 3000)
 		if sha256.Sum256(a) != sha256.Sum256(b) || sa != sb {
@@ -426,5 +427,34 @@ func TestVerifyDaemonSetSample(t *testing.T) {
 	pathOnly := `{"index":{}}` + "\n" + `{"trace_id":"x","kubernetes":{"namespace":"team-1","pod":"p"}}`
 	if err := verifyDaemonSetSample([]byte(pathOnly)); err == nil {
 		t.Fatal("a document without the API's metadata passed")
+	}
+}
+
+// The short data set is the JSON one without trace_id, user_id and path:
+// the same records otherwise, about 150 bytes a line.
+func TestShortDatasetShape(t *testing.T) {
+	long, sl := generate(t, "json", 2000)
+	short, ss := generate(t, "json-short", 2000)
+	if ss.Levels != sl.Levels || ss.Records != 2000 || ss.Kind != "json-short" {
+		t.Fatalf("short stats %+v, long %+v", ss, sl)
+	}
+	if per := float64(ss.Bytes) / 2000; per < 140 || per > 160 {
+		t.Fatalf("%.1f bytes a record", per)
+	}
+	ls := strings.Split(strings.TrimSpace(string(long)), "\n")
+	for i, line := range strings.Split(strings.TrimSpace(string(short)), "\n") {
+		var s, l map[string]any
+		if err := json.Unmarshal([]byte(line), &s); err != nil {
+			t.Fatalf("line %d: %v", i, err)
+		}
+		if err := json.Unmarshal([]byte(ls[i]), &l); err != nil {
+			t.Fatal(err)
+		}
+		delete(l, "trace_id")
+		delete(l, "user_id")
+		delete(l, "path")
+		if !reflect.DeepEqual(s, l) {
+			t.Fatalf("line %d: %v, want %v", i, s, l)
+		}
 	}
 }

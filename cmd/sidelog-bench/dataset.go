@@ -27,7 +27,7 @@ var levelNames = [4]string{"info", "debug", "warn", "error"}
 // a manifest and drives the verification of output counts.
 type Stats struct {
 	Version int    `json:"version"`
-	Kind    string `json:"kind"` // json | cri
+	Kind    string `json:"kind"` // json | json-short | cri
 	// Records is the number of logical records (JSON documents).
 	Records int64 `json:"records"`
 	// PhysicalLines counts the lines of the file (CRI: P and F pieces).
@@ -89,6 +89,7 @@ var baseTime = time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 // generator produces the JSON app-log lines, one at a time, into a reused
 // buffer (no allocation per line).
 type generator struct {
+	short bool // json-short: no trace_id, user_id, path
 	rng   *rand.Rand
 	split *rand.Rand // CRI split decisions, separate so that the JSON stream is the same in both kinds
 	i     int64
@@ -102,6 +103,7 @@ func newGenerator(kind string) *generator {
 		split: rand.New(rand.NewPCG(0xc41, 0x5b117)),
 		line:  make([]byte, 0, 512),
 		stats: Stats{Version: genVersion, Kind: kind},
+		short: kind == "json-short",
 	}
 }
 
@@ -134,16 +136,20 @@ func (g *generator) next() ([]byte, time.Time) {
 	b = append(b, msgs[r.IntN(len(msgs))]...)
 	b = append(b, `","service":"`...)
 	b = append(b, services[r.IntN(len(services))]...)
-	b = append(b, `","trace_id":"`...)
-	for range 2 {
-		v := r.Uint64()
-		for range 16 {
-			b = append(b, hexDigits[v&15])
-			v >>= 4
+	// The short kind draws the same random numbers (so that the records
+	// are otherwise the same) and leaves these fields out.
+	tr0, tr1, user := r.Uint64(), r.Uint64(), r.IntN(10_000_000)
+	if !g.short {
+		b = append(b, `","trace_id":"`...)
+		for _, v := range [2]uint64{tr0, tr1} {
+			for range 16 {
+				b = append(b, hexDigits[v&15])
+				v >>= 4
+			}
 		}
+		b = append(b, `","user_id":"u-`...)
+		b = appendPadded(b, user, 7)
 	}
-	b = append(b, `","user_id":"u-`...)
-	b = appendPadded(b, r.IntN(10_000_000), 7)
 	b = append(b, `","latency_ms":`...)
 	// Mostly fast, a long tail.
 	lat := 1 + r.IntN(120)
@@ -151,10 +157,14 @@ func (g *generator) next() ([]byte, time.Time) {
 		lat += r.IntN(3000)
 	}
 	b = strconv.AppendInt(b, int64(lat), 10)
-	b = append(b, `,"path":"`...)
-	b = append(b, paths[r.IntN(len(paths))]...)
-	b = strconv.AppendInt(b, int64(r.IntN(1_000_000)), 10)
-	b = append(b, `","status":`...)
+	path, pathN := paths[r.IntN(len(paths))], r.IntN(1_000_000)
+	if !g.short {
+		b = append(b, `,"path":"`...)
+		b = append(b, path...)
+		b = strconv.AppendInt(b, int64(pathN), 10)
+		b = append(b, '"')
+	}
+	b = append(b, `,"status":`...)
 	st := statusByLevel[lvl]
 	b = strconv.AppendInt(b, int64(st[r.IntN(len(st))]), 10)
 	b = append(b, "}\n"...)
@@ -185,7 +195,7 @@ const criSplitPercent = 5
 // writes, `<RFC3339Nano time> stdout F <json>`, 5% of them split into a
 // `P` piece and an `F` piece at a deterministic position.
 func writeDataset(w io.Writer, kind string, lines int64) (Stats, error) {
-	if kind != "json" && kind != "cri" {
+	if kind != "json" && kind != "json-short" && kind != "cri" {
 		return Stats{}, fmt.Errorf("unknown data set kind %q", kind)
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
@@ -195,7 +205,7 @@ func writeDataset(w io.Writer, kind string, lines int64) (Stats, error) {
 	for range lines {
 		doc, t := g.next()
 		out = out[:0]
-		if kind == "json" {
+		if kind != "cri" {
 			out = append(out, doc...)
 			g.stats.PhysicalLines++
 		} else {
@@ -258,6 +268,8 @@ func ensureDataset(work, kind string, lines int64, logf func(string, ...any)) (d
 	switch kind {
 	case "json":
 		d.Path = jsonDatasetPath(work)
+	case "json-short":
+		d.Path = filepath.Join(work, "data", "app-short.log")
 	case "cri":
 		d.Path = criDatasetPath(work)
 	default:

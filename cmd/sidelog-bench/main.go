@@ -53,6 +53,7 @@ type options struct {
 	IdleQuiet  time.Duration
 	CPUProfile bool
 	SkipNaive  bool
+	Short      bool
 	Sink       string
 	Quiet      bool
 }
@@ -80,6 +81,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.IdleFiles, "idle-files", 1000, "scenario 4: files appended to")
 	fs.DurationVar(&o.IdleWindow, "idle-window", 30*time.Second, "scenario 4: appending window (one line per file per second)")
 	fs.DurationVar(&o.IdleQuiet, "idle-quiet", 10*time.Second, "scenario 4: window with no writes at all")
+	fs.BoolVar(&o.Short, "short", false, "the JSON scenarios and the naive reference read the short-line data set (json-short: no trace_id, user_id, path; ≈ 150 bytes a record) instead of json")
 	fs.BoolVar(&o.CPUProfile, "cpuprofile", false, "after the measured runs, run each scenario once more with sidelog's --cpuprofile (written to WORK/profiles/)")
 	fs.StringVar(&o.Sink, "sink", "fast", "test servers of scenarios 2b and 3: fast (counting, cheap) | full (estest/ddtest: every document checked and kept)")
 	fs.BoolVar(&o.SkipNaive, "skip-naive", false, "do not run the naive-Go reference")
@@ -174,7 +176,11 @@ func bench(o options, logf func(string, ...any)) (*report, error) {
 	data := map[string]dataset{}
 	for _, kind := range []string{"json", "cri"} {
 		if needs[kind] {
-			d, err := ensureDataset(work, kind, o.Lines, logf)
+			gen := kind
+			if kind == "json" && o.Short {
+				gen = "json-short"
+			}
+			d, err := ensureDataset(work, gen, o.Lines, logf)
 			if err != nil {
 				return nil, err
 			}

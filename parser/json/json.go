@@ -10,7 +10,6 @@
 package json
 
 import (
-	"sync"
 	"sync/atomic"
 
 	"github.com/sidelog/sidelog/event"
@@ -36,7 +35,6 @@ type Parser struct {
 	lazy     func(*event.Event)          // p.complete, bound once
 	want     func([]byte) (string, bool) // p.wantKey, bound once
 	strs     internTable                 // selected string values seen often
-	spare    atomic.Pointer[[]span]      // key spans kept between lines (one worker: no pool needed)
 }
 
 var (
@@ -100,10 +98,6 @@ func (p *Parser) Parse(e *event.Event) {
 // key: such a line is written from Fields, where the last value of a
 // duplicated key won (Elasticsearch refuses a document with a duplicate
 // field; the raw line would be dead-lettered).
-// spanPool holds the key spans of skipped objects (duplicate detection)
-// between lines, so that a line allocates none.
-var spanPool = sync.Pool{New: func() any { s := make([]span, 0, 64); return &s }}
-
 func setFlags(e *event.Event, badUTF8, dup bool) {
 	switch {
 	case badUTF8:
@@ -125,7 +119,7 @@ func (p *Parser) parseFull(raw []byte) (map[string]any, scanner) {
 		return nil, notObject(&s, i)
 	}
 	m := make(map[string]any, int(p.hint.Load()))
-	if i = s.parseObject(i, m, nil); i < 0 {
+	if i = s.parseObject(i, m); i < 0 {
 		return nil, s
 	}
 	if i = skipWS(s.buf, i); i != len(s.buf) {
@@ -153,16 +147,8 @@ func notObject(s *scanner, i int) scanner {
 }
 
 func (p *Parser) parseSelected(e *event.Event) {
-	spans := p.spare.Swap(nil)
-	if spans == nil {
-		spans = spanPool.Get().(*[]span)
-	}
-	s := scanner{buf: e.Raw, intern: &p.strs, keys: (*spans)[:0]}
+	s := scanner{buf: e.Raw, intern: &p.strs}
 	p.parseSelectedWith(e, &s)
-	*spans = s.keys[:0]
-	if old := p.spare.Swap(spans); old != nil {
-		spanPool.Put(old)
-	}
 }
 
 func (p *Parser) parseSelectedWith(e *event.Event, sp *scanner) {
@@ -178,7 +164,7 @@ func (p *Parser) parseSelectedWith(e *event.Event, sp *scanner) {
 		i = s.skipObject(i)
 	} else {
 		m = make(map[string]any, len(p.keys))
-		i = s.parseObject(i, m, p.want)
+		i = s.selectObject(i, m, p.want)
 	}
 	if i >= 0 {
 		if i = skipWS(s.buf, i); i != len(s.buf) {

@@ -39,37 +39,10 @@ type scanner struct {
 	depth   int
 	err     errCode
 	errPos  int
-	// dup: an object of the line holds a key twice. keys are the raw key
-	// spans of the objects being skipped (see noteKey).
-	dup  bool
-	keys []span
-}
-
-// span is a key's raw bytes in buf (between its quotes).
-type span struct{ a, b int32 }
-
-// noteKey records the key buf[a:b] of the object whose keys start at
-// keys[base] and sets dup when the object already holds it. A 64-bit set
-// of cheap key hashes (length, first and last byte) rules out most keys
-// without comparing; only a hash hit compares bytes. Keys are compared as
-// written (an escaped spelling of the same key is not seen).
-func (s *scanner) noteKey(set *uint64, base, a, b int) {
-	k := s.buf[a:b]
-	h := uint(len(k))
-	if len(k) > 0 {
-		h += uint(k[0])*3 + uint(k[len(k)-1])*5
-	}
-	bit := uint64(1) << (h & 63)
-	if *set&bit != 0 && !s.dup {
-		for _, sp := range s.keys[base:] {
-			if string(s.buf[sp.a:sp.b]) == string(k) {
-				s.dup = true
-				break
-			}
-		}
-	}
-	*set |= bit
-	s.keys = append(s.keys, span{int32(a), int32(b)})
+	// dup: an object of the line holds a key twice (see dupkey.go).
+	// escAt is the offset of the last escape skipped (0: none yet).
+	dup   bool
+	escAt int
 }
 
 func (s *scanner) fail(c errCode, i int) int {
@@ -101,7 +74,9 @@ func (s *scanner) reason() string {
 	return "json: unexpected end of line"
 }
 
-func isWS(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+// isWS reports JSON white space; most bytes are above ' ', so one
+// comparison usually answers.
+func isWS(c byte) bool { return c <= ' ' && (c == ' ' || c == '\t' || c == '\n' || c == '\r') }
 
 func skipWS(b []byte, i int) int {
 	for i < len(b) && isWS(b[i]) {
@@ -115,17 +90,20 @@ const (
 	msb = 0x8080808080808080
 )
 
+// specials has the high bit of each byte of v (little endian) that needs
+// attention inside a string set; bits above the lowest may be spurious.
+func specials(v uint64) uint64 {
+	q := v ^ (lsb * '"')
+	bs := v ^ (lsb * '\\')
+	return (((q - lsb) &^ q) | ((bs - lsb) &^ bs) | ((v - lsb*0x20) &^ v) | v) & msb
+}
+
 // plainRun returns how many leading bytes of b[i:] need no attention inside
 // a string: not '"', not '\\', not a control character, ASCII.
 func plainRun(b []byte, i int) int {
 	start := i
 	for i+8 <= len(b) {
-		v := binary.LittleEndian.Uint64(b[i:])
-		q := v ^ (lsb * '"')
-		bs := v ^ (lsb * '\\')
-		special := ((q - lsb) &^ q) | ((bs - lsb) &^ bs) | ((v - lsb*0x20) &^ v) | v
-		special &= msb
-		if special != 0 {
+		if special := specials(binary.LittleEndian.Uint64(b[i:])); special != 0 {
 			return i - start + bits.TrailingZeros64(special)/8
 		}
 		i += 8
@@ -173,7 +151,22 @@ func (s *scanner) skipString(i int) int {
 	b := s.buf
 	i++
 	for {
-		i += plainRun(b, i)
+		// plainRun, inlined by hand: one call fewer per string (it pays
+		// for the duplicate-key check, see dupkey.go).
+		for i+8 <= len(b) {
+			if sp := specials(binary.LittleEndian.Uint64(b[i:])); sp != 0 {
+				i += bits.TrailingZeros64(sp) / 8
+				goto special
+			}
+			i += 8
+		}
+		for i < len(b) {
+			if c := b[i]; c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
+				break
+			}
+			i++
+		}
+	special:
 		if i >= len(b) {
 			return s.fail(errEOF, i)
 		}
@@ -185,6 +178,7 @@ func (s *scanner) skipString(i int) int {
 			if i+1 >= len(b) {
 				return s.fail(errEOF, i)
 			}
+			s.escAt = i
 			switch b[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
@@ -475,13 +469,13 @@ func (s *scanner) skipObject(i int) int {
 	if s.depth++; s.depth > maxDepth {
 		return s.fail(errDepth, i)
 	}
+	open := i
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		s.depth--
 		return i + 1
 	}
-	var set uint64
-	base := len(s.keys)
+	sig := sigSeed // duplicate keys: see dupkey.go
 	for {
 		if i >= len(b) {
 			return s.fail(errEOF, i)
@@ -493,14 +487,31 @@ func (s *scanner) skipObject(i int) int {
 		if i = s.skipString(i); i < 0 {
 			return -1
 		}
-		s.noteKey(&set, base, ks+1, i-1)
+		// the key's word (keyWord), its common cases inlined by hand
+		if n := i - ks - 2; n < 8 && ks+9 <= len(b) {
+			sig = (sig ^ binary.LittleEndian.Uint64(b[ks+1:])&(1<<(n*8&63)-1)) * sigMul
+		} else if n >= 8 && n <= 16 {
+			sig = (sig ^ midWord(binary.LittleEndian.Uint64(b[ks+1:]), binary.LittleEndian.Uint64(b[i-9:]), n)) * sigMul
+		} else {
+			sig = (sig ^ keyWord(b, ks+1, i-1)) * sigMul
+		}
 		if i = skipWS(b, i); i >= len(b) {
 			return s.fail(errEOF, i)
 		}
 		if b[i] != ':' {
 			return s.fail(errChar, i)
 		}
-		if i = s.skipValue(skipWS(b, i+1)); i < 0 {
+		// skipValue, its common cases inlined by hand: one call fewer
+		if i = skipWS(b, i+1); i >= len(b) {
+			return s.fail(errEOF, i)
+		} else if c := b[i]; c == '"' {
+			i = s.skipString(i)
+		} else if c >= '0' && c <= '9' || c == '-' {
+			i, _ = s.skipNumber(i)
+		} else {
+			i = s.skipValue(i)
+		}
+		if i < 0 {
 			return -1
 		}
 		if i = skipWS(b, i); i >= len(b) {
@@ -511,7 +522,9 @@ func (s *scanner) skipObject(i int) int {
 			i = skipWS(b, i+1)
 		case '}':
 			s.depth--
-			s.keys = s.keys[:base]
+			if shapes[sig>>56].Load() != sig {
+				s.checkObject(open, sig)
+			}
 			return i + 1
 		default:
 			return s.fail(errChar, i)
@@ -557,7 +570,7 @@ func (s *scanner) parseValue(i int) (any, int) {
 	switch c := b[i]; c {
 	case '{':
 		m := make(map[string]any)
-		return m, s.parseObject(i, m, nil)
+		return m, s.parseObject(i, m)
 	case '[':
 		return s.parseArray(i)
 	case '"':
@@ -580,11 +593,9 @@ func (s *scanner) parseValue(i int) (any, int) {
 	}
 }
 
-// parseObject fills m from the object at i. With want set, only the keys
-// for which want returns true are built, under the key string that want
-// returns (no allocation), and their string values go through s.intern when
-// set; the other values are only checked.
-func (s *scanner) parseObject(i int, m map[string]any, want func(key []byte) (string, bool)) int {
+// parseObject fills m from the object at i. A duplicate key shows as a map
+// that ends smaller than the object's member count.
+func (s *scanner) parseObject(i int, m map[string]any) int {
 	b := s.buf
 	if s.depth++; s.depth > maxDepth {
 		return s.fail(errDepth, i)
@@ -594,11 +605,7 @@ func (s *scanner) parseObject(i int, m map[string]any, want func(key []byte) (st
 		s.depth--
 		return i + 1
 	}
-	// Duplicate keys: a built map holds fewer keys than the object had
-	// members; a selection compares raw keys (noteKey).
 	members := 0
-	var set uint64
-	base := len(s.keys)
 	for {
 		if i >= len(b) {
 			return s.fail(errEOF, i)
@@ -607,15 +614,77 @@ func (s *scanner) parseObject(i int, m map[string]any, want func(key []byte) (st
 			return s.fail(errChar, i)
 		}
 		var key string
-		ks := i
-		if want == nil {
-			key, i = s.parseString(i)
-			members++
-		} else if i = s.skipString(i); i >= 0 {
-			s.noteKey(&set, base, ks+1, i-1)
-		}
-		if i < 0 {
+		if key, i = s.parseString(i); i < 0 {
 			return -1
+		}
+		members++
+		if i = skipWS(b, i); i >= len(b) {
+			return s.fail(errEOF, i)
+		}
+		if b[i] != ':' {
+			return s.fail(errChar, i)
+		}
+		var v any
+		if v, i = s.parseValue(skipWS(b, i+1)); i < 0 {
+			return -1
+		}
+		m[key] = v
+		if i = skipWS(b, i); i >= len(b) {
+			return s.fail(errEOF, i)
+		}
+		switch b[i] {
+		case ',':
+			i = skipWS(b, i+1)
+		case '}':
+			s.depth--
+			if len(m) != members {
+				s.dup = true
+			}
+			return i + 1
+		default:
+			return s.fail(errChar, i)
+		}
+	}
+}
+
+// selectObject fills m from the object at i with the keys for which want
+// returns true, under the key string that want returns (no allocation);
+// their string values go through s.intern when set. The other values are
+// only checked, and the keys are checked for duplicates as skipObject does
+// (dupkey.go).
+func (s *scanner) selectObject(i int, m map[string]any, want func(key []byte) (string, bool)) int {
+	b := s.buf
+	if s.depth++; s.depth > maxDepth {
+		return s.fail(errDepth, i)
+	}
+	open := i
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		s.depth--
+		return i + 1
+	}
+	sig := sigSeed
+	for {
+		if i >= len(b) {
+			return s.fail(errEOF, i)
+		}
+		if b[i] != '"' {
+			return s.fail(errChar, i)
+		}
+		ks, ke := i, -1 // ke: where the key ends when it has no escape
+		if i = s.skipString(i); i < 0 {
+			return -1
+		}
+		// the key's word (keyWord), its common cases inlined by hand
+		if n := i - ks - 2; n < 8 && ks+9 <= len(b) {
+			sig = (sig ^ binary.LittleEndian.Uint64(b[ks+1:])&(1<<(n*8&63)-1)) * sigMul
+		} else if n >= 8 && n <= 16 {
+			sig = (sig ^ midWord(binary.LittleEndian.Uint64(b[ks+1:]), binary.LittleEndian.Uint64(b[i-9:]), n)) * sigMul
+		} else {
+			sig = (sig ^ keyWord(b, ks+1, i-1)) * sigMul
+		}
+		if s.escAt < ks {
+			ke = i - 1
 		}
 		if i = skipWS(b, i); i >= len(b) {
 			return s.fail(errEOF, i)
@@ -624,13 +693,7 @@ func (s *scanner) parseObject(i int, m map[string]any, want func(key []byte) (st
 			return s.fail(errChar, i)
 		}
 		i = skipWS(b, i+1)
-		if want == nil {
-			var v any
-			if v, i = s.parseValue(i); i < 0 {
-				return -1
-			}
-			m[key] = v
-		} else if k, ok := s.wanted(want, ks); ok {
+		if k, ok := s.wanted(want, ks, ke); ok {
 			var v any
 			var j int
 			if s.intern != nil && i < len(b) && b[i] == '"' {
@@ -643,8 +706,15 @@ func (s *scanner) parseObject(i int, m map[string]any, want func(key []byte) (st
 			}
 			m[k] = v
 			i = j
-		} else if i = s.skipValue(i); i < 0 {
-			return -1
+		} else {
+			if i < len(b) && b[i] == '"' {
+				i = s.skipString(i) // the common value: one call fewer
+			} else {
+				i = s.skipValue(i)
+			}
+			if i < 0 {
+				return -1
+			}
 		}
 		if i = skipWS(b, i); i >= len(b) {
 			return s.fail(errEOF, i)
@@ -654,10 +724,9 @@ func (s *scanner) parseObject(i int, m map[string]any, want func(key []byte) (st
 			i = skipWS(b, i+1)
 		case '}':
 			s.depth--
-			if want == nil && len(m) != members {
-				s.dup = true
+			if shapes[sig>>56].Load() != sig {
+				s.checkObject(open, sig)
 			}
-			s.keys = s.keys[:base]
 			return i + 1
 		default:
 			return s.fail(errChar, i)
@@ -665,9 +734,14 @@ func (s *scanner) parseObject(i int, m map[string]any, want func(key []byte) (st
 	}
 }
 
-// wanted asks want about the (checked) key whose opening quote is at ks.
-func (s *scanner) wanted(want func([]byte) (string, bool), ks int) (string, bool) {
+// wanted asks want about the (checked) key whose opening quote is at ks;
+// when ke >= 0 the key has no escape and ends at ke (its raw bytes are
+// its decoded bytes).
+func (s *scanner) wanted(want func([]byte) (string, bool), ks, ke int) (string, bool) {
 	b := s.buf
+	if ke >= 0 {
+		return want(b[ks+1 : ke])
+	}
 	n := plainRun(b, ks+1)
 	if b[ks+1+n] == '"' {
 		return want(b[ks+1 : ks+1+n])
