@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/maphash"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"sync/atomic"
@@ -17,17 +18,17 @@ import (
 //
 //   - each object folds its keys, as they are skipped, into a 64-bit
 //     signature (one multiply per key; nothing is stored);
-//   - when the object closes, a small table of signatures of key lists
-//     already found free of duplicates is looked up: a known shape costs
-//     nothing more;
+//   - when the object closes, a table of signatures of key lists already
+//     found free of duplicates is looked up (then one of lists found with
+//     one): a known shape costs nothing more;
 //   - otherwise (a new shape, or a key with an escape) the object's keys
 //     are collected again (a rescan of the part just validated) and
-//     compared; a list without duplicates enters the table.
+//     compared, and the list's signature enters the table of its answer.
 //
 // A duplicate is a duplicate of decoded keys, as in the map: `"a"` and
 // `"\u0061"` are the same key (Elasticsearch decodes them too). An object
-// with an escaped key is therefore always compared, decoded, and never
-// enters the table.
+// with an escaped key is therefore always compared, decoded, and enters
+// no table.
 //
 // The table answers "no duplicate" for a new key list only if its 64-bit
 // signature equals that of a list seen without duplicates: keys count
@@ -182,16 +183,27 @@ func (s *scanner) dupDecoded(keys []span) bool {
 }
 
 // endString returns the index after the closing quote of the validated
-// string whose opening quote is at i.
+// string whose opening quote is at i. It looks 8 bytes at a time for a
+// quote or a backslash (a validated string has no other special byte to
+// care about).
 func endString(b []byte, i int) int {
-	for i++; ; i++ {
-		i += plainRun(b, i)
-		switch b[i] {
-		case '\\':
+	for i++; ; {
+		for i+8 <= len(b) {
+			v := binary.LittleEndian.Uint64(b[i:])
+			q, bs := v^(lsb*'"'), v^(lsb*'\\')
+			if m := ((q-lsb)&^q | (bs-lsb)&^bs) & msb; m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+			i += 8
+		}
+		for b[i] != '"' && b[i] != '\\' {
 			i++
-		case '"':
+		}
+		if b[i] == '"' {
 			return i + 1
 		}
+		i += 2 // an escape: its second byte is never the closing quote
 	}
 }
 

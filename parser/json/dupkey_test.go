@@ -88,6 +88,13 @@ func TestDuplicateKeyEdges(t *testing.T) {
 		{`{"level":{"x":1,"x":2}}`, true},
 		{`{"z":[[{"x":1}],{"y":{"x":1,"y":2}}]}`, false},
 		{`{"a":{"b":1},"b":{"a":1},"c":{"a":1,"b":2}}`, false},
+		// a new shape is compared by a rescan: values with escapes,
+		// brackets and quotes inside strings, nested values, white space
+		{`{"n":{"v":"q\"uote","w":"back\\","x":"\u0022","v":1}}`, true},
+		{`{"n":{"v":"q\"uote","w":"back\\\\","x":[{"y":"}\"]"}],"z":1}}`, false},
+		{`{"n":{"v":"q\"uote","w":"back\\\\","x":[{"y":"}\"]"}],"v":1}}`, true},
+		{"{ \"n\" : { \"a\" : [ 1 , { } ] ,\t\"b\" : -1.5e3 , \"a\" : null } }", true},
+		{"{ \"n\" : { \"a\" : [ 1 , { } ] ,\t\"b\" : -1.5e3 , \"c\" : true } }", false},
 		// near the end of the line (read byte by byte) and mid-line
 		{`{"ab":1,"ab":2}`, true},
 		{`{"x":{"a":1,"a":2}}`, true},
