@@ -202,6 +202,25 @@ func TestSecuredBroker(t *testing.T) {
 		t.Logf("%s with a wrong password: blocked after %v: %v", mech, time.Since(start).Round(time.Millisecond), err)
 	}
 
+	// A CA file that is not the broker's: the output is blocked on
+	// tls_error (a configuration problem), not broker_unreachable.
+	otherCert, _ := selfSigned(t)
+	otherCA := filepath.Join(t.TempDir(), "other-ca.pem")
+	if err := os.WriteFile(otherCA, otherCert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := conn("PLAIN", "alice-secret")
+	bad.TLS = &kafkaconf.TLSConfig{CAFile: otherCA}
+	o, bs := newOut(bad)
+	err := o.Write(context.Background(), encode(o, []string{"never"}))
+	if be, ok := delivery.AsBlocked(err); !ok || be.Reason != "tls_error" || be.Key != "" {
+		t.Fatalf("with another CA: Write = %v, want the output blocked on tls_error", err)
+	}
+	if bl := bs.Blocks("bus"); len(bl) != 1 || bl[0].Reason != "tls_error" {
+		t.Fatalf("with another CA: blocks = %+v", bl)
+	}
+	t.Logf("with another CA: %v", err)
+
 	// The input with a wrong password emits nothing and says why (an
 	// error log line naming the SASL failure), and stops when asked.
 	ic := kafkain.NewConfig()
