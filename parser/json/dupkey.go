@@ -95,6 +95,11 @@ func midWord(first, last uint64, n int) uint64 {
 	return ((first^midSeed)*0xff51afd7ed558ccd + uint64(n) ^ last) * 0xc4ceb9fe1a85ec53
 }
 
+// rescanBudget is how many bytes checkObject may walk again in a line of
+// n bytes: a line's first sight walks it about twice (its nested objects,
+// then the top level).
+func rescanBudget(n int) int { return 4*n + 4096 }
+
 // testHookCheck, when set, is called by each comparison of checkObject
 // (tests: a known shape is not compared again).
 var testHookCheck func()
@@ -102,16 +107,26 @@ var testHookCheck func()
 // span is a key's raw bytes in buf (between its quotes).
 type span struct{ a, b int32 }
 
-// checkObject compares the keys of the object that opens at open (already
+// checkObject compares the keys of the object buf[open:end+1] (already
 // validated, its signature sig), sets dup when two are equal, and
 // remembers the answer for sig (unless a key has an escape).
 //
+// An object's rescan walks its nested values too, so nested new shapes
+// could cost depth times the line (512 levels of 2 keys): past
+// rescanBudget bytes walked in a line, the line is taken as having a
+// duplicate without comparing, which is always safe (it is then written
+// from its fields: the same object, normalised) and remembers nothing.
+//
 //go:noinline
-func (s *scanner) checkObject(open int, sig uint64) {
+func (s *scanner) checkObject(open, end int, sig uint64) {
 	if s.dup {
 		return
 	}
 	if dupShapes[sig>>56].Load() == sig {
+		s.dup = true
+		return
+	}
+	if s.rescanned += end - open; s.rescanned > rescanBudget(len(s.buf)) {
 		s.dup = true
 		return
 	}

@@ -278,3 +278,47 @@ func TestStdDup(t *testing.T) {
 		}
 	}
 }
+
+// A rescan walks nested values again, so 500 nested new shapes would cost
+// 500 times the line: past a budget of bytes per line the line is taken
+// as having a duplicate, uncompared (safe: it is written from its fields,
+// the same object), and the work stays linear in the line.
+func TestDuplicateKeyRescanBudget(t *testing.T) {
+	const depth = 500
+	var lb strings.Builder
+	for k := range depth {
+		fmt.Fprintf(&lb, `{"budget_%d":1,"a":`, k) // a new shape at every level
+	}
+	line := lb.String() + `{"b":1}` + strings.Repeat(`}`, depth)
+	s := scanner{buf: []byte(line)}
+	if end := s.skipObject(0); end != len(line) || s.err != errNone {
+		t.Fatalf("skipObject: %d, %s", end, s.reason())
+	}
+	// every level is a new shape: the walks add up past the budget
+	if !s.dup {
+		t.Fatal("the budget did not stop the rescans of a deeply nested line")
+	}
+	if budget := rescanBudget(len(line)); s.rescanned > budget+len(line) {
+		t.Fatalf("walked %d bytes again, budget %d", s.rescanned, budget)
+	}
+	var std map[string]any
+	if err := stdjson.Unmarshal([]byte(line), &std); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range dupModes() {
+		e := parse(p, line)
+		if e.Has(event.ParseFailed) {
+			t.Fatalf("%s: %v", name, e.Fields)
+		}
+		var got map[string]any
+		if err := stdjson.Unmarshal(event.AppendJSON(nil, e), &got); err != nil || !reflect.DeepEqual(got, std) {
+			t.Fatalf("%s: written differs (%v)", name, err)
+		}
+	}
+	// A shallow line of new shapes stays within the budget.
+	s = scanner{buf: []byte(manyKeys(300, -1))}
+	s.skipObject(0)
+	if s.dup || s.rescanned > 2*len(s.buf) {
+		t.Fatalf("dup %v, walked %d bytes again for a %d-byte line", s.dup, s.rescanned, len(s.buf))
+	}
+}
