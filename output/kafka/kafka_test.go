@@ -493,6 +493,11 @@ func TestReachability(t *testing.T) {
 	if be, ok := delivery.AsBlocked(err); !ok || be.Reason != "broker_unreachable" {
 		t.Fatalf("a record timeout while unreachable: %v, want blocked", err)
 	}
+	// The client's own end says nothing about the brokers.
+	o.reach.attempt("a:9092", context.Canceled)
+	if len(bs.Blocks("bus")) != 1 {
+		t.Fatal("a cancelled attempt ended the block")
+	}
 	// A broker answering with an error (SASL) is reachable.
 	o.reach.attempt("a:9092", kerr.SaslAuthenticationFailed)
 	if b := bs.Blocks("bus"); len(b) != 0 {

@@ -105,7 +105,11 @@ func isTLSError(err error) bool {
 
 // attempt records the outcome of one connection attempt to addr.
 func (r *reachability) attempt(addr string, err error) {
-	if err != nil && !networkError(err) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
+		return // the client's own end: says nothing about the broker
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
 		err = nil // the broker answered (an auth or protocol error)
 	}
 	r.mu.Lock()
@@ -141,19 +145,6 @@ func (r *reachability) close() {
 		r.entered = ""
 		r.blocks.Exit(r.output, "")
 	}
-}
-
-// networkError: the broker did not answer (as opposed to an error it
-// answered with, or the client's own end).
-func networkError(err error) bool {
-	var ke *kerr.Error
-	switch {
-	case errors.As(err, &ke),
-		errors.Is(err, context.Canceled),
-		errors.Is(err, kgo.ErrClientClosed):
-		return false
-	}
-	return true
 }
 
 // connHook is the producer's kgo hook.
