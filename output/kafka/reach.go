@@ -29,7 +29,8 @@ const (
 // OnBrokerConnect hook): the outcome of the last attempt to each broker
 // address. When the last attempt to every address failed on the network
 // (refused, timed out: a broker restart, an outage), no broker is reachable
-// and the output is blocked on broker_unreachable until an attempt
+// and the output is blocked on broker_unreachable (tls_error when every
+// failure is the broker's certificate failing the check) until an attempt
 // succeeds: /status, sidelog_output_blocked and the warning log show it
 // while the records wait in the producer (they are not failed: franz-go
 // keeps retrying them, in their idempotent sequence, until the broker is
