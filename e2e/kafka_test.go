@@ -162,11 +162,17 @@ outputs:
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
+		// What the buffer held just before the kill: the records above
+		// its ack position (handed out and not acknowledged, acknowledged
+		// behind one that was not, or not yet handed out): what a
+		// restart can send again beyond the in-flight bound.
+		held := a.metric(t, "sidelog_buffer_records", `{output="bus"}`)
+		batches := a.metric(t, "sidelog_buffer_in_flight_batches", `{output="bus"}`)
 		a.cmd.Process.Signal(syscall.SIGKILL)
 		a.cmd.Wait()
 		wall += time.Since(start)
 		cpu += a.cmd.ProcessState.UserTime() + a.cmd.ProcessState.SystemTime()
-		t.Logf("agent run %d killed with %d records in the topic", i, inTopic())
+		t.Logf("agent run %d killed with %d records in the topic; its buffer held %.0f records, %.0f batches in flight", i, inTopic(), held, batches)
 		if testing.Verbose() {
 			for _, l := range strings.Split(a.out.String(), "\n") {
 				if strings.Contains(l, `"WARN"`) || strings.Contains(l, `"ERROR"`) {

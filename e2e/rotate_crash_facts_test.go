@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sidelog/sidelog/buffer"
 )
@@ -39,12 +41,12 @@ import (
 // undercount: the duplicates of a run cannot exceed the sum over its kills.
 
 // crashSegment is one file content the writer produced: the lines from
-// base on, in the file (inode) ino under the tail's generation gen (0 for a
-// new inode, +1 at each truncation).
+// base on, in the file (inode) ino, from the moment at (taken before the
+// file was created or truncated).
 type crashSegment struct {
 	ino  uint64
-	gen  uint32
 	base int
+	at   time.Time
 }
 
 // killFacts is what one kill leaves to be delivered again.
@@ -77,13 +79,17 @@ type crashLedger struct {
 type killSnap struct {
 	outSize int64
 	ckpt    []byte
-	bufDir  string // ledger copy + segment links
+	ckptAt  time.Time // the checkpoint's modification time
+	bufDir  string    // ledger copy + segment links
 	segs    []crashSegment
 }
 
 func (l *crashLedger) snapshot(k int, segs []crashSegment) killSnap {
 	s := killSnap{outSize: fileSize(l.out), segs: segs}
 	s.ckpt, _ = os.ReadFile(l.ckpt)
+	if st, err := os.Stat(l.ckpt); err == nil {
+		s.ckptAt = st.ModTime()
+	}
 	s.bufDir = filepath.Join(l.dir, fmt.Sprintf("kill-%d-buffer", k))
 	if err := os.MkdirAll(s.bufDir, 0o755); err != nil {
 		l.t.Fatal(err)
@@ -180,9 +186,11 @@ func (l *crashLedger) pending(dir string) []int {
 }
 
 type ckptEntry struct {
-	Ino uint64 `json:"ino"`
-	Gen uint32 `json:"gen"`
-	Off int64  `json:"off"`
+	Ino  uint64 `json:"ino"`
+	Gen  uint32 `json:"gen"`
+	Off  int64  `json:"off"`
+	MFP  uint64 `json:"mfp"`
+	MLen int    `json:"mlen"`
 }
 
 func readCheckpoint(t *testing.T, b []byte) []ckptEntry {
@@ -198,18 +206,58 @@ func readCheckpoint(t *testing.T, b []byte) []ckptEntry {
 	return doc.Files
 }
 
+// content is the first n bytes of the segment that starts at line base.
+func content(base, n int) []byte {
+	var b []byte
+	for i := base; len(b) < n; i++ {
+		b = fmt.Appendf(b, `{"n":%9d}`+"\n", i)
+	}
+	return b[:n]
+}
+
+// fnv1a is the tail's fingerprint (FNV-1a 64) of b.
+func fnv1a(b []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
+}
+
+// designated is the index in segs of the segment a checkpoint entry is
+// about, -1 if none. The tail's generation numbers are not the writer's
+// (a restart that finds an entry without first bytes takes the next
+// generation), so the entry's first bytes tell: the segment of its inode
+// whose first mlen bytes hash to mfp. An entry of a generation that has
+// read nothing yet (mlen 0, offset 0) is about the newest segment of its
+// inode started before the checkpoint was written.
+func designated(e ckptEntry, segs []crashSegment, ckptAt time.Time) int {
+	found := -1
+	for i, s := range segs {
+		if s.ino != e.Ino {
+			continue
+		}
+		if e.MLen > 0 {
+			if fnv1a(content(s.base, e.MLen)) == e.MFP {
+				return i
+			}
+		} else if !s.at.After(ckptAt) {
+			found = i
+		}
+	}
+	return found
+}
+
 // readFrom is the first line of segment i that a restarted tail reads
 // again, given the checkpoint (segs sorted by base); end when none.
-func readFrom(i int, segs []crashSegment, ckpt []ckptEntry, end int) int {
+func readFrom(i int, segs []crashSegment, ckpt []ckptEntry, d []int, end int) int {
 	s := segs[i]
-	for _, e := range ckpt {
-		if e.Ino != s.ino {
+	for j, e := range ckpt {
+		if e.Ino != s.ino || d[j] < 0 {
 			continue
 		}
 		switch {
-		case e.Gen > s.gen:
+		case d[j] > i: // an older content of the inode
 			return end
-		case e.Gen < s.gen:
+		case d[j] < i: // a newer content: read from its start
 			return s.base
 		default:
 			return min(end, s.base+int(e.Off/crashWidth))
@@ -230,6 +278,12 @@ func (l *crashLedger) facts(s killSnap) killFacts {
 	pend := l.pending(s.bufDir)
 	ckpt := readCheckpoint(l.t, s.ckpt)
 	segs := s.segs
+	d := make([]int, len(ckpt))
+	for j, e := range ckpt {
+		if d[j] = designated(e, segs, s.ckptAt); d[j] < 0 {
+			l.t.Errorf("checkpoint entry %+v matches none of the writer's files", e)
+		}
+	}
 	last := max(len(l.inOut), segs[len(segs)-1].base) // past every line taken
 	for _, n := range pend {
 		last = max(last, n+1)
@@ -240,7 +294,7 @@ func (l *crashLedger) facts(s killSnap) killFacts {
 		if i+1 < len(segs) {
 			end = segs[i+1].base
 		}
-		if from := readFrom(i, segs, ckpt, end); from < end {
+		if from := readFrom(i, segs, ckpt, d, end); from < end {
 			ranges = append(ranges, [2]int{from, end})
 		}
 	}

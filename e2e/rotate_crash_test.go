@@ -92,33 +92,23 @@ type crashWriter struct {
 	// timeline: the writer's rotations, for attributing duplicates
 	timeline []crashEvent
 	// segs: the file contents written, by first line (rotate_crash_facts_test.go)
-	segs    []crashSegment
-	lastGen map[uint64]uint32
+	segs []crashSegment
 	// delivered's state (the writer's goroutine only)
 	outPos int64
 	high   int
 }
 
-// segment records that the lines from base on go to f, under the tail's
-// next generation of f's inode (0 for an inode never used before).
-func (w *crashWriter) segment(f *os.File, base int) {
+// segment records that the lines from base on go to f, from the moment
+// at (taken before the file was created or truncated).
+func (w *crashWriter) segment(f *os.File, base int, at time.Time) {
 	st, err := f.Stat()
 	if err != nil {
 		w.t.Error(err)
 		return
 	}
-	ino := st.Sys().(*syscall.Stat_t).Ino
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.lastGen == nil {
-		w.lastGen = map[uint64]uint32{}
-	}
-	gen, used := w.lastGen[ino]
-	if used {
-		gen++
-	}
-	w.lastGen[ino] = gen
-	w.segs = append(w.segs, crashSegment{ino: ino, gen: gen, base: base})
+	w.segs = append(w.segs, crashSegment{ino: st.Sys().(*syscall.Stat_t).Ino, base: base, at: at})
 }
 
 func (w *crashWriter) segments() []crashSegment {
@@ -156,11 +146,12 @@ func (w *crashWriter) run() {
 		}
 		return f
 	}
+	at := time.Now()
 	f := open()
 	if f == nil {
 		return
 	}
-	w.segment(f, 0)
+	w.segment(f, 0, at)
 	var rotated []string // kubelet: the rotated files, oldest first
 	buf := make([]byte, 0, crashBurst*crashWidth)
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -219,14 +210,16 @@ func (w *crashWriter) run() {
 		case "rename": // logrotate's default naming: out of the glob
 			f.Close()
 			os.Rename(w.name(), fmt.Sprintf("%s.%d", w.name(), n))
+			at := time.Now()
 			f = open()
-			w.segment(f, n)
+			w.segment(f, n, at)
 		case "kubelet": // 0.log -> 0.log.<timestamp>; the previous one gzipped; at most 4 kept
 			f.Close()
 			r := fmt.Sprintf("%s.%s", w.name(), time.Now().UTC().Format("20060102-150405.000000"))
 			os.Rename(w.name(), r)
+			at := time.Now()
 			f = open()
-			w.segment(f, n)
+			w.segment(f, n, at)
 			if len(rotated) > 0 {
 				prev := rotated[len(rotated)-1]
 				if err := gzipFile(prev); err != nil {
@@ -263,8 +256,9 @@ func (w *crashWriter) run() {
 				w.excepted = append(w.excepted, [2]int{h + 1, n})
 				w.mu.Unlock()
 			}
+			at := time.Now()
 			f.Truncate(0)
-			w.segment(f, n)
+			w.segment(f, n, at)
 			w.note("truncate: after %v paused, highest delivered %d; app.log now holds lines from %d", time.Since(paused).Round(time.Millisecond), h, n)
 		}
 	}
@@ -523,19 +517,20 @@ outputs:
 	// Measured at each kill (rotate_crash_facts_test.go): the in-flight
 	// batches, at most max_in_flight × batch.max_events, and the lines
 	// the disk buffer held durably past the persisted checkpoint.
-	measured, window := 0, 0
+	measured, window, largest := 0, 0, 0
 	for k, snap := range snaps {
 		f := ledger.facts(snap)
 		t.Logf("KILL %d left to deliver again: %d in flight, %d delivered + %d in the buffer past the checkpoint %s",
 			k, f.inflight, f.pastOut, f.pastBuf, f.ckpt)
 		measured += f.bound()
 		window += f.pastOut + f.pastBuf
+		largest = max(largest, f.pastOut+f.pastBuf)
 		if f.inflight > crashMaxFlight*crashMaxEvents {
 			t.Errorf("kill %d: %d lines delivered and unacknowledged in the buffer, more than max_in_flight × batch.max_events = %d",
 				k, f.inflight, crashMaxFlight*crashMaxEvents)
 		}
 	}
-	t.Logf("FIGURES measured bound %d = in flight %d + checkpoint window %d", measured, measured-window, window)
+	t.Logf("FIGURES measured bound %d = in flight %d + checkpoint window %d (largest at one kill: %d)", measured, measured-window, window, largest)
 	if dups > measured {
 		t.Errorf("%d duplicates, more than the %d measured at the kills (in flight + past the persisted checkpoint)", dups, measured)
 	}

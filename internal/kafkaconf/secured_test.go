@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -200,4 +201,72 @@ func TestSecuredBroker(t *testing.T) {
 		}
 		t.Logf("%s with a wrong password: blocked after %v: %v", mech, time.Since(start).Round(time.Millisecond), err)
 	}
+
+	// A CA file that is not the broker's: the output is blocked on
+	// tls_error (a configuration problem), not broker_unreachable.
+	otherCert, _ := selfSigned(t)
+	otherCA := filepath.Join(t.TempDir(), "other-ca.pem")
+	if err := os.WriteFile(otherCA, otherCert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := conn("PLAIN", "alice-secret")
+	bad.TLS = &kafkaconf.TLSConfig{CAFile: otherCA}
+	o, bs := newOut(bad)
+	err := o.Write(context.Background(), encode(o, []string{"never"}))
+	if be, ok := delivery.AsBlocked(err); !ok || be.Reason != "tls_error" || be.Key != "" {
+		t.Fatalf("with another CA: Write = %v, want the output blocked on tls_error", err)
+	}
+	if bl := bs.Blocks("bus"); len(bl) != 1 || bl[0].Reason != "tls_error" {
+		t.Fatalf("with another CA: blocks = %+v", bl)
+	}
+	t.Logf("with another CA: %v", err)
+
+	// The input with a wrong password emits nothing and says why (an
+	// error log line naming the SASL failure), and stops when asked.
+	ic := kafkain.NewConfig()
+	ic.Conn = conn("SCRAM-SHA-256", "wrong")
+	ic.Topics = []string{topic}
+	ic.Group = topic + "-wrong"
+	var logs syncBuffer
+	in, err := kafkain.New(ic, input.Env{Name: "from-agents", Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{got: map[string]bool{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx, c.emit) }()
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(logs.String(), "SASL_AUTHENTICATION_FAILED") {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("the input with a wrong password logged no SASL failure in a minute:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if len(c.got) != 0 {
+		t.Fatalf("the input with a wrong password emitted %d records", len(c.got))
+	}
+	t.Logf("the input with a wrong password: %s", strings.SplitN(logs.String(), "\n", 2)[0])
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -341,8 +341,8 @@ func (o *Output) Write(ctx context.Context, batch [][]byte) error {
 				if _, ok := delivery.AsBlocked(err); ok {
 					return err // authentication_failed
 				}
-				if cause := o.reach.unreachable(); cause != nil {
-					return delivery.Blocked(reasonUnreachable, fmt.Errorf("kafka: %w: %w", cause, err))
+				if b := o.reach.block(err); b != nil {
+					return b
 				}
 				return err // retryable: the broker did not answer in time
 			}
@@ -451,8 +451,8 @@ func (o *Output) classify(topic string, err error) error {
 	case errors.Is(err, kerr.CorruptMessage), errors.Is(err, kerr.InvalidRecord):
 		return output.PermanentError(fmt.Errorf("kafka: the broker refused the record: %w", err))
 	case errors.Is(err, kgo.ErrRecordTimeout):
-		if cause := o.reach.unreachable(); cause != nil {
-			return delivery.Blocked(reasonUnreachable, fmt.Errorf("kafka: %w: %w", cause, err))
+		if b := o.reach.block(err); b != nil {
+			return b
 		}
 	}
 	return err // retryable: timeouts, leader changes

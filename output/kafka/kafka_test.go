@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -491,6 +493,11 @@ func TestReachability(t *testing.T) {
 	if be, ok := delivery.AsBlocked(err); !ok || be.Reason != "broker_unreachable" {
 		t.Fatalf("a record timeout while unreachable: %v, want blocked", err)
 	}
+	// The client's own end says nothing about the brokers.
+	o.reach.attempt("a:9092", context.Canceled)
+	if len(bs.Blocks("bus")) != 1 {
+		t.Fatal("a cancelled attempt ended the block")
+	}
 	// A broker answering with an error (SASL) is reachable.
 	o.reach.attempt("a:9092", kerr.SaslAuthenticationFailed)
 	if b := bs.Blocks("bus"); len(b) != 0 {
@@ -502,6 +509,21 @@ func TestReachability(t *testing.T) {
 	o.reach.attempt("a:9092", refused)
 	if len(bs.Blocks("bus")) != 1 {
 		t.Fatal("not blocked again")
+	}
+	// Every broker failing the certificate check: tls_error, not an
+	// outage; one refusing again: broker_unreachable.
+	badCert := fmt.Errorf("unable to dial: %w", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}})
+	o.reach.attempt("a:9092", badCert)
+	o.reach.attempt("b:9092", badCert)
+	if b := bs.Blocks("bus"); len(b) != 1 || b[0].Reason != "tls_error" || !strings.Contains(b[0].Message, "tls.ca_file") {
+		t.Fatalf("blocks = %+v, want tls_error", b)
+	}
+	if be, ok := delivery.AsBlocked(o.classify("t", kgo.ErrRecordTimeout)); !ok || be.Reason != "tls_error" {
+		t.Fatalf("a record timeout while every certificate fails: %v", be)
+	}
+	o.reach.attempt("b:9092", refused)
+	if b := bs.Blocks("bus"); len(b) != 1 || b[0].Reason != "broker_unreachable" {
+		t.Fatalf("blocks = %+v, want broker_unreachable", b)
 	}
 	o.Close(context.Background())
 	if b := bs.Blocks("bus"); len(b) != 0 {

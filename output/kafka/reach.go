@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -15,14 +17,20 @@ import (
 	"github.com/sidelog/sidelog/delivery"
 )
 
-// reasonUnreachable is the blocked reason while no broker answers.
-const reasonUnreachable = "broker_unreachable"
+// The blocked reasons while no broker answers: none could be reached, or
+// (tls_error) every one failed the TLS certificate check, a configuration
+// problem (tls.ca_file, server_name) rather than an outage.
+const (
+	reasonUnreachable = "broker_unreachable"
+	reasonTLS         = "tls_error"
+)
 
 // reachability follows the producer's connection attempts (franz-go's
 // OnBrokerConnect hook): the outcome of the last attempt to each broker
 // address. When the last attempt to every address failed on the network
 // (refused, timed out: a broker restart, an outage), no broker is reachable
-// and the output is blocked on broker_unreachable until an attempt
+// and the output is blocked on broker_unreachable (tls_error when every
+// failure is the broker's certificate failing the check) until an attempt
 // succeeds: /status, sidelog_output_blocked and the warning log show it
 // while the records wait in the producer (they are not failed: franz-go
 // keeps retrying them, in their idempotent sequence, until the broker is
@@ -33,7 +41,7 @@ type reachability struct {
 	mu      sync.Mutex
 	last    map[string]error // address → the last attempt's network error (nil: connected)
 	blocks  *delivery.BlockState
-	entered bool // one Enter on blocks, to Exit
+	entered string // the reason of the one Enter on blocks, to Exit ("": none)
 	closed  bool
 }
 
@@ -47,33 +55,62 @@ func (o *Output) WatchBlocks(s *delivery.BlockState, output string) {
 	r.syncLocked()
 }
 
-// unreachable returns the cause when no broker is reachable, else nil.
-func (r *reachability) unreachable() error {
+// unreachable returns the blocked reason and its cause when no broker is
+// reachable, else nil.
+func (r *reachability) unreachable() (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.causeLocked()
 }
 
-func (r *reachability) causeLocked() error {
-	if len(r.last) == 0 {
+// block returns err blocked on the reason no broker is reachable, or nil
+// when one is.
+func (r *reachability) block(err error) error {
+	reason, cause := r.unreachable()
+	if cause == nil {
 		return nil
 	}
+	return delivery.Blocked(reason, fmt.Errorf("kafka: %w: %w", cause, err))
+}
+
+func (r *reachability) causeLocked() (string, error) {
+	if len(r.last) == 0 {
+		return "", nil
+	}
 	var cause error
+	tlsOnly := true
 	for _, err := range r.last {
 		if err == nil {
-			return nil
+			return "", nil
 		}
 		cause = err
+		tlsOnly = tlsOnly && isTLSError(err)
+	}
+	if tlsOnly {
+		return reasonTLS, fmt.Errorf("the broker's certificate failed the TLS check (%v; see tls.ca_file and tls.server_name): records wait until it passes", cause)
 	}
 	if len(r.last) == 1 {
-		return fmt.Errorf("the broker is unreachable (%v): records wait until it answers", cause)
+		return reasonUnreachable, fmt.Errorf("the broker is unreachable (%v): records wait until it answers", cause)
 	}
-	return fmt.Errorf("none of the %d brokers is reachable (%v): records wait until one answers", len(r.last), cause)
+	return reasonUnreachable, fmt.Errorf("none of the %d brokers is reachable (%v): records wait until one answers", len(r.last), cause)
+}
+
+// isTLSError: the broker's certificate failed verification.
+func isTLSError(err error) bool {
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var host x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	return errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &host) || errors.As(err, &verify)
 }
 
 // attempt records the outcome of one connection attempt to addr.
 func (r *reachability) attempt(addr string, err error) {
-	if err != nil && !networkError(err) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
+		return // the client's own end: says nothing about the broker
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
 		err = nil // the broker answered (an auth or protocol error)
 	}
 	r.mu.Lock()
@@ -90,14 +127,14 @@ func (r *reachability) syncLocked() {
 	if r.blocks == nil {
 		return
 	}
-	cause := r.causeLocked()
-	switch {
-	case cause != nil && !r.entered:
-		r.entered = true
-		r.blocks.Enter(r.output, &delivery.BlockedError{Reason: reasonUnreachable, Err: fmt.Errorf("kafka: %w", cause)})
-	case cause == nil && r.entered:
-		r.entered = false
+	reason, cause := r.causeLocked()
+	if r.entered != "" && r.entered != reason {
+		r.entered = ""
 		r.blocks.Exit(r.output, "")
+	}
+	if cause != nil && r.entered == "" {
+		r.entered = reason
+		r.blocks.Enter(r.output, &delivery.BlockedError{Reason: reason, Err: fmt.Errorf("kafka: %w", cause)})
 	}
 }
 
@@ -105,23 +142,10 @@ func (r *reachability) close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closed = true
-	if r.entered {
-		r.entered = false
+	if r.entered != "" {
+		r.entered = ""
 		r.blocks.Exit(r.output, "")
 	}
-}
-
-// networkError: the broker did not answer (as opposed to an error it
-// answered with, or the client's own end).
-func networkError(err error) bool {
-	var ke *kerr.Error
-	switch {
-	case errors.As(err, &ke),
-		errors.Is(err, context.Canceled),
-		errors.Is(err, kgo.ErrClientClosed):
-		return false
-	}
-	return true
 }
 
 // connHook is the producer's kgo hook.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/maphash"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"sync/atomic"
@@ -17,17 +18,17 @@ import (
 //
 //   - each object folds its keys, as they are skipped, into a 64-bit
 //     signature (one multiply per key; nothing is stored);
-//   - when the object closes, a small table of signatures of key lists
-//     already found free of duplicates is looked up: a known shape costs
-//     nothing more;
+//   - when the object closes, a table of signatures of key lists already
+//     found free of duplicates is looked up (then one of lists found with
+//     one): a known shape costs nothing more;
 //   - otherwise (a new shape, or a key with an escape) the object's keys
 //     are collected again (a rescan of the part just validated) and
-//     compared; a list without duplicates enters the table.
+//     compared, and the list's signature enters the table of its answer.
 //
 // A duplicate is a duplicate of decoded keys, as in the map: `"a"` and
 // `"\u0061"` are the same key (Elasticsearch decodes them too). An object
-// with an escaped key is therefore always compared, decoded, and never
-// enters the table.
+// with an escaped key is therefore always compared, decoded, and enters
+// no table.
 //
 // The table answers "no duplicate" for a new key list only if its 64-bit
 // signature equals that of a list seen without duplicates: keys count
@@ -94,6 +95,11 @@ func midWord(first, last uint64, n int) uint64 {
 	return ((first^midSeed)*0xff51afd7ed558ccd + uint64(n) ^ last) * 0xc4ceb9fe1a85ec53
 }
 
+// rescanBudget is how many bytes checkObject may walk again in a line of
+// n bytes: a line's first sight walks it about twice (its nested objects,
+// then the top level).
+func rescanBudget(n int) int { return 4*n + 4096 }
+
 // testHookCheck, when set, is called by each comparison of checkObject
 // (tests: a known shape is not compared again).
 var testHookCheck func()
@@ -101,16 +107,26 @@ var testHookCheck func()
 // span is a key's raw bytes in buf (between its quotes).
 type span struct{ a, b int32 }
 
-// checkObject compares the keys of the object that opens at open (already
+// checkObject compares the keys of the object buf[open:end+1] (already
 // validated, its signature sig), sets dup when two are equal, and
 // remembers the answer for sig (unless a key has an escape).
 //
+// An object's rescan walks its nested values too, so nested new shapes
+// could cost depth times the line (512 levels of 2 keys): past
+// rescanBudget bytes walked in a line, the line is taken as having a
+// duplicate without comparing, which is always safe (it is then written
+// from its fields: the same object, normalised) and remembers nothing.
+//
 //go:noinline
-func (s *scanner) checkObject(open int, sig uint64) {
+func (s *scanner) checkObject(open, end int, sig uint64) {
 	if s.dup {
 		return
 	}
 	if dupShapes[sig>>56].Load() == sig {
+		s.dup = true
+		return
+	}
+	if s.rescanned += end - open; s.rescanned > rescanBudget(len(s.buf)) {
 		s.dup = true
 		return
 	}
@@ -120,11 +136,12 @@ func (s *scanner) checkObject(open int, sig uint64) {
 	var small [32]span
 	keys := small[:0]
 	b := s.buf
+	escapes := s.escAt > open // in the object, keys or values
 	esc := false
 	for i := skipWS(b, open+1); b[i] != '}'; {
 		e := endString(b, i)
 		keys = append(keys, span{int32(i + 1), int32(e - 1)})
-		esc = esc || bytes.IndexByte(b[i+1:e-1], '\\') >= 0
+		esc = esc || escapes && bytes.IndexByte(b[i+1:e-1], '\\') >= 0
 		i = skipWS(b, e) // ':'
 		i = skipWS(b, skipChecked(b, skipWS(b, i+1)))
 		if b[i] == ',' {
@@ -181,16 +198,27 @@ func (s *scanner) dupDecoded(keys []span) bool {
 }
 
 // endString returns the index after the closing quote of the validated
-// string whose opening quote is at i.
+// string whose opening quote is at i. It looks 8 bytes at a time for a
+// quote or a backslash (a validated string has no other special byte to
+// care about).
 func endString(b []byte, i int) int {
-	for i++; ; i++ {
-		i += plainRun(b, i)
-		switch b[i] {
-		case '\\':
+	for i++; ; {
+		for i+8 <= len(b) {
+			v := binary.LittleEndian.Uint64(b[i:])
+			q, bs := v^(lsb*'"'), v^(lsb*'\\')
+			if m := ((q-lsb)&^q | (bs-lsb)&^bs) & msb; m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+			i += 8
+		}
+		for b[i] != '"' && b[i] != '\\' {
 			i++
-		case '"':
+		}
+		if b[i] == '"' {
 			return i + 1
 		}
+		i += 2 // an escape: its second byte is never the closing quote
 	}
 }
 

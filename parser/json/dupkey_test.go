@@ -88,6 +88,13 @@ func TestDuplicateKeyEdges(t *testing.T) {
 		{`{"level":{"x":1,"x":2}}`, true},
 		{`{"z":[[{"x":1}],{"y":{"x":1,"y":2}}]}`, false},
 		{`{"a":{"b":1},"b":{"a":1},"c":{"a":1,"b":2}}`, false},
+		// a new shape is compared by a rescan: values with escapes,
+		// brackets and quotes inside strings, nested values, white space
+		{`{"n":{"v":"q\"uote","w":"back\\","x":"\u0022","v":1}}`, true},
+		{`{"n":{"v":"q\"uote","w":"back\\\\","x":[{"y":"}\"]"}],"z":1}}`, false},
+		{`{"n":{"v":"q\"uote","w":"back\\\\","x":[{"y":"}\"]"}],"v":1}}`, true},
+		{"{ \"n\" : { \"a\" : [ 1 , { } ] ,\t\"b\" : -1.5e3 , \"a\" : null } }", true},
+		{"{ \"n\" : { \"a\" : [ 1 , { } ] ,\t\"b\" : -1.5e3 , \"c\" : true } }", false},
 		// near the end of the line (read byte by byte) and mid-line
 		{`{"ab":1,"ab":2}`, true},
 		{`{"x":{"a":1,"a":2}}`, true},
@@ -269,5 +276,49 @@ func TestStdDup(t *testing.T) {
 		if got := stdDup([]byte(line)); got != want {
 			t.Errorf("%s: %v", line, got)
 		}
+	}
+}
+
+// A rescan walks nested values again, so 500 nested new shapes would cost
+// 500 times the line: past a budget of bytes per line the line is taken
+// as having a duplicate, uncompared (safe: it is written from its fields,
+// the same object), and the work stays linear in the line.
+func TestDuplicateKeyRescanBudget(t *testing.T) {
+	const depth = 500
+	var lb strings.Builder
+	for k := range depth {
+		fmt.Fprintf(&lb, `{"budget_%d":1,"a":`, k) // a new shape at every level
+	}
+	line := lb.String() + `{"b":1}` + strings.Repeat(`}`, depth)
+	s := scanner{buf: []byte(line)}
+	if end := s.skipObject(0); end != len(line) || s.err != errNone {
+		t.Fatalf("skipObject: %d, %s", end, s.reason())
+	}
+	// every level is a new shape: the walks add up past the budget
+	if !s.dup {
+		t.Fatal("the budget did not stop the rescans of a deeply nested line")
+	}
+	if budget := rescanBudget(len(line)); s.rescanned > budget+len(line) {
+		t.Fatalf("walked %d bytes again, budget %d", s.rescanned, budget)
+	}
+	var std map[string]any
+	if err := stdjson.Unmarshal([]byte(line), &std); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range dupModes() {
+		e := parse(p, line)
+		if e.Has(event.ParseFailed) {
+			t.Fatalf("%s: %v", name, e.Fields)
+		}
+		var got map[string]any
+		if err := stdjson.Unmarshal(event.AppendJSON(nil, e), &got); err != nil || !reflect.DeepEqual(got, std) {
+			t.Fatalf("%s: written differs (%v)", name, err)
+		}
+	}
+	// A shallow line of new shapes stays within the budget.
+	s = scanner{buf: []byte(manyKeys(300, -1))}
+	s.skipObject(0)
+	if s.dup || s.rescanned > 2*len(s.buf) {
+		t.Fatalf("dup %v, walked %d bytes again for a %d-byte line", s.dup, s.rescanned, len(s.buf))
 	}
 }

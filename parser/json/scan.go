@@ -40,9 +40,11 @@ type scanner struct {
 	err     errCode
 	errPos  int
 	// dup: an object of the line holds a key twice (see dupkey.go).
-	// escAt is the offset of the last escape skipped (0: none yet).
-	dup   bool
-	escAt int
+	// escAt is the offset of the last escape skipped (0: none yet);
+	// rescanned counts the bytes checkObject walked again.
+	dup       bool
+	escAt     int
+	rescanned int
 }
 
 func (s *scanner) fail(c errCode, i int) int {
@@ -523,7 +525,7 @@ func (s *scanner) skipObject(i int) int {
 		case '}':
 			s.depth--
 			if shapes[sig>>56].Load() != sig {
-				s.checkObject(open, sig)
+				s.checkObject(open, i, sig)
 			}
 			return i + 1
 		default:
@@ -725,7 +727,7 @@ func (s *scanner) selectObject(i int, m map[string]any, want func(key []byte) (s
 		case '}':
 			s.depth--
 			if shapes[sig>>56].Load() != sig {
-				s.checkObject(open, sig)
+				s.checkObject(open, i, sig)
 			}
 			return i + 1
 		default:

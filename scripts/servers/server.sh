@@ -81,6 +81,21 @@ tools() {
 # Launch.java changed, only the launcher is compiled again (the jars stay, as
 # a running server of the same cache needs them).
 prepare() {
+  # One prepare per cache at a time (go test runs the packages that start
+  # a private broker in parallel, each calling prepare): the others wait
+  # and then find the cache ready.
+  mkdir -p "$cache"
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$cache/$1.lock"
+    flock 9
+  fi
+  local rc=0
+  prepare_locked "$1" || rc=$?
+  exec 9>&-
+  return "$rc"
+}
+
+prepare_locked() {
   local name=$1 dir=$here/$1 out=$cache/$1 sum libsum
   tools
   sum=$(cat "$dir/pom.xml" "$dir/Launch.java" | cksum | cut -d' ' -f1)
