@@ -214,6 +214,20 @@ func (c *Composed) SelectKeys(keys []string, all bool) {
 	ks.SelectKeys(sel, false)
 }
 
+// The usual streams, boxed once: a string put into an interface value
+// is otherwise copied to the heap, once per record.
+var stdoutValue, stderrValue any = "stdout", "stderr"
+
+func streamValue(s string) any {
+	switch s {
+	case "stdout":
+		return stdoutValue
+	case "stderr":
+		return stderrValue
+	}
+	return s
+}
+
 // Parse implements parser.Parser.
 func (c *Composed) Parse(e *event.Event) {
 	if !(e.Has(event.ParseFailed) && e.Fields != nil) { // not already failed in an assembler
@@ -246,7 +260,7 @@ func (c *Composed) Parse(e *event.Event) {
 	}
 	if e.Stream != "" {
 		if _, ok := e.Field(parser.KeyStream); !ok {
-			e.SetField(parser.KeyStream, e.Stream)
+			e.SetField(parser.KeyStream, streamValue(e.Stream))
 		}
 	}
 	if e.Has(event.Truncated) {
