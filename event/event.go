@@ -115,6 +115,11 @@ type Event struct {
 	// over: top-level fields set or removed on top of Raw (see SetField);
 	// only while RawJSON is set and Modified is not. One entry per key.
 	over []overField
+	// overBuf holds the first overlay entries (the usual one or two: a
+	// computed field, the CRI stream), so that they cost no allocation in
+	// the input's reused event slabs. Do not copy an Event by value once
+	// it has an overlay: the copy's entries would alias these.
+	overBuf [2]overField
 	// shared: a value set by SetFieldShared may be in Fields; Mutable
 	// gives the record its own copies first.
 	shared bool
@@ -134,8 +139,8 @@ type Event struct {
 type overField struct {
 	key string
 	val any
-	del bool
 	enc []byte
+	del bool
 	// rawAbsent: key is known not to be a member of Raw.
 	rawAbsent bool
 }
@@ -285,7 +290,7 @@ func (e *Event) SetFieldShared(key string, v any, enc []byte) {
 		return
 	}
 	if e.over == nil {
-		e.over = make([]overField, 0, 2)
+		e.over = e.overBuf[:0]
 	}
 	e.over = append(e.over, overField{key: key, val: v, enc: enc, rawAbsent: e.knownAbsent(key)})
 }
@@ -348,7 +353,7 @@ func (e *Event) putOver(key string, v any, del bool) {
 		return
 	}
 	if e.over == nil {
-		e.over = make([]overField, 0, 2)
+		e.over = e.overBuf[:0]
 	}
 	e.over = append(e.over, overField{key: key, val: v, del: del, rawAbsent: e.knownAbsent(key)})
 }
