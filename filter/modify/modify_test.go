@@ -145,6 +145,31 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// Issue 20: a key given twice in set, rename or copy is refused with its
+// line (YAML would keep the last one and drop the first silently).
+func TestDuplicateMapKeysRefused(t *testing.T) {
+	_, err := example.Parse("t.yaml", `filters:
+  - type: modify
+    set: {x: '1', x: '2'}
+    rename:
+      a: b
+      a: c
+    copy: {d: e, d: f}
+`, reg())
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		"t.yaml:3: filters[0].set.x: duplicate key",
+		"t.yaml:6: filters[0].rename.a: duplicate key",
+		"t.yaml:7: filters[0].copy.d: duplicate key",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in\n%v", want, err)
+		}
+	}
+}
+
 func BenchmarkModify(b *testing.B) {
 	m, err := New(&Config{Set: map[string]string{"env": `"prod"`, "latency_s": `latency_ms / 1000`}, Rename: map[string]string{"msg": "message"}})
 	if err != nil {
