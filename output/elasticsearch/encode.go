@@ -136,11 +136,29 @@ func hasTimestamp(e *event.Event) bool {
 	}
 	// Most lines have no "@timestamp" at all: one memchr-speed search
 	// says so before Field walks the raw object.
-	if e.Flags&event.RawJSON != 0 && !bytes.Contains(e.Raw, []byte(`"@timestamp"`)) {
+	if e.Flags&event.RawJSON != 0 && !quotedTimestamp(e.Raw) {
 		return false
 	}
 	_, ok := e.Field("@timestamp")
 	return ok
+}
+
+// quotedTimestamp reports whether `"@timestamp"` occurs in raw. It looks
+// for the rare '@' first: bytes.Contains would start from the quote, which
+// a JSON line holds every few bytes.
+func quotedTimestamp(raw []byte) bool {
+	const rest = `@timestamp"`
+	for i := 1; i < len(raw); {
+		j := bytes.Index(raw[i:], []byte(rest))
+		if j < 0 {
+			return false
+		}
+		if raw[i+j-1] == '"' {
+			return true
+		}
+		i += j + 1
+	}
+	return false
 }
 
 // spliceTimestamp inserts "@timestamp":"<t>" as the first member of the JSON

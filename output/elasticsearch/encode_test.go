@@ -243,3 +243,28 @@ func BenchmarkEncode(b *testing.B) {
 		}
 	}
 }
+
+func TestQuotedTimestamp(t *testing.T) {
+	for _, c := range []struct {
+		raw  string
+		want bool
+	}{
+		{`{"@timestamp":"x"}`, true},
+		{`{"a":1,"@timestamp":2}`, true},
+		{`{"a":"@timestamp"}`, true}, // a value: Field then says no
+		{`{"a":"x@timestamp"}`, false},
+		{`{"a":"@timestamp`, false},
+		{`@timestamp"`, false},
+		{`"@timestamp"`, true},
+		{`{"x@timestamp":1,"@timestamp":2}`, true},
+		{`{}`, false},
+		{``, false},
+	} {
+		if got := quotedTimestamp([]byte(c.raw)); got != c.want {
+			t.Errorf("%s: %v, want %v", c.raw, got, c.want)
+		}
+		if got := strings.Contains(c.raw, `"@timestamp"`); got != c.want {
+			t.Errorf("%s: the test's own expectation differs from strings.Contains", c.raw)
+		}
+	}
+}
