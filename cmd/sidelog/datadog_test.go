@@ -407,15 +407,26 @@ func TestDatadogAttributesTLSAndDuplicates(t *testing.T) {
 	t.Setenv("POD_NAME", "sidelog-x1")
 	addr := freeAddr(t)
 	cfg := filepath.Join(dir, "sidelog.yaml")
-	writeFile(t, cfg, ddConfig(dir, addr, srv.URL, "", "    message_key: msg\n    request_timeout: 1s\n    tls: {ca_file: "+ca+"}\n"))
+	writeFile(t, cfg, ddConfig(dir, addr, srv.URL, "", "    message_key: msg\n    request_timeout: 5s\n    tls: {ca_file: "+ca+"}\n"))
 	p := startAgentProc(t, "-c", cfg)
+	// request_timeout is 5 s so that only the injected delay times out: a
+	// request that merely ran long on a loaded machine would be a possible
+	// duplicate too, which the accounting below does not expect.
 	var dups int64
-	waitFor(t, "every record and the duplicates counted", func() bool {
+	deadline := time.Now().Add(40 * time.Second)
+	for {
 		s, _ := getStatus(addr)
 		dups = s.Outputs["dd"].Counters["possible_duplicates"]
 		r := srv.Requests()
-		return len(r) > 2 && dups == int64(r[0].Entries+r[1].Entries) && len(srv.Entries()) == n+int(dups)
-	})
+		if len(r) > 2 && dups == int64(r[0].Entries+r[1].Entries) && len(srv.Entries()) == n+int(dups) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for every record and the duplicates counted: %d possible duplicates, %d entries stored, requests %+v",
+				dups, len(srv.Entries()), r)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if v := metric(t, addr, `sidelog_output_events_total{kind="possible_duplicates",output="dd"}`); v != fmt.Sprint(dups) {
 		t.Errorf("possible_duplicates metric %q, want %d", v, dups)
 	}
