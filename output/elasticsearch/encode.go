@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -196,23 +197,28 @@ func (o *Output) spliceTimestamp(dst []byte, doc int, t time.Time) []byte {
 // Elasticsearch accepts and that is safe inside a JSON string: ASCII
 // upper case is lowered; characters Elasticsearch refuses, control bytes and
 // invalid UTF-8 become '_'.
+// indexASCII maps an ASCII byte of a rendered index name to what
+// sanitizeIndex writes: lower case for upper, '_' for a control character
+// or one of invalidIndexChars, the byte itself otherwise.
+var indexASCII = func() (t [utf8.RuneSelf]byte) {
+	for c := range utf8.RuneSelf {
+		b := byte(c)
+		switch {
+		case b >= 'A' && b <= 'Z':
+			b += 'a' - 'A'
+		case b < 0x20 || b == 0x7f || strings.IndexByte(invalidIndexChars, b) >= 0:
+			b = '_'
+		}
+		t[c] = b
+	}
+	return t
+}()
+
 func sanitizeIndex(b []byte) {
 	for i := 0; i < len(b); {
 		c := b[i]
 		if c < utf8.RuneSelf {
-			switch {
-			case c >= 'A' && c <= 'Z':
-				b[i] = c + ('a' - 'A')
-			case c < 0x20 || c == 0x7f:
-				b[i] = '_'
-			default:
-				for j := 0; j < len(invalidIndexChars); j++ {
-					if c == invalidIndexChars[j] {
-						b[i] = '_'
-						break
-					}
-				}
-			}
+			b[i] = indexASCII[c]
 			i++
 			continue
 		}

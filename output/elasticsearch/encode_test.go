@@ -268,3 +268,27 @@ func TestQuotedTimestamp(t *testing.T) {
 		}
 	}
 }
+
+// sanitizeIndex: upper case lowered, control characters and the characters
+// Elasticsearch refuses replaced by '_', other bytes kept, every ASCII byte.
+func TestSanitizeIndexEveryASCIIByte(t *testing.T) {
+	for c := 0; c < 0x80; c++ {
+		b := []byte{'a', byte(c), 'z'}
+		sanitizeIndex(b)
+		want := byte(c)
+		switch {
+		case c >= 'A' && c <= 'Z':
+			want = byte(c) + 'a' - 'A'
+		case c < 0x20 || c == 0x7f || strings.ContainsRune(`\/*?"<>| ,#:`, rune(c)):
+			want = '_'
+		}
+		if b[0] != 'a' || b[1] != want || b[2] != 'z' {
+			t.Errorf("byte %#x: %q, want %q", c, b, []byte{'a', want, 'z'})
+		}
+	}
+	b := []byte("App-Ünïcode \xff/x")
+	sanitizeIndex(b)
+	if got, want := string(b), "app-Ünïcode___x"; got != want {
+		t.Errorf("mixed: %q, want %q", got, want)
+	}
+}
