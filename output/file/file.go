@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/output"
@@ -45,7 +48,7 @@ func init() {
 type Output struct {
 	cfg Config
 	f   *os.File
-	buf []byte
+	iov [][]byte // writev's list, reused
 }
 
 // New checks the path; the file is opened (created 0600, with its
@@ -80,24 +83,70 @@ func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 
 // Write appends the batch with one write call (and an fsync if configured).
 func (o *Output) Write(_ context.Context, batch [][]byte) error {
-	o.buf = o.buf[:0]
-	for _, r := range batch {
-		o.buf = append(o.buf, r...)
-	}
 	if o.f == nil {
 		if err := o.open(); err != nil {
 			return fmt.Errorf("open %s: %w", o.cfg.Path, err)
 		}
 	}
-	if _, err := o.f.Write(o.buf); err != nil {
+	if err := o.writev(batch); err != nil {
 		return fmt.Errorf("write %s: %w", o.cfg.Path, err)
-	}
-	if cap(o.buf) > 16<<20 {
-		o.buf = nil
 	}
 	if o.cfg.Fsync {
 		if err := o.f.Sync(); err != nil {
 			return fmt.Errorf("fsync %s: %w", o.cfg.Path, err)
+		}
+	}
+	return nil
+}
+
+// maxIovecs is the most records one writev takes (IOV_MAX is 1024).
+const maxIovecs = 1024
+
+// writev appends the records with writev(2), up to maxIovecs at a time,
+// instead of copying them into one buffer first; a short write goes on
+// from where it stopped.
+func (o *Output) writev(batch [][]byte) error {
+	rc, err := o.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	bufs := o.iov[:0]
+	for _, r := range batch {
+		if len(r) > 0 {
+			bufs = append(bufs, r)
+		}
+	}
+	all := bufs
+	defer func() { clear(all); o.iov = all[:0] }()
+	for len(bufs) > 0 {
+		part := bufs[:min(len(bufs), maxIovecs)]
+		var n int
+		var werr error
+		if err := rc.Write(func(fd uintptr) bool {
+			for {
+				n, werr = unix.Writev(int(fd), part)
+				if werr != unix.EINTR {
+					return true
+				}
+			}
+		}); err != nil {
+			return err
+		}
+		if werr != nil {
+			return werr
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		// Drop what was written: whole records, then a partial one.
+		for n > 0 && len(bufs) > 0 {
+			if n >= len(bufs[0]) {
+				n -= len(bufs[0])
+				bufs = bufs[1:]
+				continue
+			}
+			bufs[0] = bufs[0][n:]
+			n = 0
 		}
 	}
 	return nil

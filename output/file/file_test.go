@@ -3,6 +3,7 @@ package file
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -91,4 +92,49 @@ func TestExampleLoads(t *testing.T) {
 	if _, err := config.Parse("example.yaml", append([]byte("inputs: [{name: x, type: stub}]\n"), ex...), reg); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Batches larger than one writev takes, with empty and large records, are
+// written whole and in order; the next batch follows.
+func TestLargeBatchesInOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.ndjson")
+	o, err := New(&Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close(context.Background())
+	var want bytes.Buffer
+	for _, size := range []int{1, maxIovecs - 1, maxIovecs, maxIovecs + 1, 3*maxIovecs + 7} {
+		batch := make([][]byte, size)
+		for i := range batch {
+			switch {
+			case i%500 == 7:
+				batch[i] = nil // nothing to write
+			case i%700 == 3:
+				batch[i] = append(bytes.Repeat([]byte{'x'}, 200_000), '\n')
+			default:
+				batch[i] = []byte(fmt.Sprintf("{\"batch\":%d,\"i\":%d}\n", size, i))
+			}
+			want.Write(batch[i])
+		}
+		if err := o.Write(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("file holds %d bytes, want %d (first difference at %d)", len(got), want.Len(), firstDiff(got, want.Bytes()))
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }
