@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/parser"
 	"github.com/sidelog/sidelog/parser/cri"
 	"github.com/sidelog/sidelog/parser/multiline"
@@ -193,4 +194,48 @@ func TestOpenFailureCountedLoggedRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.waitFor(t, 10*time.Second, "the file once readable", func() bool { return s.counts["secret"] == 1 })
+}
+
+// A CRI partial (P) piece read at the end of the file, its final (F)
+// piece written while the output takes longer than flush_timeout to take
+// the batch before it (backpressure): the piece did not wait flush_timeout
+// for its F piece, the reader did. The two pieces are still joined into one
+// record (before: the P piece was flushed alone as soon as the emit
+// returned, and the F piece became a record of its own: two parse errors
+// downstream instead of one line).
+func TestCRIPartialNotFlushedWhileTheReaderIsBehind(t *testing.T) {
+	logs, data := t.TempDir(), t.TempDir()
+	p := filepath.Join(logs, "0.log")
+	const flush = 200 * time.Millisecond
+	first := "2026-11-25T10:00:00Z stdout F started\n" +
+		"2026-11-25T10:00:01Z stdout P part one, \n"
+	last := "2026-11-25T10:00:02Z stdout F part two\n"
+	mustWrite(t, p, first)
+	s := newSink()
+	s.keep = true
+	var calls int
+	emit := func(batch []*event.Event) error {
+		calls++
+		if calls == 1 {
+			// the F piece is written while a slow output takes the
+			// first batch after flush_timeout has passed twice over
+			appendFile(t, p, last)
+			time.Sleep(2 * flush)
+		}
+		return s.emit(batch)
+	}
+	r := startWith(t, testConfig(p), data, emit, func(tl *Tailer) {
+		tl.newAsm = func() parser.Assembler { return cri.NewWithTimeout(1<<20, flush) }
+	})
+	// every byte acknowledged: every record of the file was emitted
+	s.waitFor(t, 10*time.Second, "the checkpoint at the end", func() bool { return ackedOffset(r.t, p) == int64(len(first+last)) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var got []string
+	for _, e := range s.events {
+		got = append(got, string(e.Raw))
+	}
+	if len(got) != 2 || got[0] != "started" || got[1] != "part one, part two" {
+		t.Fatalf("records %q, want %q", got, []string{"started", "part one, part two"})
+	}
 }

@@ -171,10 +171,16 @@ func (t *Tailer) nextDeadline() (time.Time, bool) {
 	return min, !min.IsZero()
 }
 
-// flushDue flushes the assemblers whose deadline has passed.
+// flushDue flushes the assemblers whose deadline has passed, except those
+// of files waiting in the reader's queue: a group's timeout (flush_timeout,
+// a multiline timeout) is how long its next piece may take to be written,
+// and bytes written meanwhile may hold it. A reader held back by a slow
+// output (its emit blocked past the timeout) reads them first; the group is
+// flushed once the reader is at the end of the file and the deadline still
+// passed.
 func (t *Tailer) flushDue(now time.Time) error {
 	for f, d := range t.deadlines {
-		if d.After(now) {
+		if d.After(now) || f.queued.Load() {
 			continue
 		}
 		delete(t.deadlines, f)
