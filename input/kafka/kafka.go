@@ -89,6 +89,11 @@ func New(cfg *Config, env input.Env) (*Input, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	in := &Input{cfg: *cfg, env: env, log: log, parts: map[tp]*partition{}, wake: make(chan struct{}, 1)}
+	if env.ExitOnEOF {
+		// A topic has no end: the input consumes until the agent is
+		// stopped, and a run with exit_on_eof then ends only on a signal.
+		log.Warn("kafka: exit_on_eof does not apply to a kafka input: it consumes until the agent is stopped (SIGTERM)", "input", env.Name)
+	}
 	opts, err := cfg.Conn.Opts()
 	if err != nil {
 		return nil, err

@@ -1,8 +1,10 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -39,6 +41,24 @@ func TestValidate(t *testing.T) {
 		err := c.Validate()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("want %q, got %v", tc.want, err)
+		}
+	}
+}
+
+// exit_on_eof (--exit-on-eof) cannot end a kafka input: New says so in a
+// warning naming the input, so that a run that never ends is explained.
+func TestExitOnEOFWarns(t *testing.T) {
+	c := NewConfig()
+	c.Brokers, c.Topics, c.Group = []string{"127.0.0.1:9092"}, []string{"logs"}, "g"
+	for _, exit := range []bool{false, true} {
+		var b bytes.Buffer
+		if _, err := New(c, input.Env{Name: "from-agents", ExitOnEOF: exit, Logger: slog.New(slog.NewTextHandler(&b, nil))}); err != nil {
+			t.Fatal(err)
+		}
+		warned := strings.Contains(b.String(), "level=WARN") && strings.Contains(b.String(), "exit_on_eof does not apply") &&
+			strings.Contains(b.String(), "input=from-agents")
+		if warned != exit {
+			t.Errorf("exit_on_eof %v: log %q", exit, b.String())
 		}
 	}
 }
