@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -120,15 +119,8 @@ func daemonset(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	o.Work = work
-	bin := o.Sidelog
-	if bin == "" {
-		bin = filepath.Join(work, "sidelog")
-		fmt.Fprintf(stderr, "sidelog-bench: building sidelog into %s\n", bin)
-		if out, err := exec.Command("go", "build", "-o", bin, "github.com/sidelog/sidelog/cmd/sidelog").CombinedOutput(); err != nil {
-			fmt.Fprintf(stderr, "sidelog-bench daemonset: go build: %v\n%s", err, out)
-			return 1
-		}
-	} else if bin, err = filepath.Abs(bin); err != nil {
+	bin, err := agentBinary(o.Sidelog, work, stderr)
+	if err != nil {
 		fmt.Fprintln(stderr, "sidelog-bench daemonset:", err)
 		return 1
 	}
@@ -274,27 +266,15 @@ outputs:
 	defer stderr.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
+	p, err := startAgent(cmd)
+	if err != nil {
 		return r, err
 	}
 	pid := cmd.Process.Pid
-	hwm := pollHWM(pid)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	exited := false
 	stop := func() {
-		if exited {
-			return
+		if !p.exited {
+			r.HWM = p.stop()
 		}
-		_ = cmd.Process.Signal(syscall.SIGTERM) // the child we started
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		exited = true
-		r.HWM = hwm()
 	}
 	defer stop()
 	// waitFor polls the sink (no signal crosses the two processes but the
@@ -303,8 +283,8 @@ outputs:
 		deadline := time.Now().Add(o.Timeout)
 		for time.Now().Before(deadline) {
 			select {
-			case err := <-done:
-				exited = true
+			case err := <-p.done:
+				p.ended()
 				return fmt.Errorf("sidelog exited early (%v)%s", err, tailOf(stderrPath))
 			default:
 			}
@@ -392,8 +372,8 @@ outputs:
 			}
 		}
 		select {
-		case err := <-done:
-			exited = true
+		case err := <-p.done:
+			p.ended()
 			return r, fmt.Errorf("sidelog exited early (%v)%s", err, tailOf(stderrPath))
 		case <-tk.C:
 		}

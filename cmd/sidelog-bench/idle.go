@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 )
 
@@ -77,26 +76,14 @@ func runIdle(bin string, e *runEnv, window, quiet, timeout time.Duration, logf f
 	defer stderr.Close()
 	cmd := exec.Command(bin, "run", "-c", cfg)
 	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
+	p, err := startAgent(cmd)
+	if err != nil {
 		return m, err
 	}
-	hwm := pollHWM(cmd.Process.Pid)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	exited := false
 	stop := func() {
-		if exited {
-			return
+		if !p.exited {
+			m.MaxRSS = p.stop()
 		}
-		_ = cmd.Process.Signal(syscall.SIGTERM) // the child we started
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		exited = true
-		m.MaxRSS = hwm()
 	}
 	defer stop()
 	out := e.out("all.ndjson")
@@ -107,9 +94,8 @@ func runIdle(bin string, e *runEnv, window, quiet, timeout time.Duration, logf f
 		var got int64
 		for time.Now().Before(deadline) {
 			select {
-			case err := <-done:
-				exited = true
-				m.MaxRSS = hwm()
+			case err := <-p.done:
+				m.MaxRSS = p.ended()
 				return fmt.Errorf("sidelog exited early (%v)%s", err, tailOf(stderrPath))
 			default:
 			}

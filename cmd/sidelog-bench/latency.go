@@ -96,15 +96,8 @@ func latency(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sidelog-bench latency:", err)
 		return 1
 	}
-	bin := o.Sidelog
-	if bin == "" {
-		bin = filepath.Join(work, "sidelog")
-		fmt.Fprintf(stderr, "sidelog-bench: building sidelog into %s\n", bin)
-		if out, err := exec.Command("go", "build", "-o", bin, "github.com/sidelog/sidelog/cmd/sidelog").CombinedOutput(); err != nil {
-			fmt.Fprintf(stderr, "sidelog-bench latency: go build: %v\n%s", err, out)
-			return 1
-		}
-	} else if bin, err = filepath.Abs(bin); err != nil {
+	bin, err := agentBinary(o.Sidelog, work, stderr)
+	if err != nil {
 		fmt.Fprintln(stderr, "sidelog-bench latency:", err)
 		return 1
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -246,4 +247,62 @@ func countLines(path string) (int64, error) {
 			return n, err
 		}
 	}
+}
+
+// agentBinary is the agent to run: path made absolute, or, when path is
+// empty, the agent built from this module into work.
+func agentBinary(path, work string, stderr io.Writer) (string, error) {
+	if path != "" {
+		return filepath.Abs(path)
+	}
+	bin := filepath.Join(work, "sidelog")
+	fmt.Fprintf(stderr, "sidelog-bench: building sidelog into %s\n", bin)
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sidelog/sidelog/cmd/sidelog").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// agentProc is a started agent process whose peak RSS is polled until it
+// ends; done receives its exit.
+type agentProc struct {
+	cmd    *exec.Cmd
+	done   chan error
+	hwm    func() int64
+	exited bool
+	maxRSS int64
+}
+
+// startAgent starts cmd and polls its VmHWM.
+func startAgent(cmd *exec.Cmd) (*agentProc, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &agentProc{cmd: cmd, done: make(chan error, 1), hwm: pollHWM(cmd.Process.Pid)}
+	go func() { p.done <- cmd.Wait() }()
+	return p, nil
+}
+
+// ended records an exit received from done and returns the peak RSS.
+func (p *agentProc) ended() int64 {
+	p.exited = true
+	p.maxRSS = p.hwm()
+	return p.maxRSS
+}
+
+// stop sends SIGTERM to the process (the child we started) unless it has
+// exited, waits for it (SIGKILL after 30 s) and returns its peak RSS.
+// Idempotent.
+func (p *agentProc) stop() int64 {
+	if p.exited {
+		return p.maxRSS
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	return p.ended()
 }
