@@ -3,7 +3,6 @@ package datadog
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"net/http"
 	"net/url"
 	"os"
@@ -55,14 +54,4 @@ func newTransport(c *Config) (*http.Transport, error) {
 	tr.MaxIdleConnsPerHost = max(4, 2*c.MaxInFlight)
 	tr.IdleConnTimeout = 30 * time.Second
 	return tr, nil
-}
-
-// isTLSError reports whether err is a certificate verification failure: a
-// configuration problem (tls.ca_file), not a transient one.
-func isTLSError(err error) bool {
-	var unknown x509.UnknownAuthorityError
-	var invalid x509.CertificateInvalidError
-	var host x509.HostnameError
-	var verify *tls.CertificateVerificationError
-	return errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &host) || errors.As(err, &verify)
 }

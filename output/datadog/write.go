@@ -221,7 +221,7 @@ func (o *Output) send(ctx context.Context, s *scratch, ents []entry, failed map[
 			msg = "no answer to a sent request (outcome unknown, retried: possible duplicates)"
 		}
 		var e error = fmt.Errorf("datadog: %s: %s", msg, o.redact(errString(err)))
-		if isTLSError(err) {
+		if output.IsTLSError(err) {
 			// A certificate the output does not trust: tls.ca_file.
 			e = delivery.Blocked(ReasonTLSError, e)
 		}

@@ -3,12 +3,11 @@ package elasticsearch
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"net/http"
 
 	"github.com/sidelog/sidelog/internal/awsauth"
+	"github.com/sidelog/sidelog/output"
 )
 
 // perform sends one request through the official transport
@@ -50,13 +49,10 @@ func (o *Output) perform(ctx context.Context, method, path string, hdr http.Head
 func transportReason(err error) string {
 	var ce *awsauth.CredentialsError
 	var pe *pinError
-	var ve *tls.CertificateVerificationError
-	var ue x509.UnknownAuthorityError
-	var he x509.HostnameError
 	switch {
 	case errors.As(err, &ce):
 		return "aws_credentials"
-	case errors.As(err, &pe), errors.As(err, &ve), errors.As(err, &ue), errors.As(err, &he):
+	case errors.As(err, &pe), output.IsTLSError(err):
 		return "tls_error"
 	}
 	return "server_unreachable"

@@ -2,8 +2,6 @@ package kafka
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sidelog/sidelog/delivery"
+	"github.com/sidelog/sidelog/output"
 )
 
 // The blocked reasons while no broker answers: none could be reached, or
@@ -84,7 +83,7 @@ func (r *reachability) causeLocked() (string, error) {
 			return "", nil
 		}
 		cause = err
-		tlsOnly = tlsOnly && isTLSError(err)
+		tlsOnly = tlsOnly && output.IsTLSError(err)
 	}
 	if tlsOnly {
 		return reasonTLS, fmt.Errorf("the broker's certificate failed the TLS check (%v; see tls.ca_file and tls.server_name): records wait until it passes", cause)
@@ -93,15 +92,6 @@ func (r *reachability) causeLocked() (string, error) {
 		return reasonUnreachable, fmt.Errorf("the broker is unreachable (%v): records wait until it answers", cause)
 	}
 	return reasonUnreachable, fmt.Errorf("none of the %d brokers is reachable (%v): records wait until one answers", len(r.last), cause)
-}
-
-// isTLSError: the broker's certificate failed verification.
-func isTLSError(err error) bool {
-	var unknown x509.UnknownAuthorityError
-	var invalid x509.CertificateInvalidError
-	var host x509.HostnameError
-	var verify *tls.CertificateVerificationError
-	return errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &host) || errors.As(err, &verify)
 }
 
 // attempt records the outcome of one connection attempt to addr.
