@@ -302,7 +302,7 @@ func (p *Pipeline) openBuffers() error {
 		}
 		o.runner = &delivery.Runner{
 			Name: o.name, Out: o.m.Wrap(o.out), Buf: o.buf, Batch: oc.Batch, Retry: oc.Retry,
-			DeadLetter: dl, Logger: p.log.With("output", o.name), Blocks: p.opts.Blocks,
+			DeadLetter: dl, Logger: p.log, Blocks: p.opts.Blocks,
 		}
 		if f, ok := o.out.(interface{ InFlight() int }); ok {
 			o.runner.MaxInFlight = f.InFlight()

@@ -117,6 +117,23 @@ func (p *agentProc) stop(t *testing.T) {
 	}
 }
 
+// drain returns the log lines the agent has written so far (without
+// waiting for more), for a failure message.
+func (p *agentProc) drain() string {
+	var b strings.Builder
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				return b.String()
+			}
+			b.WriteString(l + "\n")
+		default:
+			return b.String()
+		}
+	}
+}
+
 // seqs counts the entries per seq (the record is the JSON message).
 func seqs(t *testing.T, entries []ddtest.Entry) map[int]int {
 	t.Helper()
@@ -412,8 +429,11 @@ func TestDatadogAttributesTLSAndDuplicates(t *testing.T) {
 	// request_timeout is 5 s so that only the injected delay times out: a
 	// request that merely ran long on a loaded machine would be a possible
 	// duplicate too, which the accounting below does not expect.
+	// The deadline is generous: one CI run under load (race detector, the
+	// e2e package and three JVMs on 2 cores) saw the timed-out request not
+	// retried within 40 s; the agent's log is printed on failure.
 	var dups int64
-	deadline := time.Now().Add(40 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		s, _ := getStatus(addr)
 		dups = s.Outputs["dd"].Counters["possible_duplicates"]
@@ -422,8 +442,8 @@ func TestDatadogAttributesTLSAndDuplicates(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for every record and the duplicates counted: %d possible duplicates, %d entries stored, requests %+v",
-				dups, len(srv.Entries()), r)
+			t.Fatalf("timed out waiting for every record and the duplicates counted: %d possible duplicates, %d entries stored, requests %+v; the agent's log:\n%s",
+				dups, len(srv.Entries()), r, p.drain())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

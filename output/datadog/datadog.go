@@ -163,9 +163,9 @@ func New(c *Config, env plugins.OutputEnv) (*Output, error) {
 	}
 	o := &Output{cfg: *c, log: env.Logger, now: time.Now, state: StateStarting, msgKey: c.MessageKey}
 	if o.log == nil {
-		o.log = slog.Default()
+		// The pipeline's env logger names the output already.
+		o.log = slog.Default().With("output", env.Name)
 	}
-	o.log = o.log.With("output", env.Name)
 	var err error
 	if o.service, err = newField(c.Service); err != nil {
 		return nil, err

@@ -99,6 +99,9 @@ type Request struct {
 	Bytes           int // uncompressed
 	ContentEncoding string
 	Status          int // the answer (0: none reached the client: Drop, or a Delay it gave up on)
+	// Received is when the body was read; Ended when the handler
+	// returned (zero while it runs): for failure messages.
+	Received, Ended time.Time
 }
 
 // Server is the fake intake.
@@ -220,10 +223,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	raw, rerr := io.ReadAll(r.Body)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	req := Request{ContentEncoding: r.Header.Get("Content-Encoding")}
+	req := Request{ContentEncoding: r.Header.Get("Content-Encoding"), Received: time.Now()}
 	n := len(s.requests)
 	s.requests = append(s.requests, req)
 	rec := &s.requests[n]
+	defer func() { s.requests[n].Ended = time.Now() }()
 	reply := func(status int, body string) {
 		rec.Status = status
 		answer(w, status, body)
