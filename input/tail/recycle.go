@@ -51,6 +51,8 @@ type recycler struct {
 	chunks  [][]byte              // free chunks
 	slabs   [][]event.Event       // free slabs (zeroed)
 	packs   []*block              // free packs (slabs zeroed)
+	packLow int                   // fewest free packs since the last trim
+	takes   int                   // packs taken since the last trim
 	batches [][]*event.Event      // free batch slices (zeroed), for the reader's gathering
 	reused  uint64                // blocks reused (for tests)
 	packed  uint64                // packs reused (for tests)
@@ -73,7 +75,8 @@ type block struct {
 
 const (
 	freeBlocks  = 4  // free chunks and slabs kept
-	freePacks   = 8  // free packs kept (a batch of maxPending events fills about 6)
+	freePacks   = 32 // free packs kept at most (200 files' appends read in one burst fill about 26)
+	trimEvery   = 128
 	freeBatches = 4  // free batch slices kept
 	staleAfter  = 16 // blocks (of read_buffer_bytes, at least 32 MiB in all) made after an incomplete one before it is forgotten
 	packBytes   = 64 << 10
@@ -135,18 +138,32 @@ func (r *recycler) track(chunk []byte, slab []event.Event, ack *event.Ack, n int
 }
 
 // newPack returns an open pack for small reads (reader only).
+//
+// The free packs are as many as the reads need at their peak: the reads of
+// many files come in bursts (every file appended within a few
+// milliseconds), each burst fills packs faster than the pipeline gives
+// them back. Every trimEvery packs taken, the free packs that were not
+// needed meanwhile (the fewest free at any time) are left to the garbage
+// collector.
 func (r *recycler) newPack() *block {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.made += packBytes
+	if r.takes++; r.takes >= trimEvery {
+		drop := r.packLow
+		clear(r.packs[len(r.packs)-drop:])
+		r.packs = r.packs[:len(r.packs)-drop]
+		r.takes, r.packLow = 0, len(r.packs)
+	}
 	if n := len(r.packs); n > 0 {
 		b := r.packs[n-1]
 		r.packs[n-1] = nil
 		r.packs = r.packs[:n-1]
-		r.made += packBytes
+		r.packLow = min(r.packLow, n-1)
 		*b = block{chunk: b.chunk, slab: b.slab, acks: b.acks[:0], pack: true, open: true, made: r.made}
 		return b
 	}
-	r.made += packBytes
+	r.packLow = 0
 	return &block{
 		chunk: make([]byte, packBytes), slab: make([]event.Event, packEvents),
 		pack: true, open: true, made: r.made,
