@@ -159,12 +159,12 @@ func (p *Parser) parseSelectedWith(e *event.Event, sp *scanner) {
 		parser.Fail(e, s.reason())
 		return
 	}
-	var m map[string]any
+	e.ResetFields()
 	if len(p.keys) == 0 {
 		i = s.skipObject(i)
 	} else {
-		m = make(map[string]any, len(p.keys))
-		i = s.selectObject(i, m, p.want)
+		// the selected keys go into the event itself (AddField): no map
+		i = s.selectObject(i, e, p.want)
 	}
 	if i >= 0 {
 		if i = skipWS(s.buf, i); i != len(s.buf) {
@@ -175,7 +175,6 @@ func (p *Parser) parseSelectedWith(e *event.Event, sp *scanner) {
 		parser.Fail(e, s.reason())
 		return
 	}
-	e.Fields = m
 	setFlags(e, s.badUTF8, s.dup)
 	e.SetLazy(p.lazy)
 }

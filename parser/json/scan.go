@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/sidelog/sidelog/event"
 )
 
 // maxDepth bounds nesting so that a hostile line cannot exhaust the stack.
@@ -658,12 +660,13 @@ func (s *scanner) parseObject(i int, m map[string]any) int {
 	}
 }
 
-// selectObject fills m from the object at i with the keys for which want
-// returns true, under the key string that want returns (no allocation);
+// selectObject gives e (AddField) the members of the object at i whose
+// keys want returns true for, under the key string that want returns (no
+// allocation);
 // their string values go through s.intern when set. The other values are
 // only checked, and the keys are checked for duplicates as skipObject does
 // (dupkey.go).
-func (s *scanner) selectObject(i int, m map[string]any, want func(key []byte) (string, bool)) int {
+func (s *scanner) selectObject(i int, e *event.Event, want func(key []byte) (string, bool)) int {
 	b := s.buf
 	if s.depth++; s.depth > maxDepth {
 		return s.fail(errDepth, i)
@@ -715,7 +718,7 @@ func (s *scanner) selectObject(i int, m map[string]any, want func(key []byte) (s
 			if j < 0 {
 				return -1
 			}
-			m[k] = v
+			e.AddField(k, v)
 			i = j
 		} else {
 			if i < len(b) && b[i] == '"' {
