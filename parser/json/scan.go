@@ -97,10 +97,19 @@ const (
 
 // specials has the high bit of each byte of v (little endian) that needs
 // attention inside a string set; bits above the lowest may be spurious.
+//
+// A byte's high bit comes out set when the byte is '"' or '\\' (its xor is
+// 0, and 0 - 1 borrows), below 0x20 (the subtraction borrows), at least
+// 0x80 (v itself), or when a borrow from a lower byte reaches it. Borrows
+// start only at one of the first three kinds, and a byte of the other
+// bytes gets no high bit from the subtractions (x - 1 and x - 0x20 of a
+// byte below 0x80 stay below 0x80 without a borrow; the xors of a byte
+// below 0x80 stay below 0x80). So the lowest set bit is the first byte
+// that needs attention, without masking each term with &^ (the classic
+// "has zero byte" needs it to reject bytes above 0x80, which v itself
+// flags here).
 func specials(v uint64) uint64 {
-	q := v ^ (lsb * '"')
-	bs := v ^ (lsb * '\\')
-	return (((q - lsb) &^ q) | ((bs - lsb) &^ bs) | ((v - lsb*0x20) &^ v) | v) & msb
+	return (((v ^ (lsb * '"')) - lsb) | ((v ^ (lsb * '\\')) - lsb) | (v - lsb*0x20) | v) & msb
 }
 
 // plainRun returns how many leading bytes of b[i:] need no attention inside
