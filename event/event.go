@@ -77,6 +77,10 @@ const (
 	// Raw's structure (a RawJSON set by hand does not have it, and Raw is
 	// walked with checks).
 	RawChecked
+	// RawPlain: set with RawChecked by the JSON parser when Raw holds no
+	// backslash (no string in it has an escape), so that every key in it
+	// is written as its plain bytes.
+	RawPlain
 )
 
 // Event is one record.
@@ -138,6 +142,9 @@ type Event struct {
 	// in Raw again.
 	absentKey string
 	absentRaw []byte
+	// sel: the keys the parser looked for in selRaw (SetSelection).
+	sel    *Selection
+	selRaw []byte
 
 	ack   *Ack
 	extra []*Ack // joined events: the acks of the other pieces
@@ -262,21 +269,69 @@ func (e *Event) SetField(key string, v any) {
 		e.Mutable()[key] = v
 		return
 	}
+	absent := e.overIndex(key) < 0 && e.knownAbsent(key)
 	e.setKnown(key, v)
-	e.putOver(key, v, false)
+	e.putOver(key, v, false, absent)
 }
 
 // knownAbsent reports whether Field last found key absent from Raw as it
-// is.
+// is, or the parser looked for key among Raw's members (SetSelection)
+// without finding it: key has no overlay entry (a removal would be one)
+// and is not among the fields now (the parser gave it with AddField). Call
+// it before the change that makes key known.
 func (e *Event) knownAbsent(key string) bool {
-	return e.absentKey == key && len(e.absentRaw) == len(e.Raw) && (len(e.Raw) == 0 || &e.absentRaw[0] == &e.Raw[0])
+	if e.absentKey == key && sameBytes(e.absentRaw, e.Raw) {
+		return true
+	}
+	if e.sel == nil || !sameBytes(e.selRaw, e.Raw) || !e.sel.has(key) || e.overIndex(key) >= 0 {
+		return false
+	}
+	_, ok := e.known(key)
+	return !ok
+}
+
+// sameBytes reports whether a and b are the same bytes in memory.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// rawPlain reports whether Raw holds no backslash, from the parser's
+// RawPlain when it set it.
+func (e *Event) rawPlain() bool {
+	return e.Flags&RawPlain != 0 || bytes.IndexByte(e.Raw, '\\') < 0
+}
+
+// Selection is the set of top-level keys a parser looked for in Raw (its
+// selected keys), shared by every record it parses: SetSelection.
+type Selection struct {
+	keys []string
+}
+
+// NewSelection returns the selection of keys (kept, not copied).
+func NewSelection(keys []string) *Selection { return &Selection{keys: keys} }
+
+func (s *Selection) has(key string) bool {
+	for _, k := range s.keys {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// SetSelection is for parsers: the parser walked every top-level member of
+// Raw (as it is now) and gave each one whose key is in sel with AddField.
+// A key of sel that a stage then sets is known to be new, so writing the
+// record need not look for it in Raw.
+func (e *Event) SetSelection(sel *Selection) {
+	e.sel, e.selRaw = sel, e.Raw
 }
 
 // rawHas is rawHasKey on Raw, first trying to prove absence without
 // walking it: in a line the parser checked (RawChecked) that holds no
 // backslash, a plain key whose quoted form occurs nowhere is not a key.
 func (e *Event) rawHas(key string) (has, ok bool) {
-	if e.Flags&RawChecked != 0 && plainKey(key) && bytes.IndexByte(e.Raw, '\\') < 0 && !quotedIn(e.Raw, key) {
+	if e.Flags&RawChecked != 0 && plainKey(key) && e.rawPlain() && !quotedIn(e.Raw, key) {
 		return false, true
 	}
 	return rawHasKey(e.Raw, key)
@@ -295,16 +350,18 @@ func (e *Event) SetFieldShared(key string, v any, enc []byte) {
 		e.Mutable()[key] = deepCopy(v, 0)
 		return
 	}
+	i := e.overIndex(key)
+	absent := i < 0 && e.knownAbsent(key)
 	e.setKnown(key, v)
 	e.shared = true
-	if i := e.overIndex(key); i >= 0 {
+	if i >= 0 {
 		e.over[i] = overField{key: key, val: v, enc: enc, rawAbsent: e.over[i].rawAbsent}
 		return
 	}
 	if e.over == nil {
 		e.over = e.overBuf[:0]
 	}
-	e.over = append(e.over, overField{key: key, val: v, enc: enc, rawAbsent: e.knownAbsent(key)})
+	e.over = append(e.over, overField{key: key, val: v, enc: enc, rawAbsent: absent})
 }
 
 // deepCopy copies objects and arrays, to MaxDepth (a deeper or cyclic
@@ -346,7 +403,7 @@ func (e *Event) DeleteField(key string) {
 	} else if has, ok := e.rawHas(key); ok && !has {
 		return
 	}
-	e.putOver(key, nil, true)
+	e.putOver(key, nil, true, false)
 }
 
 // known returns the field key as far as the record has it now: the pairs
@@ -476,7 +533,9 @@ func (e *Event) overIndex(key string) int {
 	return -1
 }
 
-func (e *Event) putOver(key string, v any, del bool) {
+// putOver records the change of key; absent: a new entry's key is known
+// not to be a member of Raw.
+func (e *Event) putOver(key string, v any, del, absent bool) {
 	if i := e.overIndex(key); i >= 0 {
 		e.over[i] = overField{key: key, val: v, del: del, rawAbsent: e.over[i].rawAbsent}
 		return
@@ -484,7 +543,7 @@ func (e *Event) putOver(key string, v any, del bool) {
 	if e.over == nil {
 		e.over = e.overBuf[:0]
 	}
-	e.over = append(e.over, overField{key: key, val: v, del: del, rawAbsent: e.knownAbsent(key)})
+	e.over = append(e.over, overField{key: key, val: v, del: del, rawAbsent: absent})
 }
 
 // ValidUTF8 reports whether Raw is valid UTF-8, recording the answer.

@@ -2,6 +2,7 @@ package event_test
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/sidelog/sidelog/event"
@@ -99,5 +100,36 @@ func TestFieldsKeptOverlay(t *testing.T) {
 	}
 	if e.Fields != nil {
 		t.Fatalf("a map was built: %v", e.Fields)
+	}
+}
+
+// The parser says which selected keys a line lacks (SetSelection): setting
+// one writes it after Raw's members; setting one the line has (also escaped,
+// also after removing it, also after Raw changed) replaces it in place.
+func TestSelectedKeyAbsentFromRaw(t *testing.T) {
+	cases := []struct {
+		raw  string
+		ops  func(e *event.Event)
+		want string
+	}{
+		{`{"a":1}`, func(e *event.Event) { e.SetField("s", 2) }, `{"a":1,"s":2}`},
+		{`{"a":"s","b":{"s":1}}`, func(e *event.Event) { e.SetField("s", 2) }, `{"a":"s","b":{"s":1},"s":2}`},
+		{`{"s":1,"a":1}`, func(e *event.Event) { e.SetField("s", 2) }, `{"s":2,"a":1}`},
+		{`{"\u0073":1,"a":1}`, func(e *event.Event) { e.SetField("s", 2) }, `{"s":2,"a":1}`},
+		{`{"s":1,"a":1}`, func(e *event.Event) { e.DeleteField("s"); e.SetField("s", 3) }, `{"s":3,"a":1}`},
+		{`{"a":1,"s":1}`, func(e *event.Event) { e.DeleteField("s") }, `{"a":1}`},
+		{`{"a":1}`, func(e *event.Event) { e.DeleteField("s"); e.SetField("s", 3) }, `{"a":1,"s":3}`},
+		{`{"a":1}`, func(e *event.Event) { e.Raw = []byte(`{"s":0,"a":1}`); e.SetField("s", 4) }, `{"s":4,"a":1}`},
+		{`{"a":1,"x":"\n"}`, func(e *event.Event) { e.SetField("s", 2); e.SetField("s", 5) }, `{"a":1,"x":"\n","s":5}`},
+	}
+	for _, c := range cases {
+		e := parsed(c.raw, "a", "s")
+		if e.Has(event.RawPlain) == strings.Contains(c.raw, `\`) {
+			t.Errorf("%s: RawPlain %v", c.raw, e.Has(event.RawPlain))
+		}
+		c.ops(e)
+		if got := string(event.AppendJSON(nil, e)); got != c.want {
+			t.Errorf("%s: got %s, want %s", c.raw, got, c.want)
+		}
 	}
 }

@@ -63,6 +63,7 @@ type fastCond struct {
 	key    string
 	one    string              // ==, !=
 	set    map[string]struct{} // in (expr's optimiser made the array a set)
+	list   []string            // in, a small set: compared one by one
 	negate bool                // !=
 }
 
@@ -75,6 +76,14 @@ func (f *fastCond) eval(e *event.Event) (result, ok bool) {
 	if !ok {
 		return false, false
 	}
+	if f.list != nil {
+		for _, x := range f.list {
+			if x == s {
+				return true, true
+			}
+		}
+		return false, true
+	}
 	if f.set != nil {
 		_, in := f.set[s]
 		return in, true
@@ -83,7 +92,19 @@ func (f *fastCond) eval(e *event.Event) (result, ok bool) {
 }
 
 // fastCondOf recognises the conditions fastCond answers in a compiled tree.
+// A set of up to 8 strings is compared one by one, faster than hashing.
 func fastCondOf(n ast.Node) *fastCond {
+	f := fastCondOfTree(n)
+	if f != nil && f.set != nil && len(f.set) <= 8 {
+		f.list = make([]string, 0, len(f.set))
+		for s := range f.set {
+			f.list = append(f.list, s)
+		}
+	}
+	return f
+}
+
+func fastCondOfTree(n ast.Node) *fastCond {
 	b, ok := n.(*ast.BinaryNode)
 	if !ok {
 		return nil

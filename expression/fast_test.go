@@ -22,6 +22,8 @@ func TestFastConditionAgreesWithVM(t *testing.T) {
 		{`level in ["warn", "error"]`, true},
 		{`level in ["warn"]`, true},
 		{`level in []`, true},
+		{`level in ["a", "b", "c", "d", "e", "f", "g", "h", "warn"]`, true}, // hashed
+		{`level in ["a", "b", "c", "d", "e", "f", "g", "warn"]`, true},      // compared one by one
 		{`level == 5`, false},
 		{`level == other`, false},
 		{`meta.input == "app"`, false},

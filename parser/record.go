@@ -64,6 +64,6 @@ func Fail(e *event.Event, reason string) {
 	e.ResetFields()
 	e.Fields = map[string]any{KeyMessage: string(e.Raw), KeyParseError: reason}
 	e.Flags |= event.ParseFailed
-	e.Flags &^= event.RawJSON | event.RawChecked
+	e.Flags &^= event.RawJSON | event.RawChecked | event.RawPlain
 	e.Partial = false // Full() then ignores any completion function
 }

@@ -145,6 +145,15 @@ func New(c *Config) (*Modify, error) {
 		for _, op := range append(m.copy[:len(m.copy):len(m.copy)], m.rename...) {
 			keys[op.from[0]] = true
 		}
+		// The keys set, copied or renamed to: the parser then says which
+		// of them the line lacks (event.SetSelection), and writing a
+		// new one need not look for it in the raw line.
+		for _, op := range m.set {
+			keys[op.path[0]] = true
+		}
+		for _, op := range append(m.copy[:len(m.copy):len(m.copy)], m.rename...) {
+			keys[op.to[0]] = true
+		}
 	}
 	for k := range keys {
 		m.keys = append(m.keys, k)
@@ -258,9 +267,10 @@ func (m *Modify) applyPaths(e *event.Event, vals []any) {
 	}
 }
 
-// Keys returns the fields the set expressions read, and the sources of copy
-// and rename when every path is a top-level key. With a nested path Apply
-// completes the record before changing it, so those need no key.
+// Keys returns the fields the set expressions read, and the sources and
+// targets of copy and rename and the keys set when every path is a
+// top-level key. With a nested path Apply completes the record before
+// changing it, so those need no key.
 func (m *Modify) Keys() ([]string, bool) {
 	for _, k := range m.keys {
 		if k == "*" {

@@ -42,7 +42,8 @@ type scanner struct {
 	err     errCode
 	errPos  int
 	// dup: an object of the line holds a key twice (see dupkey.go).
-	// escAt is the offset of the last escape skipped (0: none yet);
+	// escAt is the offset of the last escape skipped or decoded (0: none
+	// yet: the line holds no backslash if it stays 0 to the end);
 	// rescanned counts the bytes checkObject walked again.
 	dup       bool
 	escAt     int
@@ -264,6 +265,7 @@ func (s *scanner) parseString(i int) (string, int) {
 			if i+1 >= len(b) {
 				return "", s.fail(errEOF, i)
 			}
+			s.escAt = i
 			var one [4]byte
 			switch e := b[i+1]; e {
 			case '"', '\\', '/':
