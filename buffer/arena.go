@@ -55,15 +55,20 @@ func (a *Arena) Release(k int) {
 	}
 }
 
-// maxPooledArenas bounds the arenas a pool keeps for reuse: batches are
-// encoded about as fast as they are released, so a few suffice.
-const maxPooledArenas = 4
+// maxPooledBytes bounds the memory of the arenas a pool keeps for reuse.
+// Releases come in bursts: while the pipeline waits for room in a full
+// buffer (or for a core), the output may deliver a dozen batches, whose
+// arenas the pipeline then needs one after the other. A default memory
+// buffer (4 MiB) fits in it twice; with a larger buffer, the arenas past
+// it are left to the garbage collector.
+const maxPooledBytes = 8 << 20
 
 // ArenaPool hands out arenas, reusing the released ones. The zero value is
 // ready; it is safe for concurrent use.
 type ArenaPool struct {
-	mu   sync.Mutex
-	free []*Arena
+	mu    sync.Mutex
+	free  []*Arena
+	bytes int // the capacity of free's arenas
 }
 
 // Get returns an arena with room for at least size bytes: the smallest
@@ -78,6 +83,7 @@ func (p *ArenaPool) Get(size int) *Arena {
 	}
 	if best >= 0 {
 		a := p.free[best]
+		p.bytes -= cap(a.buf)
 		last := len(p.free) - 1
 		p.free[best] = p.free[last]
 		p.free[last] = nil
@@ -91,22 +97,25 @@ func (p *ArenaPool) Get(size int) *Arena {
 	return &Arena{buf: make([]byte, 0, size+size/8), pool: p}
 }
 
-// put takes a released arena back; when the pool is full, the smallest
-// arena (this one or a free one) is left to the garbage collector.
+// put takes a released arena back; when the pool would hold more than
+// maxPooledBytes, the smallest arenas (this one or free ones) are left to
+// the garbage collector.
 func (p *ArenaPool) put(a *Arena) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.free) < maxPooledArenas {
-		p.free = append(p.free, a)
-		return
-	}
-	small := 0
-	for i, f := range p.free {
-		if cap(f.buf) < cap(p.free[small].buf) {
-			small = i
+	p.free = append(p.free, a)
+	p.bytes += cap(a.buf)
+	for p.bytes > maxPooledBytes && len(p.free) > 1 {
+		small := 0
+		for i, f := range p.free {
+			if cap(f.buf) < cap(p.free[small].buf) {
+				small = i
+			}
 		}
-	}
-	if cap(a.buf) > cap(p.free[small].buf) {
-		p.free[small] = a
+		p.bytes -= cap(p.free[small].buf)
+		last := len(p.free) - 1
+		p.free[small] = p.free[last]
+		p.free[last] = nil
+		p.free = p.free[:last]
 	}
 }

@@ -114,7 +114,7 @@ func TestArenaOverReleasePanics(t *testing.T) {
 }
 
 // The pool hands out the smallest free arena large enough, allocates a
-// larger one when none is, and keeps at most maxPooledArenas (the largest).
+// larger one when none is, and keeps at most maxPooledBytes (the largest).
 func TestArenaPoolReuse(t *testing.T) {
 	var pool ArenaPool
 	small, large := pool.Get(100), pool.Get(1000)
@@ -136,20 +136,27 @@ func TestArenaPoolReuse(t *testing.T) {
 	if got := pool.Get(100); got != g {
 		t.Fatal("the grown arena was not reused for 100 bytes")
 	}
+	// Released arenas past maxPooledBytes: the smallest go to the GC.
+	var pool2 ArenaPool
 	var many []*Arena
-	for i := range maxPooledArenas + 2 {
-		many = append(many, pool.Get(10*(i+1)))
+	for i := range 6 {
+		many = append(many, pool2.Get((i+1)<<20))
 	}
 	for _, a := range many {
 		a.Hold(a.Bytes(), 0)
 	}
-	if len(pool.free) != maxPooledArenas {
-		t.Fatalf("%d free arenas kept, want %d", len(pool.free), maxPooledArenas)
+	if pool2.bytes > maxPooledBytes {
+		t.Fatalf("%d bytes of free arenas kept, at most %d wanted", pool2.bytes, maxPooledBytes)
 	}
-	for _, a := range pool.free {
-		if cap(a.buf) < cap(many[2].buf) {
+	sum := 0
+	for _, a := range pool2.free {
+		sum += cap(a.buf)
+		if cap(a.buf) < cap(many[3].buf) {
 			t.Fatalf("kept an arena of %d bytes, dropping a larger one", cap(a.buf))
 		}
+	}
+	if sum != pool2.bytes || len(pool2.free) == 0 {
+		t.Fatalf("pool counts %d bytes, holds %d in %d arenas", pool2.bytes, sum, len(pool2.free))
 	}
 }
 
