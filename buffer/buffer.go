@@ -24,11 +24,17 @@ import (
 
 // Record is one encoded event.
 type Record struct {
-	// Data is the output's encoding of the event. The buffer takes ownership.
+	// Data is the output's encoding of the event. The buffer takes
+	// ownership (until it releases Arena, if any).
 	Data []byte
 	// Ack is released when the buffer has durably taken the record (disk)
 	// or when the record was delivered (memory).
 	Ack event.Releaser
+	// Arena, when not nil, is the memory Data points into, shared with the
+	// other records of its batch: the memory buffer releases the record's
+	// reference once the record is delivered (or dropped), so that the
+	// memory is reused; other buffers may ignore it (see Arena).
+	Arena *Arena
 }
 
 // Limits bound one batch. Read takes a batch at once when a full one waits
@@ -158,6 +164,8 @@ type Buffer interface {
 	// Write appends records in order. When the buffer is full it blocks
 	// (when_full: block) until there is room or ctx is done, or drops the
 	// newest records and counts them (drop_newest, releasing their acks).
+	// It keeps no reference to recs itself (the caller reuses the array),
+	// only to what the records hold.
 	Write(ctx context.Context, recs []Record) error
 	// Read returns the next batch of records not yet handed out. It waits
 	// for records; once it has one, it waits at most l.Timeout for more.

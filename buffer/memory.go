@@ -16,7 +16,8 @@ type Memory struct {
 	maxBytes int64
 	dropNew  bool
 
-	queue    []Record // not yet read
+	queue    []Record // not yet read: a window of qarr
+	qarr     []Record // the queue's array (see push and take)
 	bytes    int64    // bytes of queue + in flight
 	records  int64    // records of queue + in flight
 	seq      uint64
@@ -34,12 +35,20 @@ type Memory struct {
 	in, out uint64
 	arr     arrivals
 	now     func() time.Time // time.Now; tests set a fake clock
+	// spare: acknowledged batches whose arrays the next reads reuse.
+	spare []*memBatch
+	// spareRecs: the Records arrays of acknowledged batches.
+	spareRecs [][][]byte
 }
 
 type memBatch struct {
 	acks  []Record
 	bytes int64
 }
+
+// maxSpareBatches bounds the acknowledged batches a memory buffer keeps
+// for reuse (their bookkeeping arrays): one per delivery slot suffices.
+const maxSpareBatches = 8
 
 // NewMemory returns a memory buffer holding at most maxBytes (0:
 // DefaultMemoryMaxBytes).
@@ -92,12 +101,13 @@ func (m *Memory) Write(ctx context.Context, recs []Record) error {
 			m.dropped++
 			m.overflow = true
 			r.Ack.Release()
+			r.Arena.Release(1)
 			continue
 		}
 		if len(m.queue) == 0 && len(m.inflight) == 0 {
 			m.oldest = time.Now()
 		}
-		m.queue = append(m.queue, r)
+		m.push(r)
 		m.bytes += n
 		m.records++
 		m.in++
@@ -136,9 +146,10 @@ func (m *Memory) Read(ctx context.Context, l Limits) (*Batch, error) {
 		n++
 		size += d
 	}
-	mb := &memBatch{acks: make([]Record, n), bytes: int64(size)}
+	mb := m.newBatch(n)
+	mb.bytes = int64(size)
 	copy(mb.acks, m.queue[:n])
-	b := &Batch{Records: make([][]byte, n), Seq: m.seq}
+	b := &Batch{Records: m.newRecords(n), Seq: m.seq}
 	for i := range n {
 		b.Records[i] = m.queue[i].Data
 	}
@@ -150,20 +161,36 @@ func (m *Memory) Read(ctx context.Context, l Limits) (*Batch, error) {
 	return b, nil
 }
 
-// take drops the first n records of the queue. When at least as many
-// records were taken as remain, the rest moves to the front of the same
-// array (copying no more than was taken), so that the array is reused by
-// the next writes instead of being outgrown and reallocated at every batch.
+// take drops the first n records of the queue: the window moves on in
+// its array (push moves it back to the front when it reaches the end).
 func (m *Memory) take(n int) {
-	rest := len(m.queue) - n
-	if rest > n {
-		clear(m.queue[:n])
-		m.queue = m.queue[n:]
-		return
+	clear(m.queue[:n])
+	m.queue = m.queue[n:]
+	if len(m.queue) == 0 {
+		m.queue = m.qarr[:0]
 	}
-	copy(m.queue, m.queue[n:])
-	clear(m.queue[rest:])
-	m.queue = m.queue[:rest]
+}
+
+// push appends r to the queue. When the window reached the end of its
+// array and at least half of the array lies free before it, the window
+// moves to the front (each record is moved at most about once per trip
+// through the array) instead of the array being outgrown: while the
+// pipeline runs ahead of the output, the queue never empties, and growing
+// it at every turn reallocated and copied the whole queue every few
+// thousand records.
+func (m *Memory) push(r Record) {
+	if len(m.queue) == cap(m.queue) {
+		if free := cap(m.qarr) - cap(m.queue); free > 0 && free >= cap(m.qarr)/2 {
+			k := copy(m.qarr[:len(m.queue)], m.queue)
+			clear(m.qarr[k:cap(m.qarr)]) // what the window held past k
+			m.queue = m.qarr[:k]
+		} else {
+			q := make([]Record, len(m.queue), max(2*cap(m.qarr), 64))
+			copy(q, m.queue)
+			m.qarr, m.queue = q[:0], q
+		}
+	}
+	m.queue = append(m.queue, r)
 }
 
 // full reports whether a batch of l can be taken now: it is as large as l
@@ -188,6 +215,8 @@ func (m *Memory) full(l Limits) bool {
 	return false
 }
 
+// Ack releases the batch's records (their acks, then their arenas) and
+// keeps the batch's arrays for the next reads: b must not be used after.
 func (m *Memory) Ack(b *Batch) error {
 	m.mu.Lock()
 	mb := m.inflight[b.Seq]
@@ -201,12 +230,62 @@ func (m *Memory) Ack(b *Batch) error {
 	}
 	m.cond.Broadcast()
 	m.mu.Unlock()
-	if mb != nil {
-		for _, r := range mb.acks {
-			r.Ack.Release()
+	if mb == nil {
+		return nil
+	}
+	// The records' arenas, one release per run of records sharing one.
+	var arena *Arena
+	k := 0
+	for _, r := range mb.acks {
+		r.Ack.Release()
+		if r.Arena != arena {
+			arena.Release(k)
+			arena, k = r.Arena, 0
+		}
+		k++
+	}
+	arena.Release(k)
+	clear(mb.acks)
+	clear(b.Records)
+	m.mu.Lock()
+	if len(m.spare) < maxSpareBatches {
+		m.spare = append(m.spare, mb)
+	}
+	if len(m.spareRecs) < maxSpareBatches && b.Records != nil {
+		m.spareRecs = append(m.spareRecs, b.Records[:0])
+		b.Records = nil
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// newBatch returns the bookkeeping of a batch of n records: a spare one
+// whose array is large enough, or a new one. m.mu is held.
+func (m *Memory) newBatch(n int) *memBatch {
+	for i := len(m.spare) - 1; i >= 0; i-- {
+		if mb := m.spare[i]; cap(mb.acks) >= n {
+			m.spare[i] = m.spare[len(m.spare)-1]
+			m.spare[len(m.spare)-1] = nil
+			m.spare = m.spare[:len(m.spare)-1]
+			mb.acks = mb.acks[:n]
+			return mb
 		}
 	}
-	return nil
+	return &memBatch{acks: make([]Record, n)}
+}
+
+// newRecords returns a Batch.Records array of n records, a spare one when
+// one is large enough. m.mu is held.
+func (m *Memory) newRecords(n int) [][]byte {
+	for i := len(m.spareRecs) - 1; i >= 0; i-- {
+		if r := m.spareRecs[i]; cap(r) >= n {
+			m.spareRecs[i] = m.spareRecs[len(m.spareRecs)-1]
+			m.spareRecs[len(m.spareRecs)-1] = nil
+			m.spareRecs = m.spareRecs[:len(m.spareRecs)-1]
+			return r[:n]
+		}
+	}
+	return make([][]byte, n)
 }
 
 func (m *Memory) Seal() {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -270,6 +271,10 @@ func Backoff(initial, maxWait time.Duration, attempt int, retryAfter time.Durati
 	return max(d, retryAfter)
 }
 
+// splitPool holds the arrays of records without their source headers that
+// deliver hands to the output (one per batch in flight).
+var splitPool = sync.Pool{New: func() any { return new([][]byte) }}
+
 // deliver sends recs until each is delivered or dead-lettered. It returns
 // only ctx's error. park is called when every record left is blocked.
 func (r *Runner) deliver(ctx context.Context, recs [][]byte, park func() bool) error {
@@ -293,10 +298,17 @@ func (r *Runner) deliver(ctx context.Context, recs [][]byte, park func() bool) e
 	full := recs
 	pending := recs
 	if r.SourceHeaders {
-		pending = make([][]byte, len(recs))
+		sp := splitPool.Get().(*[][]byte)
+		split := slices.Grow((*sp)[:0], len(recs))[:len(recs)]
+		defer func() {
+			clear(split)
+			*sp = split[:0]
+			splitPool.Put(sp)
+		}()
 		for i, rec := range recs {
-			_, pending[i] = SplitSource(rec)
+			_, split[i] = SplitSource(rec)
 		}
+		pending = split
 	}
 	for attempt := 0; len(pending) > 0; attempt++ {
 		err := r.Out.Write(ctx, pending)

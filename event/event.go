@@ -77,6 +77,10 @@ const (
 	// Raw's structure (a RawJSON set by hand does not have it, and Raw is
 	// walked with checks).
 	RawChecked
+	// RawPlain: set with RawChecked by the JSON parser when Raw holds no
+	// backslash (no string in it has an escape), so that every key in it
+	// is written as its plain bytes.
+	RawPlain
 )
 
 // Event is one record.
@@ -87,7 +91,11 @@ type Event struct {
 	Raw []byte
 	// Fields holds the parsed fields. It may be nil before parsing. When
 	// Partial is set, it holds only the keys that the pipeline's expressions
-	// reference; Full() completes it.
+	// reference; Full() completes it. A parser that selects a few keys
+	// hands them over with AddField, which keeps up to four fields in the
+	// event itself (no map): Fields is then nil until something needs the
+	// map (Full, Mutable, KnownFields). Read a field with Field or Known,
+	// not through the map, unless you called one of those.
 	Fields map[string]any
 	// Time is the event time: parsed from the record, else the read time.
 	Time time.Time
@@ -120,6 +128,11 @@ type Event struct {
 	// the input's reused event slabs. Do not copy an Event by value once
 	// it has an overlay: the copy's entries would alias these.
 	overBuf [2]overField
+	// pairs holds the record's fields while Fields is nil (see AddField):
+	// the first npairs entries, one per key. Fields and pairs are never
+	// both in use: the first need for a map moves the pairs into it.
+	pairs  [4]pair
+	npairs uint8
 	// shared: a value set by SetFieldShared may be in Fields; Mutable
 	// gives the record its own copies first.
 	shared bool
@@ -129,9 +142,18 @@ type Event struct {
 	// in Raw again.
 	absentKey string
 	absentRaw []byte
+	// sel: the keys the parser looked for in selRaw (SetSelection).
+	sel    *Selection
+	selRaw []byte
 
 	ack   *Ack
 	extra []*Ack // joined events: the acks of the other pieces
+}
+
+// pair is one field kept in the event (Event.pairs).
+type pair struct {
+	key string
+	val any
 }
 
 // overField is one overlay entry: key set to val, or removed (del). enc,
@@ -163,6 +185,9 @@ func (e *Event) SetLazy(complete func(*Event)) {
 // record can still copy Raw's untouched members. Do not change the map it
 // returns: call Mutable (or SetField, DeleteField) for that.
 func (e *Event) Full() map[string]any {
+	if e.npairs != 0 {
+		e.spill(0)
+	}
 	if e.Partial && e.complete != nil {
 		e.complete(e) // adds Raw's keys that Fields lacks: set keys win
 		for i := range e.over {
@@ -217,7 +242,7 @@ func (e *Event) HasOverlay() bool { return len(e.over) > 0 }
 // is partial, the key is not in it and Raw holds it (an unselected key) does
 // it complete the map.
 func (e *Event) Field(key string) (any, bool) {
-	if v, ok := e.Fields[key]; ok {
+	if v, ok := e.known(key); ok {
 		return v, true
 	}
 	if !e.Partial {
@@ -244,24 +269,69 @@ func (e *Event) SetField(key string, v any) {
 		e.Mutable()[key] = v
 		return
 	}
-	if e.Fields == nil {
-		e.Fields = make(map[string]any, 4)
-	}
-	e.Fields[key] = v
-	e.putOver(key, v, false)
+	absent := e.overIndex(key) < 0 && e.knownAbsent(key)
+	e.setKnown(key, v)
+	e.putOver(key, v, false, absent)
 }
 
 // knownAbsent reports whether Field last found key absent from Raw as it
-// is.
+// is, or the parser looked for key among Raw's members (SetSelection)
+// without finding it: key has no overlay entry (a removal would be one)
+// and is not among the fields now (the parser gave it with AddField). Call
+// it before the change that makes key known.
 func (e *Event) knownAbsent(key string) bool {
-	return e.absentKey == key && len(e.absentRaw) == len(e.Raw) && (len(e.Raw) == 0 || &e.absentRaw[0] == &e.Raw[0])
+	if e.absentKey == key && sameBytes(e.absentRaw, e.Raw) {
+		return true
+	}
+	if e.sel == nil || !sameBytes(e.selRaw, e.Raw) || !e.sel.has(key) || e.overIndex(key) >= 0 {
+		return false
+	}
+	_, ok := e.known(key)
+	return !ok
+}
+
+// sameBytes reports whether a and b are the same bytes in memory.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// rawPlain reports whether Raw holds no backslash, from the parser's
+// RawPlain when it set it.
+func (e *Event) rawPlain() bool {
+	return e.Flags&RawPlain != 0 || bytes.IndexByte(e.Raw, '\\') < 0
+}
+
+// Selection is the set of top-level keys a parser looked for in Raw (its
+// selected keys), shared by every record it parses: SetSelection.
+type Selection struct {
+	keys []string
+}
+
+// NewSelection returns the selection of keys (kept, not copied).
+func NewSelection(keys []string) *Selection { return &Selection{keys: keys} }
+
+func (s *Selection) has(key string) bool {
+	for _, k := range s.keys {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// SetSelection is for parsers: the parser walked every top-level member of
+// Raw (as it is now) and gave each one whose key is in sel with AddField.
+// A key of sel that a stage then sets is known to be new, so writing the
+// record need not look for it in Raw.
+func (e *Event) SetSelection(sel *Selection) {
+	e.sel, e.selRaw = sel, e.Raw
 }
 
 // rawHas is rawHasKey on Raw, first trying to prove absence without
 // walking it: in a line the parser checked (RawChecked) that holds no
 // backslash, a plain key whose quoted form occurs nowhere is not a key.
 func (e *Event) rawHas(key string) (has, ok bool) {
-	if e.Flags&RawChecked != 0 && plainKey(key) && bytes.IndexByte(e.Raw, '\\') < 0 && !quotedIn(e.Raw, key) {
+	if e.Flags&RawChecked != 0 && plainKey(key) && e.rawPlain() && !quotedIn(e.Raw, key) {
 		return false, true
 	}
 	return rawHasKey(e.Raw, key)
@@ -280,19 +350,18 @@ func (e *Event) SetFieldShared(key string, v any, enc []byte) {
 		e.Mutable()[key] = deepCopy(v, 0)
 		return
 	}
-	if e.Fields == nil {
-		e.Fields = make(map[string]any, 4)
-	}
-	e.Fields[key] = v
+	i := e.overIndex(key)
+	absent := i < 0 && e.knownAbsent(key)
+	e.setKnown(key, v)
 	e.shared = true
-	if i := e.overIndex(key); i >= 0 {
+	if i >= 0 {
 		e.over[i] = overField{key: key, val: v, enc: enc, rawAbsent: e.over[i].rawAbsent}
 		return
 	}
 	if e.over == nil {
 		e.over = e.overBuf[:0]
 	}
-	e.over = append(e.over, overField{key: key, val: v, enc: enc, rawAbsent: e.knownAbsent(key)})
+	e.over = append(e.over, overField{key: key, val: v, enc: enc, rawAbsent: absent})
 }
 
 // deepCopy copies objects and arrays, to MaxDepth (a deeper or cyclic
@@ -328,14 +397,131 @@ func (e *Event) DeleteField(key string) {
 		delete(e.Mutable(), key)
 		return
 	}
-	if _, ok := e.Fields[key]; ok {
-		delete(e.Fields, key)
+	if e.deleteKnown(key) {
 	} else if !e.Partial {
 		return // Fields is the whole record: absent
 	} else if has, ok := e.rawHas(key); ok && !has {
 		return
 	}
-	e.putOver(key, nil, true)
+	e.putOver(key, nil, true, false)
+}
+
+// known returns the field key as far as the record has it now: the pairs
+// or Fields, without completing a partial map.
+func (e *Event) known(key string) (any, bool) {
+	if e.Fields != nil {
+		if v, ok := e.Fields[key]; ok {
+			return v, true
+		}
+	}
+	for i := range e.pairs[:e.npairs] {
+		if e.pairs[i].key == key {
+			return e.pairs[i].val, true
+		}
+	}
+	return nil, false
+}
+
+// setKnown sets key in the pairs while Fields is nil and they have room,
+// else in Fields.
+func (e *Event) setKnown(key string, v any) {
+	if e.Fields == nil {
+		n := int(e.npairs)
+		for i := range e.pairs[:n] {
+			if e.pairs[i].key == key {
+				e.pairs[i].val = v
+				return
+			}
+		}
+		if n < len(e.pairs) {
+			e.pairs[n] = pair{key: key, val: v}
+			e.npairs++
+			return
+		}
+		e.spill(1)
+	}
+	e.Fields[key] = v
+}
+
+// deleteKnown removes key from the pairs or Fields, reporting whether it
+// was there.
+func (e *Event) deleteKnown(key string) bool {
+	found := false
+	if _, ok := e.Fields[key]; ok {
+		delete(e.Fields, key)
+		found = true
+	}
+	n := int(e.npairs)
+	for i := range e.pairs[:n] {
+		if e.pairs[i].key == key {
+			copy(e.pairs[i:n], e.pairs[i+1:n])
+			e.pairs[n-1] = pair{}
+			e.npairs--
+			return true
+		}
+	}
+	return found
+}
+
+// spill moves the pairs into Fields (made with room for extra more keys).
+// A key Fields already has keeps its value there.
+func (e *Event) spill(extra int) {
+	n := int(e.npairs)
+	if e.Fields == nil {
+		e.Fields = make(map[string]any, n+extra)
+	}
+	for i := range e.pairs[:n] {
+		if _, ok := e.Fields[e.pairs[i].key]; !ok {
+			e.Fields[e.pairs[i].key] = e.pairs[i].val
+		}
+	}
+	clear(e.pairs[:n])
+	e.npairs = 0
+}
+
+// AddField is for parsers: it sets the top-level field key of the record
+// being parsed to v, as read from the line (not an overlay change; a later
+// AddField of the same key replaces the value, as JSON's last duplicate
+// wins). The first four keys are kept in the event itself, without a map.
+func (e *Event) AddField(key string, v any) { e.setKnown(key, v) }
+
+// ResetFields forgets every field (Fields and those kept by AddField), for
+// a parser that starts over or fails.
+func (e *Event) ResetFields() {
+	clear(e.pairs[:e.npairs])
+	e.npairs = 0
+	e.Fields = nil
+}
+
+// Known returns the top-level field key as far as the record holds it now
+// (Fields and the fields kept by AddField), without completing a partial
+// record: what expressions read, whose keys the parser selected.
+func (e *Event) Known(key string) (any, bool) { return e.known(key) }
+
+// HasFields reports whether the record holds any field (Fields is set or
+// AddField kept some).
+func (e *Event) HasFields() bool { return e.Fields != nil || e.npairs != 0 }
+
+// KnownFields returns Fields after moving the fields kept by AddField into
+// it (nil when the record has none), without completing a partial record.
+// Do not change the map it returns: call Mutable (or SetField,
+// DeleteField) for that.
+func (e *Event) KnownFields() map[string]any {
+	if e.npairs != 0 {
+		e.spill(0)
+	}
+	return e.Fields
+}
+
+// CopyKnown sets every field the record holds now (as Known sees them) in
+// m: for a caller that needs them in a map of its own for a moment.
+func (e *Event) CopyKnown(m map[string]any) {
+	for i := range e.pairs[:e.npairs] {
+		m[e.pairs[i].key] = e.pairs[i].val
+	}
+	for k, v := range e.Fields { // Fields wins, as in known
+		m[k] = v
+	}
 }
 
 func (e *Event) overIndex(key string) int {
@@ -347,7 +533,9 @@ func (e *Event) overIndex(key string) int {
 	return -1
 }
 
-func (e *Event) putOver(key string, v any, del bool) {
+// putOver records the change of key; absent: a new entry's key is known
+// not to be a member of Raw.
+func (e *Event) putOver(key string, v any, del, absent bool) {
 	if i := e.overIndex(key); i >= 0 {
 		e.over[i] = overField{key: key, val: v, del: del, rawAbsent: e.over[i].rawAbsent}
 		return
@@ -355,7 +543,7 @@ func (e *Event) putOver(key string, v any, del bool) {
 	if e.over == nil {
 		e.over = e.overBuf[:0]
 	}
-	e.over = append(e.over, overField{key: key, val: v, del: del, rawAbsent: e.knownAbsent(key)})
+	e.over = append(e.over, overField{key: key, val: v, del: del, rawAbsent: absent})
 }
 
 // ValidUTF8 reports whether Raw is valid UTF-8, recording the answer.

@@ -30,7 +30,7 @@ func AppendJSON(dst []byte, e *Event) []byte {
 			return out
 		}
 	}
-	if e.Partial {
+	if e.Partial || e.npairs != 0 {
 		e.Full()
 	}
 	if e.Fields == nil {

@@ -221,7 +221,7 @@ func appendOverlay(dst []byte, e *Event) ([]byte, bool) {
 		return dst, false
 	}
 	if e.Flags&RawChecked != 0 {
-		if out, ok := appendOverlayNew(dst, e.Raw, over); ok {
+		if out, ok := appendOverlayNew(dst, e.Raw, over, e.Flags&RawPlain != 0); ok {
 			return out, true
 		}
 	}
@@ -319,8 +319,9 @@ func walkOverlay(dst []byte, e *Event) ([]byte, bool) {
 // to a key sends the record to the walk). The output is byte for byte what
 // the walk writes: members from the first to the last as written, the new
 // members in the order they were set, removals of absent keys ignored.
-func appendOverlayNew(dst, raw []byte, over []overField) ([]byte, bool) {
-	checked := false // raw holds no backslash
+// plain: the parser found no backslash in raw (RawPlain).
+func appendOverlayNew(dst, raw []byte, over []overField, plain bool) ([]byte, bool) {
+	checked := plain // raw holds no backslash
 	for i := range over {
 		if over[i].rawAbsent {
 			continue // Field found it absent from raw

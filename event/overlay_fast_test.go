@@ -1,6 +1,9 @@
 package event
 
-import "testing"
+import (
+	"bytes"
+	"testing"
+)
 
 // The fast path for keys absent from Raw writes exactly what the member walk
 // writes, and declines whenever it cannot prove the keys absent.
@@ -31,7 +34,7 @@ func TestAppendOverlayNewMatchesWalk(t *testing.T) {
 	for _, raw := range raws {
 		for _, over := range overs {
 			e := &Event{Raw: []byte(raw), Flags: RawJSON | RawChecked, over: over}
-			fast, ok := appendOverlayNew([]byte("pre"), e.Raw, over)
+			fast, ok := appendOverlayNew([]byte("pre"), e.Raw, over, false)
 			// The walk alone: over with the fast path out of the way.
 			walk, wok := walkOverlay([]byte("pre"), e)
 			if !wok {
@@ -44,15 +47,25 @@ func TestAppendOverlayNewMatchesWalk(t *testing.T) {
 			if string(got) != string(walk) {
 				t.Errorf("%s %v: appendOverlay %s, walk %s", raw, over, got, walk)
 			}
+			// As the parser marks a line without a backslash (RawPlain).
+			if !bytes.Contains(e.Raw, []byte(`\`)) {
+				e.Flags |= RawPlain
+				if fast, ok := appendOverlayNew([]byte("pre"), e.Raw, over, true); ok && string(fast) != string(walk) {
+					t.Errorf("%s %v plain: fast %s, walk %s", raw, over, fast, walk)
+				}
+				if got, _ := appendOverlay([]byte("pre"), e); string(got) != string(walk) {
+					t.Errorf("%s %v plain: appendOverlay %s, walk %s", raw, over, got, walk)
+				}
+			}
 		}
 	}
 	// The fast path is taken where it can be.
 	e := &Event{Raw: []byte(raws[1]), over: overs[1]}
-	if _, ok := appendOverlayNew(nil, e.Raw, e.over); !ok {
+	if _, ok := appendOverlayNew(nil, e.Raw, e.over, false); !ok {
 		t.Error("fast path declined a record without the key")
 	}
 	for _, raw := range []string{raws[5], raws[6], raws[7], raws[8]} {
-		if _, ok := appendOverlayNew(nil, []byte(raw), overs[0]); ok {
+		if _, ok := appendOverlayNew(nil, []byte(raw), overs[0], false); ok {
 			t.Errorf("fast path taken for %s", raw)
 		}
 	}

@@ -82,8 +82,8 @@ func TestOverlayFieldsSeeChanges(t *testing.T) {
 	e.SetField("level", "warn")
 	e.SetField("latency_s", 0.0125)
 	e.DeleteField("msg")
-	if e.Fields["level"] != "warn" || e.Fields["latency_s"] != 0.0125 {
-		t.Fatalf("Fields do not hold the set values: %v", e.Fields)
+	if f := e.KnownFields(); f["level"] != "warn" || f["latency_s"] != 0.0125 {
+		t.Fatalf("Fields do not hold the set values: %v", f)
 	}
 	if _, ok := e.Fields["msg"]; ok {
 		t.Fatal("removed key still in Fields")

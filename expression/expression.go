@@ -52,6 +52,10 @@ type Program struct {
 	// `key != "s"` or `key in ["s", ...]` without the VM while the field
 	// holds a string (see fastCond).
 	fast *fastCond
+	// arith, when set, computes a value of the form `key / n` or
+	// `key * n` without the VM while the field holds a number (see
+	// fastArith).
+	arith *fastArith
 }
 
 // fastCond is a condition that compares one field with string constants.
@@ -59,16 +63,26 @@ type fastCond struct {
 	key    string
 	one    string              // ==, !=
 	set    map[string]struct{} // in (expr's optimiser made the array a set)
+	list   []string            // in, a small set: compared one by one
 	negate bool                // !=
 }
 
 // eval answers the condition when the field holds a string; ok is false
 // otherwise (absent, nil, another type: the VM decides, with expr's own
 // rules for comparing across types).
-func (f *fastCond) eval(fields map[string]any) (result, ok bool) {
-	s, ok := fields[f.key].(string)
+func (f *fastCond) eval(e *event.Event) (result, ok bool) {
+	v, _ := e.Known(f.key)
+	s, ok := v.(string)
 	if !ok {
 		return false, false
+	}
+	if f.list != nil {
+		for _, x := range f.list {
+			if x == s {
+				return true, true
+			}
+		}
+		return false, true
 	}
 	if f.set != nil {
 		_, in := f.set[s]
@@ -78,7 +92,19 @@ func (f *fastCond) eval(fields map[string]any) (result, ok bool) {
 }
 
 // fastCondOf recognises the conditions fastCond answers in a compiled tree.
+// A set of up to 8 strings is compared one by one, faster than hashing.
 func fastCondOf(n ast.Node) *fastCond {
+	f := fastCondOfTree(n)
+	if f != nil && f.set != nil && len(f.set) <= 8 {
+		f.list = make([]string, 0, len(f.set))
+		for s := range f.set {
+			f.list = append(f.list, s)
+		}
+	}
+	return f
+}
+
+func fastCondOfTree(n ast.Node) *fastCond {
 	b, ok := n.(*ast.BinaryNode)
 	if !ok {
 		return nil
@@ -132,6 +158,10 @@ func fastCondOf(n ast.Node) *fastCond {
 type state struct {
 	vm   vm.VM
 	meta event.Meta
+	// env is the environment of a record whose fields the event keeps
+	// without a map (event.AddField): they are copied in for the call and
+	// cleared after it.
+	env map[string]any
 }
 
 // CompileError is a compile failure with its position in the expression
@@ -176,6 +206,9 @@ func Compile(src string, kind Kind) (*Program, error) {
 	sort.Strings(p.keys)
 	if kind == Bool && !p.usesMeta && !p.allKeys {
 		p.fast = fastCondOf(prog.Node())
+	}
+	if kind == Any && !p.usesMeta && !p.allKeys {
+		p.arith = fastArithOf(prog.Node())
 	}
 	return p, nil
 }
@@ -265,17 +298,40 @@ func (p *Program) UsesMeta() bool { return p.usesMeta }
 // partial map holds every key that Keys names). A record field named "meta"
 // is hidden by the metadata while an expression that reads `meta` runs.
 func (p *Program) Eval(e *event.Event) (any, error) {
-	fields := e.Fields
-	if fields == nil {
-		fields = make(map[string]any, 1)
-		e.Fields = fields
+	if p.arith != nil {
+		if v, ok := p.arith.eval(e); ok {
+			return v, nil
+		}
 	}
 	st, _ := p.states.Get().(*state)
 	if st == nil {
 		st = new(state)
 	}
+	fields := e.Fields
+	scratch := false
+	switch {
+	case fields != nil:
+	case !e.HasFields():
+		fields = make(map[string]any, 1)
+		e.Fields = fields
+	case p.allKeys || p.envOut:
+		// $env sees (or is) the record's own map
+		fields = e.KnownFields()
+	default:
+		// the fields the event keeps without a map: lent to the VM in
+		// the state's map for this call (the value cannot be the map:
+		// envOut is not set)
+		if st.env == nil {
+			st.env = make(map[string]any, 8)
+		}
+		fields, scratch = st.env, true
+		e.CopyKnown(fields)
+	}
 	if !p.usesMeta {
 		out, err := st.vm.Run(p.prog, fields)
+		if scratch {
+			clear(fields)
+		}
 		p.states.Put(st)
 		return out, err
 	}
@@ -283,7 +339,9 @@ func (p *Program) Eval(e *event.Event) (any, error) {
 	old, had := fields[MetaKey]
 	fields[MetaKey] = &st.meta
 	out, err := st.vm.Run(p.prog, fields)
-	if had {
+	if scratch {
+		clear(fields)
+	} else if had {
 		fields[MetaKey] = old
 	} else {
 		delete(fields, MetaKey)
@@ -300,7 +358,7 @@ func (p *Program) Eval(e *event.Event) (any, error) {
 // Bool runs a condition. A run-time error yields false and the error.
 func (p *Program) Bool(e *event.Event) (bool, error) {
 	if p.fast != nil {
-		if b, ok := p.fast.eval(e.Fields); ok {
+		if b, ok := p.fast.eval(e); ok {
 			return b, nil
 		}
 	}

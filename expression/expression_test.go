@@ -258,3 +258,60 @@ func TestFieldsNamedLikeBuiltins(t *testing.T) {
 		t.Fatalf("keys %v all %v", keys, all)
 	}
 }
+
+// A record whose fields the event keeps without a map (event.AddField, the
+// JSON parser's selected keys) is evaluated without building one, gives the
+// same answers as with a map, and is left as it was; an expression that
+// returns the record's map gets the record's own map.
+func TestEvalFieldsKeptWithoutMap(t *testing.T) {
+	kept := func() *event.Event {
+		e := ev(nil)
+		e.AddField("level", "warn")
+		e.AddField("meta", "mine")
+		e.AddField("n", int64(300))
+		return e
+	}
+	cases := []struct {
+		src  string
+		want any
+	}{
+		{`level + "!"`, "warn!"},
+		{`n + 1`, 301},
+		{`meta.input + "/" + level`, "app/warn"},
+		{`has(level) && !has(absent)`, true},
+		{`level in ["warn", "error"] ? n : 0`, int64(300)},
+	}
+	for _, c := range cases {
+		p := MustCompile(c.src, Any)
+		for range 2 { // the second run reuses the pooled state's map
+			e := kept()
+			got, err := p.Eval(e)
+			if err != nil || !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("%s: %#v, %v; want %#v", c.src, got, err, c.want)
+			}
+			withMap, _ := p.Eval(ev(map[string]any{"level": "warn", "meta": "mine", "n": int64(300)}))
+			if !reflect.DeepEqual(withMap, got) {
+				t.Fatalf("%s: %#v with the fields kept, %#v with a map", c.src, got, withMap)
+			}
+			if e.Fields != nil {
+				t.Fatalf("%s: a map was built: %v", c.src, e.Fields)
+			}
+			if v, _ := e.Known("meta"); v != "mine" {
+				t.Fatalf("%s: the record's meta field is %v", c.src, v)
+			}
+			if _, ok := e.Known("absent"); ok {
+				t.Fatalf("%s: the evaluation left a field", c.src)
+			}
+		}
+	}
+	e := kept()
+	got, err := MustCompile(`$env`, Any).Eval(e)
+	m, ok := got.(map[string]any)
+	if err != nil || !ok || m["level"] != "warn" || m["n"] != int64(300) {
+		t.Fatalf("$env: %#v, %v", got, err)
+	}
+	m["x"] = 1
+	if e.Fields["x"] != 1 {
+		t.Fatal("$env is not the record's own map")
+	}
+}

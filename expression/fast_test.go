@@ -1,6 +1,9 @@
 package expression
 
 import (
+	"encoding/json"
+	"math"
+	"reflect"
 	"testing"
 
 	"github.com/sidelog/sidelog/event"
@@ -19,6 +22,8 @@ func TestFastConditionAgreesWithVM(t *testing.T) {
 		{`level in ["warn", "error"]`, true},
 		{`level in ["warn"]`, true},
 		{`level in []`, true},
+		{`level in ["a", "b", "c", "d", "e", "f", "g", "h", "warn"]`, true}, // hashed
+		{`level in ["a", "b", "c", "d", "e", "f", "g", "warn"]`, true},      // compared one by one
 		{`level == 5`, false},
 		{`level == other`, false},
 		{`meta.input == "app"`, false},
@@ -43,6 +48,66 @@ func TestFastConditionAgreesWithVM(t *testing.T) {
 			want, werr := vm.Bool(&event.Event{Fields: fields})
 			if got != want || (gerr == nil) != (werr == nil) {
 				t.Errorf("%s with level %#v: %v, %v; the VM says %v, %v", c.src, v, got, gerr, want, werr)
+			}
+		}
+	}
+}
+
+// The values computed without the VM are the VM's, value and type, for
+// every value a field can hold (the VM answers the ones the fast path
+// leaves to it, errors included); the fields may also be kept by the event
+// without a map (AddField).
+func TestFastArithAgreesWithVM(t *testing.T) {
+	cases := []struct {
+		src  string
+		fast bool
+	}{
+		{`latency_ms / 1000`, true},
+		{`latency_ms / 2.5`, true},
+		{`1000 / latency_ms`, true},
+		{`latency_ms / 0`, true},
+		{`latency_ms * 3`, true},
+		{`3 * latency_ms`, true},
+		{`latency_ms * 0.5`, true},
+		{`latency_ms * -2`, true},
+		{`latency_ms + 1`, false},
+		{`latency_ms / other`, false},
+		{`$env.latency_ms / 1000`, false},
+		{`meta.time.Unix() / 2`, false},
+	}
+	values := []any{nil, int64(0), int64(7), int64(-3), int64(math.MaxInt64), 5, 0.0, 12.5, -0.25, math.Inf(1),
+		"12", true, uint64(4), int32(9), float32(1.5), json.Number("3"), []any{1}, map[string]any{"a": 1}, "absent"}
+	for _, c := range cases {
+		p := MustCompile(c.src, Any)
+		if (p.arith != nil) != c.fast {
+			t.Errorf("%s: fast path %v, want %v", c.src, p.arith != nil, c.fast)
+		}
+		vm := MustCompile(c.src, Any)
+		vm.arith = nil
+		for _, v := range values {
+			for _, kept := range []bool{false, true} {
+				mk := func() *event.Event {
+					e := &event.Event{}
+					if s, ok := v.(string); ok && s == "absent" {
+						e.AddField("other", int64(2))
+					} else if kept {
+						e.AddField("latency_ms", v)
+						e.AddField("other", int64(2))
+					} else {
+						e.Fields = map[string]any{"latency_ms": v, "other": int64(2)}
+					}
+					return e
+				}
+				got, gerr := p.Eval(mk())
+				want, werr := vm.Eval(mk())
+				same := reflect.DeepEqual(got, want)
+				if f, ok := got.(float64); ok && math.IsNaN(f) {
+					w, ok := want.(float64)
+					same = ok && math.IsNaN(w)
+				}
+				if !same || (gerr == nil) != (werr == nil) {
+					t.Errorf("%s with %#v (kept %v): %#v (%T), %v; the VM says %#v (%T), %v", c.src, v, kept, got, got, gerr, want, want, werr)
+				}
 			}
 		}
 	}

@@ -61,8 +61,9 @@ func Count(f event.Flags) {
 // Fail turns e into a parse failure: Fields = {"message": raw line,
 // "parse_error": reason}, flag ParseFailed, not RawJSON and not partial.
 func Fail(e *event.Event, reason string) {
+	e.ResetFields()
 	e.Fields = map[string]any{KeyMessage: string(e.Raw), KeyParseError: reason}
 	e.Flags |= event.ParseFailed
-	e.Flags &^= event.RawJSON | event.RawChecked
+	e.Flags &^= event.RawJSON | event.RawChecked | event.RawPlain
 	e.Partial = false // Full() then ignores any completion function
 }

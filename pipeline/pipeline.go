@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -122,6 +123,9 @@ type outputStage struct {
 	m      *metrics.OutputMetrics
 	tap    *tap.Point
 	dl     delivery.DeadLetter // nil: none configured
+	// arenas: the memory of encoded batches, reused once the buffer
+	// released it (see buffer.Arena).
+	arenas buffer.ArenaPool
 }
 
 // Build creates every plugin of cfg. It starts nothing.
@@ -514,6 +518,9 @@ func isClosed(c chan struct{}) bool {
 func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.Event) {
 	routed := make([][]*event.Event, len(p.outputs))
 	arenaSize := make([]int, len(p.outputs))
+	// encoded[i]: output i's records of the batch, an array reused from
+	// batch to batch (the buffer copies the records it takes).
+	encoded := make([][]buffer.Record, len(p.outputs))
 	for batch := range ch {
 		if ctx.Err() != nil {
 			continue // aborting: drain without delivering (nothing is acknowledged)
@@ -595,7 +602,8 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 				break // aborting: nothing more is taken (nor acknowledged)
 			}
 			o.tap.PublishBatch(routed[i])
-			recs, arena := p.encode(ctx, o, routed[i], arenaSize[i])
+			recs, arena := p.encode(ctx, o, routed[i], arenaSize[i], encoded[i][:0])
+			encoded[i] = recs
 			// The next arena is sized from this batch's bytes per record
 			// (a large batch must not make every small one allocate big).
 			arenaSize[i] = arena / max(len(routed[i]), 1)
@@ -615,19 +623,21 @@ func (p *Pipeline) work(ctx context.Context, in *inputStage, ch <-chan []*event.
 	}
 }
 
-// encode turns events into buffer records. The records' bytes share one
-// arena per call, which the buffer then owns; sizeHint is the bytes per
+// encode turns events into buffer records, appended to recs. The records'
+// bytes share one arena per call (buffer.Arena: the output's pool hands
+// out one the buffer released, when it has one); sizeHint is the bytes per
 // record of the previous batch (0: unknown). A record the output cannot
 // encode goes to the dead-letter file; it is acknowledged only once it is
 // there (ctx: the pipeline's abort).
-func (p *Pipeline) encode(ctx context.Context, o *outputStage, evs []*event.Event, sizeHint int) ([]buffer.Record, int) {
-	recs := make([]buffer.Record, 0, len(evs))
+func (p *Pipeline) encode(ctx context.Context, o *outputStage, evs []*event.Event, sizeHint int, recs []buffer.Record) ([]buffer.Record, int) {
+	recs = slices.Grow(recs, len(evs))
 	// sizeHint is the bytes per record of this output's last batch.
 	perRecord := sizeHint
 	if perRecord == 0 {
 		perRecord = 320
 	}
-	arena := make([]byte, 0, max(perRecord*len(evs)*17/16, 512)) // a little slack: records vary
+	a := o.arenas.Get(max(perRecord*len(evs)*17/16, 512)) // a little slack: records vary
+	arena := a.Bytes()
 	// A batch's records share their input and path: their source headers
 	// are written from one cached prefix.
 	var src delivery.SourceWriter
@@ -656,8 +666,9 @@ func (p *Pipeline) encode(ctx context.Context, o *outputStage, evs []*event.Even
 			e.Done()
 			continue
 		}
-		recs = append(recs, buffer.Record{Data: arena[start:len(arena):len(arena)], Ack: e.Releaser()})
+		recs = append(recs, buffer.Record{Data: arena[start:len(arena):len(arena)], Ack: e.Releaser(), Arena: a})
 	}
+	a.Hold(arena, len(recs))
 	return recs, len(arena)
 }
 

@@ -426,3 +426,93 @@ outputs:
 		t.Fatalf("WatchBlocks(%p, %q), want (%p, bus); %d records", w.blocks, w.name, h.opts.Blocks, len(w.records()))
 	}
 }
+
+// checkingOutput fails some of its writes (retried later) and checks every
+// record against the line it was encoded from when it is written: the
+// memory of encoded batches is reused once the buffer released it
+// (buffer.Arena), so a release that came too early would show as records
+// overwritten by later ones, most likely in the batches that wait for a
+// retry meanwhile.
+type checkingOutput struct {
+	mu     sync.Mutex
+	writes int
+	got    map[int]int // n -> times delivered
+	bad    []string
+}
+
+func (c *checkingOutput) Encode(dst []byte, e *event.Event) ([]byte, error) {
+	return event.AppendJSON(dst, e), nil
+}
+
+func (c *checkingOutput) Write(ctx context.Context, batch [][]byte) error {
+	c.mu.Lock()
+	c.writes++
+	fail := c.writes%3 == 0
+	c.mu.Unlock()
+	// Give the pipeline time to encode more batches meanwhile.
+	time.Sleep(100 * time.Microsecond)
+	if fail {
+		return fmt.Errorf("temporary failure")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range batch {
+		var m struct {
+			N     int    `json:"n"`
+			Level string `json:"level"`
+		}
+		if err := json.Unmarshal(r, &m); err != nil || m.Level != []string{"info", "debug", "warn", "error"}[m.N%4] {
+			c.bad = append(c.bad, string(r))
+			continue
+		}
+		c.got[m.N]++
+	}
+	return nil
+}
+
+func (c *checkingOutput) Close(context.Context) error { return nil }
+func (c *checkingOutput) Keys() ([]string, bool)      { return nil, false }
+
+func TestReusedBatchMemoryIsNotOverwrittenBeforeDelivery(t *testing.T) {
+	h := newHarness()
+	outs := map[string]*checkingOutput{}
+	h.newOutput = func(name string) output.Output {
+		c := &checkingOutput{got: map[int]int{}}
+		outs[name] = c
+		return c
+	}
+	const total = 30000
+	p := h.build(t, fmt.Sprintf(`
+inputs:
+  - {name: gen, type: gen, count: %d, batch: 250}
+outputs:
+  - name: a
+    type: capture
+    buffer: {type: memory, max_bytes: 64KiB}
+    batch: {max_events: 70, timeout: 1ms}
+    retry: {initial: 1ms, max: 2ms}
+  - name: b
+    type: capture
+    route: 'level != "debug"'
+    buffer: {type: memory, max_bytes: 16KiB, when_full: block}
+    batch: {max_events: 300, timeout: 1ms}
+    retry: {initial: 1ms, max: 2ms}
+`, total))
+	if err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]int{"a": total, "b": total * 3 / 4} {
+		c := outs[name]
+		if len(c.bad) > 0 {
+			t.Fatalf("output %s: %d records overwritten, the first: %s", name, len(c.bad), c.bad[0])
+		}
+		if len(c.got) != want {
+			t.Fatalf("output %s: %d distinct records delivered, want %d", name, len(c.got), want)
+		}
+		for n, k := range c.got {
+			if k != 1 {
+				t.Fatalf("output %s: record %d delivered %d times", name, n, k)
+			}
+		}
+	}
+}

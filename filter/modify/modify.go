@@ -145,6 +145,15 @@ func New(c *Config) (*Modify, error) {
 		for _, op := range append(m.copy[:len(m.copy):len(m.copy)], m.rename...) {
 			keys[op.from[0]] = true
 		}
+		// The keys set, copied or renamed to: the parser then says which
+		// of them the line lacks (event.SetSelection), and writing a
+		// new one need not look for it in the raw line.
+		for _, op := range m.set {
+			keys[op.path[0]] = true
+		}
+		for _, op := range append(m.copy[:len(m.copy):len(m.copy)], m.rename...) {
+			keys[op.to[0]] = true
+		}
 	}
 	for k := range keys {
 		m.keys = append(m.keys, k)
@@ -177,9 +186,14 @@ func sortedKeys(m map[string]string) []string {
 func (m *Modify) Apply(e *event.Event) bool {
 	var vals []any
 	var buf *[]any
+	var small [4]any // the usual few set values: on the stack
 	if len(m.set) > 0 {
-		buf = m.values.get(len(m.set))
-		vals = *buf
+		if len(m.set) <= len(small) {
+			vals = small[:len(m.set)]
+		} else {
+			buf = m.values.get(len(m.set))
+			vals = *buf
+		}
 		for i, s := range m.set {
 			v, err := s.prog.Eval(e)
 			if err == nil {
@@ -190,7 +204,9 @@ func (m *Modify) Apply(e *event.Event) bool {
 			}
 			if err != nil {
 				m.errors.Add(1)
-				m.values.put(buf)
+				if buf != nil {
+					m.values.put(buf)
+				}
 				return true // unchanged
 			}
 			vals[i] = v
@@ -258,9 +274,10 @@ func (m *Modify) applyPaths(e *event.Event, vals []any) {
 	}
 }
 
-// Keys returns the fields the set expressions read, and the sources of copy
-// and rename when every path is a top-level key. With a nested path Apply
-// completes the record before changing it, so those need no key.
+// Keys returns the fields the set expressions read, and the sources and
+// targets of copy and rename and the keys set when every path is a
+// top-level key. With a nested path Apply completes the record before
+// changing it, so those need no key.
 func (m *Modify) Keys() ([]string, bool) {
 	for _, k := range m.keys {
 		if k == "*" {

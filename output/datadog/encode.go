@@ -49,7 +49,7 @@ func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 	}
 	var fields map[string]any
 	keyed := o.msgKey != ""
-	if keyed && (e.Fields != nil || e.Partial) {
+	if keyed && (e.HasFields() || e.Partial) {
 		fields = e.Full()
 	}
 	dst = append(dst, frameV2, flags)

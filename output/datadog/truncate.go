@@ -45,7 +45,7 @@ func truncateRecord(dst []byte, msgAt int, e *event.Event, budget int) ([]byte, 
 // recordFields returns the record's fields as AppendJSON sees them, or nil
 // when there are none to cut.
 func recordFields(e *event.Event) map[string]any {
-	if e.Partial {
+	if e.Partial || e.HasFields() {
 		e.Full()
 	}
 	if e.Fields == nil {

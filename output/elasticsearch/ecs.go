@@ -207,7 +207,8 @@ func (l *ecsLayout) merge(body []byte, e *event.Event, adds []member) ([]byte, b
 	// ECS container object.
 	var container map[string]any
 	if i, ok := have["kubernetes"]; ok {
-		k8s, isObj := e.Fields["kubernetes"].(map[string]any)
+		v, _ := e.Known("kubernetes")
+		k8s, isObj := v.(map[string]any)
 		if !isObj {
 			k8s, isObj = decodeObject(members[i].val)
 		}

@@ -132,7 +132,7 @@ func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 // hasTimestamp reports whether the record has its own @timestamp (Field
 // sees the overlay: a removed @timestamp is absent).
 func hasTimestamp(e *event.Event) bool {
-	if _, ok := e.Fields["@timestamp"]; ok {
+	if _, ok := e.Known("@timestamp"); ok {
 		return true
 	}
 	// Most lines have no "@timestamp" at all: one memchr-speed search

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -49,6 +50,9 @@ type Output struct {
 	cfg Config
 	f   *os.File
 	iov [][]byte // writev's list, reused
+	// vec: the iovecs of one writev(2) call, reused (unix.Writev builds a
+	// new array at every call).
+	vec []unix.Iovec
 }
 
 // New checks the path; the file is opened (created 0600, with its
@@ -117,14 +121,21 @@ func (o *Output) writev(batch [][]byte) error {
 		}
 	}
 	all := bufs
-	defer func() { clear(all); o.iov = all[:0] }()
+	defer func() { clear(all); o.iov = all[:0]; clear(o.vec) }()
 	for len(bufs) > 0 {
 		part := bufs[:min(len(bufs), maxIovecs)]
 		var n int
 		var werr error
+		vec := o.vec[:0]
+		for _, b := range part {
+			v := unix.Iovec{Base: &b[0]}
+			v.SetLen(len(b))
+			vec = append(vec, v)
+		}
+		o.vec = vec
 		if err := rc.Write(func(fd uintptr) bool {
 			for {
-				n, werr = unix.Writev(int(fd), part)
+				n, werr = writev(fd, vec)
 				if werr != unix.EINTR {
 					return true
 				}
@@ -150,6 +161,15 @@ func (o *Output) writev(batch [][]byte) error {
 		}
 	}
 	return nil
+}
+
+// writev is writev(2) of vec, which is not empty and holds no empty buffer.
+func writev(fd uintptr, vec []unix.Iovec) (int, error) {
+	n, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&vec[0])), uintptr(len(vec)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }
 
 // Close closes the file.

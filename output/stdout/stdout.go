@@ -73,9 +73,11 @@ func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 	dst = append(dst, ' ')
 	dst = append(dst, e.Input...)
 	dst = append(dst, ' ')
-	msg, ok := e.Fields["message"].(string)
+	v, _ := e.Known("message")
+	msg, ok := v.(string)
 	if !ok {
-		msg, ok = e.Fields["msg"].(string)
+		v, _ = e.Known("msg")
+		msg, ok = v.(string)
 	}
 	if ok && !e.Has(event.RawJSON) {
 		dst = append(dst, msg...)

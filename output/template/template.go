@@ -242,7 +242,7 @@ func (t *Template) Append(dst []byte, e *event.Event) []byte {
 			dst = append(dst, p.lit...)
 		case kField:
 			var ok bool
-			dst, ok = appendValue(dst, lookup(e.Fields, p))
+			dst, ok = appendValue(dst, lookup(e, p))
 			if !ok && p.fallback {
 				dst = append(dst, p.lit...)
 			}
@@ -301,11 +301,8 @@ func appendInt(dst []byte, v, width int) []byte {
 	return append(dst, buf[i:]...)
 }
 
-func lookup(fields map[string]any, p *part) any {
-	if fields == nil {
-		return nil
-	}
-	v, ok := fields[p.path[0]]
+func lookup(e *event.Event, p *part) any {
+	v, ok := e.Known(p.path[0])
 	if ok && len(p.path) == 1 {
 		return v
 	}
@@ -328,7 +325,7 @@ func lookup(fields map[string]any, p *part) any {
 		}
 	}
 	if len(p.path) > 1 {
-		if v, ok := fields[p.dotted]; ok {
+		if v, ok := e.Known(p.dotted); ok {
 			return v
 		}
 	}

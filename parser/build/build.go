@@ -234,7 +234,7 @@ func (c *Composed) Parse(e *event.Event) {
 		c.inner.Parse(e)
 	}
 	if c.timeKey != "" && !e.Has(event.ParseFailed) {
-		v, ok := e.Fields[c.timeKey]
+		v, ok := e.Known(c.timeKey)
 		var t = e.Time
 		if ok {
 			t, ok = c.time.parse(v)

@@ -35,6 +35,8 @@ type Parser struct {
 	lazy     func(*event.Event)          // p.complete, bound once
 	want     func([]byte) (string, bool) // p.wantKey, bound once
 	strs     internTable                 // selected string values seen often
+	sel      *event.Selection            // the selected keys, for the events
+	lens     uint64                      // keyLenBit of each selected key
 }
 
 var (
@@ -48,13 +50,18 @@ func New() *Parser { return &Parser{} }
 // SelectKeys implements parser.KeySelector.
 func (p *Parser) SelectKeys(keys []string, all bool) {
 	if all {
-		p.selected, p.keys, p.keySet = false, nil, nil
+		p.selected, p.keys, p.keySet, p.sel = false, nil, nil, nil
 		return
 	}
 	p.selected = true
 	p.lazy = p.complete
 	p.want = p.wantKey
 	p.keys = append([]string(nil), keys...)
+	p.sel = event.NewSelection(p.keys)
+	p.lens = 0
+	for _, k := range keys {
+		p.lens |= keyLenBit(len(k))
+	}
 	p.keySet = nil
 	if len(keys) > 8 {
 		p.keySet = make(map[string]string, len(keys))
@@ -91,22 +98,25 @@ func (p *Parser) Parse(e *event.Event) {
 		return
 	}
 	e.Fields = m
-	setFlags(e, s.badUTF8, s.dup)
+	setFlags(e, &s)
 }
 
 // setFlags sets RawJSON unless the line has invalid UTF-8 or a duplicate
 // key: such a line is written from Fields, where the last value of a
 // duplicated key won (Elasticsearch refuses a document with a duplicate
-// field; the raw line would be dead-lettered).
-func setFlags(e *event.Event, badUTF8, dup bool) {
+// field; the raw line would be dead-lettered). RawPlain: s met no escape.
+func setFlags(e *event.Event, s *scanner) {
+	const raw = event.RawJSON | event.RawChecked | event.RawPlain
 	switch {
-	case badUTF8:
+	case s.badUTF8:
 		e.Flags |= event.InvalidUTF8
-		e.Flags &^= event.RawJSON | event.RawChecked
-	case dup:
-		e.Flags &^= event.RawJSON | event.RawChecked
+		e.Flags &^= raw
+	case s.dup:
+		e.Flags &^= raw
+	case s.escAt != 0:
+		e.Flags = e.Flags&^event.RawPlain | event.RawJSON | event.RawChecked
 	default:
-		e.Flags |= event.RawJSON | event.RawChecked
+		e.Flags |= raw
 	}
 }
 
@@ -159,12 +169,12 @@ func (p *Parser) parseSelectedWith(e *event.Event, sp *scanner) {
 		parser.Fail(e, s.reason())
 		return
 	}
-	var m map[string]any
+	e.ResetFields()
 	if len(p.keys) == 0 {
 		i = s.skipObject(i)
 	} else {
-		m = make(map[string]any, len(p.keys))
-		i = s.selectObject(i, m, p.want)
+		// the selected keys go into the event itself (AddField): no map
+		i = s.selectObject(i, e, p.want, p.lens)
 	}
 	if i >= 0 {
 		if i = skipWS(s.buf, i); i != len(s.buf) {
@@ -175,9 +185,11 @@ func (p *Parser) parseSelectedWith(e *event.Event, sp *scanner) {
 		parser.Fail(e, s.reason())
 		return
 	}
-	e.Fields = m
-	setFlags(e, s.badUTF8, s.dup)
+	setFlags(e, s)
 	e.SetLazy(p.lazy)
+	if p.sel != nil {
+		e.SetSelection(p.sel)
+	}
 }
 
 // complete fills the keys that parseSelected left out; keys already present

@@ -124,8 +124,8 @@ func TestInvalidUTF8(t *testing.T) {
 		if e.Has(event.ParseFailed) || e.Has(event.RawJSON) || !e.Has(event.InvalidUTF8) {
 			t.Fatalf("flags %b %v", e.Flags, e.Fields)
 		}
-		if e.Fields["a"] != "x\xffy" {
-			t.Fatalf("bytes not kept: %q", e.Fields["a"])
+		if v, _ := e.Known("a"); v != "x\xffy" {
+			t.Fatalf("bytes not kept: %q", v)
 		}
 		if got := e.Full()["bé"]; got != "é" {
 			t.Fatalf("full: %q", got)
@@ -142,8 +142,11 @@ func TestSelectKeys(t *testing.T) {
 	if !e.Partial || !e.Has(event.RawJSON) {
 		t.Fatalf("partial %v flags %b", e.Partial, e.Flags)
 	}
-	if !reflect.DeepEqual(e.Fields, map[string]any{"level": "info", "status": int64(200)}) {
-		t.Fatalf("selected: %#v", e.Fields)
+	if e.Fields != nil {
+		t.Fatalf("a map for two selected keys: %#v", e.Fields)
+	}
+	if f := e.KnownFields(); !reflect.DeepEqual(f, map[string]any{"level": "info", "status": int64(200)}) {
+		t.Fatalf("selected: %#v", f)
 	}
 	e.Fields["added"] = "static" // a later stage adds a key before Full
 	full := e.Full()
@@ -169,8 +172,28 @@ func TestSelectKeys(t *testing.T) {
 	many := []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "kA"}
 	p.SelectKeys(many, false)
 	e = parse(p, `{"k\u0041":1,"zz":2,"k8":[3]}`)
-	if !reflect.DeepEqual(e.Fields, map[string]any{"kA": int64(1), "k8": []any{int64(3)}}) {
-		t.Fatalf("set: %#v", e.Fields)
+	if f := e.KnownFields(); !reflect.DeepEqual(f, map[string]any{"kA": int64(1), "k8": []any{int64(3)}}) {
+		t.Fatalf("set: %#v", f)
+	}
+	// More selected members than the event keeps without a map (four),
+	// a duplicate among them (the last wins): all reach the map.
+	e = parse(p, `{"k0":0,"k1":1,"k2":2,"zz":9,"k3":3,"k4":4,"k1":"one","k5":5}`)
+	want := map[string]any{"k0": int64(0), "k1": "one", "k2": int64(2), "k3": int64(3), "k4": int64(4), "k5": int64(5)}
+	if f := e.KnownFields(); !reflect.DeepEqual(f, want) {
+		t.Fatalf("six selected: %#v", f)
+	}
+	if f := e.Full(); len(f) != 7 || f["zz"] != int64(9) || f["k1"] != "one" {
+		t.Fatalf("six selected, completed: %#v", f)
+	}
+
+	// Keys are told apart by length first: long keys (one length bit for
+	// 63 bytes and more), same lengths, escaped keys.
+	long70, long80 := strings.Repeat("k", 70), strings.Repeat("k", 80)
+	p.SelectKeys([]string{"abc", long70, "é"}, false)
+	e = parse(p, `{"xyz":1,"`+long80+`":2,"`+long70+`":3,"ab\u0063":4,"\u00e9":5,"ab":6}`)
+	want = map[string]any{long70: int64(3), "abc": int64(4), "é": int64(5)}
+	if f := e.KnownFields(); !reflect.DeepEqual(f, want) {
+		t.Fatalf("by length: %#v", f)
 	}
 
 	p.SelectKeys(nil, true) // back to full parsing
@@ -372,8 +395,8 @@ func TestSelectedValuesInterned(t *testing.T) {
 				for k := range raw {
 					raw[k] = 'X' // the reader reuses its buffer
 				}
-				if e.Fields["level"] != level || e.Fields["id"] != id || len(e.Fields) != 2 {
-					t.Errorf("got %v, want level %s id %s", e.Fields, level, id)
+				if f := e.KnownFields(); f["level"] != level || f["id"] != id || len(f) != 2 {
+					t.Errorf("got %v, want level %s id %s", f, level, id)
 					return
 				}
 			}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/sidelog/sidelog/event"
 )
 
 // maxDepth bounds nesting so that a hostile line cannot exhaust the stack.
@@ -40,7 +42,8 @@ type scanner struct {
 	err     errCode
 	errPos  int
 	// dup: an object of the line holds a key twice (see dupkey.go).
-	// escAt is the offset of the last escape skipped (0: none yet);
+	// escAt is the offset of the last escape skipped or decoded (0: none
+	// yet: the line holds no backslash if it stays 0 to the end);
 	// rescanned counts the bytes checkObject walked again.
 	dup       bool
 	escAt     int
@@ -94,10 +97,19 @@ const (
 
 // specials has the high bit of each byte of v (little endian) that needs
 // attention inside a string set; bits above the lowest may be spurious.
+//
+// A byte's high bit comes out set when the byte is '"' or '\\' (its xor is
+// 0, and 0 - 1 borrows), below 0x20 (the subtraction borrows), at least
+// 0x80 (v itself), or when a borrow from a lower byte reaches it. Borrows
+// start only at one of the first three kinds, and a byte of the other
+// bytes gets no high bit from the subtractions (x - 1 and x - 0x20 of a
+// byte below 0x80 stay below 0x80 without a borrow; the xors of a byte
+// below 0x80 stay below 0x80). So the lowest set bit is the first byte
+// that needs attention, without masking each term with &^ (the classic
+// "has zero byte" needs it to reject bytes above 0x80, which v itself
+// flags here).
 func specials(v uint64) uint64 {
-	q := v ^ (lsb * '"')
-	bs := v ^ (lsb * '\\')
-	return (((q - lsb) &^ q) | ((bs - lsb) &^ bs) | ((v - lsb*0x20) &^ v) | v) & msb
+	return (((v ^ (lsb * '"')) - lsb) | ((v ^ (lsb * '\\')) - lsb) | (v - lsb*0x20) | v) & msb
 }
 
 // plainRun returns how many leading bytes of b[i:] need no attention inside
@@ -253,6 +265,7 @@ func (s *scanner) parseString(i int) (string, int) {
 			if i+1 >= len(b) {
 				return "", s.fail(errEOF, i)
 			}
+			s.escAt = i
 			var one [4]byte
 			switch e := b[i+1]; e {
 			case '"', '\\', '/':
@@ -649,12 +662,13 @@ func (s *scanner) parseObject(i int, m map[string]any) int {
 	}
 }
 
-// selectObject fills m from the object at i with the keys for which want
-// returns true, under the key string that want returns (no allocation);
-// their string values go through s.intern when set. The other values are
-// only checked, and the keys are checked for duplicates as skipObject does
+// selectObject gives e (AddField) the members of the object at i whose
+// keys want returns true for, under the key string that want returns (no
+// allocation); their string values go through s.intern when set. lens has
+// keyLenBit of each selected key's length. The other values are only
+// checked, and the keys are checked for duplicates as skipObject does
 // (dupkey.go).
-func (s *scanner) selectObject(i int, m map[string]any, want func(key []byte) (string, bool)) int {
+func (s *scanner) selectObject(i int, e *event.Event, want func(key []byte) (string, bool), lens uint64) int {
 	b := s.buf
 	if s.depth++; s.depth > maxDepth {
 		return s.fail(errDepth, i)
@@ -695,7 +709,18 @@ func (s *scanner) selectObject(i int, m map[string]any, want func(key []byte) (s
 			return s.fail(errChar, i)
 		}
 		i = skipWS(b, i+1)
-		if k, ok := s.wanted(want, ks, ke); ok {
+		// lens: a key of no selected length (known unless escaped) is
+		// not wanted, without the call
+		if ke >= 0 && lens&keyLenBit(ke-ks-1) == 0 {
+			if i < len(b) && b[i] == '"' {
+				i = s.skipString(i)
+			} else {
+				i = s.skipValue(i)
+			}
+			if i < 0 {
+				return -1
+			}
+		} else if k, ok := s.wanted(want, ks, ke); ok {
 			var v any
 			var j int
 			if s.intern != nil && i < len(b) && b[i] == '"' {
@@ -706,7 +731,7 @@ func (s *scanner) selectObject(i int, m map[string]any, want func(key []byte) (s
 			if j < 0 {
 				return -1
 			}
-			m[k] = v
+			e.AddField(k, v)
 			i = j
 		} else {
 			if i < len(b) && b[i] == '"' {
@@ -739,6 +764,10 @@ func (s *scanner) selectObject(i int, m map[string]any, want func(key []byte) (s
 // wanted asks want about the (checked) key whose opening quote is at ks;
 // when ke >= 0 the key has no escape and ends at ke (its raw bytes are
 // its decoded bytes).
+// keyLenBit is the bit of a key's length in a set of lengths (one bit for
+// 63 bytes and longer).
+func keyLenBit(n int) uint64 { return 1 << min(n, 63) }
+
 func (s *scanner) wanted(want func([]byte) (string, bool), ks, ke int) (string, bool) {
 	b := s.buf
 	if ke >= 0 {

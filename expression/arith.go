@@ -1,0 +1,87 @@
+package expression
+
+import (
+	"github.com/expr-lang/expr/ast"
+
+	"github.com/sidelog/sidelog/event"
+)
+
+// fastArith is a value of the form `key / n`, `n / key`, `key * n` or
+// `n * key` (n an integer or float literal) computed without the VM while
+// the field holds an int64, int or float64 (what parsers produce), with
+// expr's own result types and conversions: / is always float64(x) /
+// float64(y) (runtime.Divide); * of two integers is int(x) * int(y), else
+// float64(x) * float64(y) (runtime.Multiply). Other values go to the VM,
+// which also reports the errors.
+type fastArith struct {
+	key       string
+	div       bool // '/', else '*'
+	constLeft bool // n is the left operand
+	isInt     bool // n is an integer literal
+	i         int
+	f         float64
+}
+
+// eval computes the value; ok is false when the field does not hold one
+// of the numbers it handles.
+func (a *fastArith) eval(e *event.Event) (v any, ok bool) {
+	var xi int
+	var xf float64
+	xInt := false
+	switch x := a.field(e).(type) {
+	case int64:
+		xi, xf, xInt = int(x), float64(x), true
+	case int:
+		xi, xf, xInt = x, float64(x), true
+	case float64:
+		xf = x
+	default:
+		return nil, false
+	}
+	cf := a.f
+	if a.isInt {
+		cf = float64(a.i)
+	}
+	if a.div {
+		if a.constLeft {
+			return cf / xf, true
+		}
+		return xf / cf, true
+	}
+	if xInt && a.isInt {
+		return xi * a.i, true
+	}
+	return xf * cf, true
+}
+
+func (a *fastArith) field(e *event.Event) any {
+	v, _ := e.Known(a.key)
+	return v
+}
+
+// fastArithOf recognises the values fastArith computes in a compiled tree.
+func fastArithOf(n ast.Node) *fastArith {
+	b, ok := n.(*ast.BinaryNode)
+	if !ok || (b.Operator != "/" && b.Operator != "*") {
+		return nil
+	}
+	a := &fastArith{div: b.Operator == "/"}
+	key, num := b.Left, b.Right
+	if _, isID := key.(*ast.IdentifierNode); !isID {
+		key, num, a.constLeft = b.Right, b.Left, true
+	}
+	id, ok := key.(*ast.IdentifierNode)
+	if !ok || id.Value == MetaKey || id.Value == "" || id.Value[0] == '$' {
+		return nil
+	}
+	a.key = id.Value
+	switch c := num.(type) {
+	case *ast.IntegerNode:
+		a.isInt, a.i = true, c.Value
+	case *ast.FloatNode:
+		a.f = c.Value
+	default:
+		return nil
+	}
+	return a
+}
