@@ -186,9 +186,14 @@ func sortedKeys(m map[string]string) []string {
 func (m *Modify) Apply(e *event.Event) bool {
 	var vals []any
 	var buf *[]any
+	var small [4]any // the usual few set values: on the stack
 	if len(m.set) > 0 {
-		buf = m.values.get(len(m.set))
-		vals = *buf
+		if len(m.set) <= len(small) {
+			vals = small[:len(m.set)]
+		} else {
+			buf = m.values.get(len(m.set))
+			vals = *buf
+		}
 		for i, s := range m.set {
 			v, err := s.prog.Eval(e)
 			if err == nil {
@@ -199,7 +204,9 @@ func (m *Modify) Apply(e *event.Event) bool {
 			}
 			if err != nil {
 				m.errors.Add(1)
-				m.values.put(buf)
+				if buf != nil {
+					m.values.put(buf)
+				}
 				return true // unchanged
 			}
 			vals[i] = v

@@ -268,18 +268,38 @@ func TestOverlayAndMapAgree(t *testing.T) {
 }
 
 func TestFailedSetLeavesRawRecord(t *testing.T) {
-	m, err := New(&Config{Set: map[string]string{"x": `latency_ms / 1000`}, Remove: []string{"msg"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	line := `{"latency_ms":"slow","msg":"m"}`
-	e := parsed(t, m, line)
-	m.Apply(e)
-	if e.HasOverlay() || e.Has(event.Modified) {
-		t.Fatal("a failed set changed the record")
-	}
-	if got := string(event.AppendJSON(nil, e)); got != line {
-		t.Fatalf("got %s", got)
+	// one set (its values on the stack), six (from the pool)
+	for _, set := range []map[string]string{
+		{"x": `latency_ms / 1000`},
+		{"a": `1`, "b": `"b"`, "c": `latency_ms`, "d": `2.5`, "e": `true`, "x": `latency_ms / 1000`},
+	} {
+		m, err := New(&Config{Set: set, Remove: []string{"msg"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		line := `{"latency_ms":"slow","msg":"m"}`
+		for range 2 {
+			e := parsed(t, m, line)
+			m.Apply(e)
+			if e.HasOverlay() || e.Has(event.Modified) {
+				t.Fatal("a failed set changed the record")
+			}
+			if got := string(event.AppendJSON(nil, e)); got != line {
+				t.Fatalf("got %s", got)
+			}
+		}
+		if got := example.Count(m, "errors"); got != 2 {
+			t.Fatalf("%d sets: errors = %d, want 2", len(set), got)
+		}
+		e := parsed(t, m, `{"latency_ms":250,"msg":"m"}`)
+		m.Apply(e)
+		want := `{"latency_ms":250,"x":0.25}`
+		if len(set) > 1 {
+			want = `{"latency_ms":250,"a":1,"b":"b","c":250,"d":2.5,"e":true,"x":0.25}`
+		}
+		if got := string(event.AppendJSON(nil, e)); got != want {
+			t.Fatalf("%d sets: got %s, want %s", len(set), got, want)
+		}
 	}
 }
 

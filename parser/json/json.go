@@ -36,6 +36,7 @@ type Parser struct {
 	want     func([]byte) (string, bool) // p.wantKey, bound once
 	strs     internTable                 // selected string values seen often
 	sel      *event.Selection            // the selected keys, for the events
+	lens     uint64                      // keyLenBit of each selected key
 }
 
 var (
@@ -57,6 +58,10 @@ func (p *Parser) SelectKeys(keys []string, all bool) {
 	p.want = p.wantKey
 	p.keys = append([]string(nil), keys...)
 	p.sel = event.NewSelection(p.keys)
+	p.lens = 0
+	for _, k := range keys {
+		p.lens |= keyLenBit(len(k))
+	}
 	p.keySet = nil
 	if len(keys) > 8 {
 		p.keySet = make(map[string]string, len(keys))
@@ -169,7 +174,7 @@ func (p *Parser) parseSelectedWith(e *event.Event, sp *scanner) {
 		i = s.skipObject(i)
 	} else {
 		// the selected keys go into the event itself (AddField): no map
-		i = s.selectObject(i, e, p.want)
+		i = s.selectObject(i, e, p.want, p.lens)
 	}
 	if i >= 0 {
 		if i = skipWS(s.buf, i); i != len(s.buf) {

@@ -186,6 +186,16 @@ func TestSelectKeys(t *testing.T) {
 		t.Fatalf("six selected, completed: %#v", f)
 	}
 
+	// Keys are told apart by length first: long keys (one length bit for
+	// 63 bytes and more), same lengths, escaped keys.
+	long70, long80 := strings.Repeat("k", 70), strings.Repeat("k", 80)
+	p.SelectKeys([]string{"abc", long70, "é"}, false)
+	e = parse(p, `{"xyz":1,"`+long80+`":2,"`+long70+`":3,"ab\u0063":4,"\u00e9":5,"ab":6}`)
+	want = map[string]any{long70: int64(3), "abc": int64(4), "é": int64(5)}
+	if f := e.KnownFields(); !reflect.DeepEqual(f, want) {
+		t.Fatalf("by length: %#v", f)
+	}
+
 	p.SelectKeys(nil, true) // back to full parsing
 	e = parse(p, appLine)
 	if e.Partial || len(e.Fields) != 9 {

@@ -671,11 +671,11 @@ func (s *scanner) parseObject(i int, m map[string]any) int {
 
 // selectObject gives e (AddField) the members of the object at i whose
 // keys want returns true for, under the key string that want returns (no
-// allocation);
-// their string values go through s.intern when set. The other values are
-// only checked, and the keys are checked for duplicates as skipObject does
+// allocation); their string values go through s.intern when set. lens has
+// keyLenBit of each selected key's length. The other values are only
+// checked, and the keys are checked for duplicates as skipObject does
 // (dupkey.go).
-func (s *scanner) selectObject(i int, e *event.Event, want func(key []byte) (string, bool)) int {
+func (s *scanner) selectObject(i int, e *event.Event, want func(key []byte) (string, bool), lens uint64) int {
 	b := s.buf
 	if s.depth++; s.depth > maxDepth {
 		return s.fail(errDepth, i)
@@ -716,7 +716,18 @@ func (s *scanner) selectObject(i int, e *event.Event, want func(key []byte) (str
 			return s.fail(errChar, i)
 		}
 		i = skipWS(b, i+1)
-		if k, ok := s.wanted(want, ks, ke); ok {
+		// lens: a key of no selected length (known unless escaped) is
+		// not wanted, without the call
+		if ke >= 0 && lens&keyLenBit(ke-ks-1) == 0 {
+			if i < len(b) && b[i] == '"' {
+				i = s.skipString(i)
+			} else {
+				i = s.skipValue(i)
+			}
+			if i < 0 {
+				return -1
+			}
+		} else if k, ok := s.wanted(want, ks, ke); ok {
 			var v any
 			var j int
 			if s.intern != nil && i < len(b) && b[i] == '"' {
@@ -760,6 +771,10 @@ func (s *scanner) selectObject(i int, e *event.Event, want func(key []byte) (str
 // wanted asks want about the (checked) key whose opening quote is at ks;
 // when ke >= 0 the key has no escape and ends at ke (its raw bytes are
 // its decoded bytes).
+// keyLenBit is the bit of a key's length in a set of lengths (one bit for
+// 63 bytes and longer).
+func keyLenBit(n int) uint64 { return 1 << min(n, 63) }
+
 func (s *scanner) wanted(want func([]byte) (string, bool), ks, ke int) (string, bool) {
 	b := s.buf
 	if ke >= 0 {
