@@ -395,7 +395,7 @@ func (t *Tailer) smallRead() int { return int(t.cfg.ReadBufferBytes) / 8 }
 // own: f's assembler holds events, or the read is too large for a pack.
 // A pack without room for it is closed and a new one opened. Reader only.
 func (t *Tailer) packFor(f *file, data []byte) *block {
-	if noRecycle || len(data) > packBytes/4 {
+	if noRecycle || len(data) > packBytes/2 {
 		return nil
 	}
 	if f.asm != nil {
@@ -404,7 +404,7 @@ func (t *Tailer) packFor(f *file, data []byte) *block {
 		}
 	}
 	lines := bytes.Count(data, []byte{'\n'}) + 1
-	if lines > packEvents/4 {
+	if lines > packEvents/2 {
 		return nil
 	}
 	if t.pack != nil && !t.recycle.fits(t.pack, len(data), lines) {

@@ -79,8 +79,8 @@ const (
 	trimEvery   = 128
 	freeBatches = 4  // free batch slices kept
 	staleAfter  = 16 // blocks (of read_buffer_bytes, at least 32 MiB in all) made after an incomplete one before it is forgotten
-	packBytes   = 64 << 10
-	packEvents  = 192
+	packBytes   = 80 << 10
+	packEvents  = 256
 )
 
 // chunk returns a byte slice of length n (contents undefined).
