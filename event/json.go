@@ -206,8 +206,53 @@ func appendFloat(dst []byte, f float64) []byte {
 	format := byte('f')
 	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
 		format = 'e'
+	} else if out, ok := appendMicros(dst, f, abs); ok {
+		return out
 	}
 	return strconv.AppendFloat(dst, f, format, -1, 64)
+}
+
+// appendMicros writes f as strconv.AppendFloat(dst, f, 'f', -1, 64) does,
+// without its general algorithm, when f is a whole number of millionths
+// (a latency computed from milliseconds, a ratio with few digits): d =
+// f·10^6 is an integer with d / 10^6 == f (both exact in float64, so the
+// division rounds as reading the decimal does). With d < 2^50 no other
+// integer lies within f's rounding interval times 10^6 (its width
+// ulp(f)·10^6 < 1/4), so every decimal with at most 6 fractional digits
+// that reads back as f is d·10^-6 with trailing zeros dropped: the
+// shortest one, which strconv writes. ok is false otherwise (and for 0:
+// the sign of -0).
+func appendMicros(dst []byte, f, abs float64) ([]byte, bool) {
+	x := abs * 1e6
+	if abs == 0 || x >= 1<<50 {
+		return dst, false
+	}
+	d := math.Round(x)
+	// d is that integer only if x is within x·2^-52 of it
+	if math.Abs(x-d) > x*(1.0/(1<<50)) || d/1e6 != abs {
+		return dst, false
+	}
+	if f < 0 {
+		dst = append(dst, '-')
+	}
+	u := uint64(d)
+	dst = strconv.AppendUint(dst, u/1e6, 10)
+	frac := u % 1e6
+	if frac == 0 {
+		return dst, true
+	}
+	digits := 6
+	for frac%10 == 0 {
+		frac /= 10
+		digits--
+	}
+	dst = append(dst, '.')
+	var buf [6]byte
+	for i := digits - 1; i >= 0; i-- {
+		buf[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	return append(dst, buf[:digits]...), true
 }
 
 const hexDigits = "0123456789abcdef"

@@ -54,8 +54,9 @@ type Env struct {
 // calls Recycle with every batch the input emitted once it has finished with
 // it: parsed, filtered, routed and encoded into the buffers, which keep
 // only the records' own bytes and acknowledgement handles, never the
-// events. After Recycle nothing of the engine touches the batch's events,
-// their Raw bytes or values stored in their Fields.
+// events. After Recycle nothing of the engine touches the batch slice, its
+// events, their Raw bytes or values stored in their Fields (the tail input
+// gathers its next batch in the slice).
 type Recycler interface {
 	Recycle(batch []*event.Event)
 }

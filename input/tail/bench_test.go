@@ -94,7 +94,7 @@ func BenchmarkSplit(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		f.offset, f.lineStart, f.partial = int64(len(data)), 0, f.partial[:0]
-		batch := tl.split(f, data, data, time.Time{})
+		batch := tl.split(f, data, data, nil, time.Time{})
 		for _, e := range batch {
 			e.Done()
 		}

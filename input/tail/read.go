@@ -6,6 +6,7 @@ package tail
 import (
 	"bytes"
 	"context"
+	"slices"
 	"time"
 
 	"github.com/sidelog/sidelog/event"
@@ -40,10 +41,12 @@ func (t *Tailer) send(batch []*event.Event) error {
 		}
 	}
 	if len(batch) >= maxPending/4 && len(t.pending) == 0 {
-		return t.emit(batch)
+		// batch may be the reader's scratch (see split): the pipeline
+		// gets a slice of its own
+		return t.emit(slices.Clone(batch))
 	}
 	if t.pending == nil {
-		t.pending = make([]*event.Event, 0, 64)
+		t.pending = t.recycle.batch() // one the engine gave back
 		t.pendingSince = time.Now()
 	}
 	t.pending = append(t.pending, batch...)
@@ -309,10 +312,21 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 	end := s + n
 	f.winN = copy(f.win[:], buf[max(min(s-w, winBytes), end-winBytes):end])
 	data := buf[winBytes:end]
+	var pack *block
 	if len(data) <= t.smallRead() {
 		// a small read (a slow file): copy it out and keep the scratch,
-		// so that its events hold a buffer of their own size
-		data, chunk = bytes.Clone(data), nil
+		// so that its events hold a buffer of their own size: into the
+		// pack shared with other files' small reads while the file's
+		// assembler holds no event (a held event would keep the pack),
+		// else into a buffer of its own
+		chunk = nil
+		if pack = t.packFor(f, data); pack != nil {
+			k := pack.used
+			pack.used += copy(pack.chunk[k:], data)
+			data = pack.chunk[k:pack.used:pack.used]
+		} else {
+			data = bytes.Clone(data)
+		}
 	} else {
 		t.scratch = nil // the events own it now
 	}
@@ -329,7 +343,7 @@ func (t *Tailer) readChunk(f *file, now time.Time, target int64) (batch []*event
 		}
 	}
 	t.stats.bytesRead.Add(uint64(n))
-	batch = t.split(f, data, chunk, now)
+	batch = t.split(f, data, chunk, pack, now)
 	if f.asm != nil {
 		t.noteDeadline(f)
 	}
@@ -376,23 +390,60 @@ const winBytes = 32
 // scratch buffer rather than handed over with it.
 func (t *Tailer) smallRead() int { return int(t.cfg.ReadBufferBytes) / 8 }
 
+// packFor returns the open pack to copy a small read of f into (its data,
+// not yet copied; f.mu held), or nil when the read is copied out on its
+// own: f's assembler holds events, or the read is too large for a pack.
+// A pack without room for it is closed and a new one opened. Reader only.
+func (t *Tailer) packFor(f *file, data []byte) *block {
+	if noRecycle || len(data) > packBytes/4 {
+		return nil
+	}
+	if f.asm != nil {
+		if _, holds := f.asm.Deadline(); holds {
+			return nil
+		}
+	}
+	lines := bytes.Count(data, []byte{'\n'}) + 1
+	if lines > packEvents/4 {
+		return nil
+	}
+	if t.pack != nil && !t.recycle.fits(t.pack, len(data), lines) {
+		t.recycle.closePack(t.pack)
+		t.pack = nil
+	}
+	if t.pack == nil {
+		t.pack = t.recycle.newPack()
+	}
+	return t.pack
+}
+
 // split cuts data (the held partial line followed by what was just read)
 // into line events, holds the unterminated rest, and seals the batch.
 // With chunk (the read buffer data lies in), the recycler takes chunk back
-// with the event slab once every event came back; without, data and the
-// slab are sized for this read and left to the garbage collector.
-func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Event {
+// with the event slab once every event came back; with pack (data was
+// copied into it), the events come from the pack's slab and the pack is
+// reused once every event of its reads came back; with neither, data and
+// the slab are sized for this read and left to the garbage collector. The
+// batch returned may be the reader's scratch: send copies it.
+func (t *Tailer) split(f *file, data, chunk []byte, pack *block, now time.Time) []*event.Event {
 	pooled := chunk != nil
 	base := f.offset - int64(len(data)) // file offset of data[0]
 	maxLine := int(t.cfg.MaxLine)
 	n := bytes.Count(data, []byte{'\n'}) + 1
 	var slab []event.Event
-	if pooled {
+	switch {
+	case pack != nil:
+		slab = pack.slab[pack.evUsed : pack.evUsed+n]
+		pack.evUsed += n
+	case pooled:
 		slab = t.recycle.slab(n)
-	} else {
+	default:
 		slab = make([]event.Event, n)
 	}
-	lines := make([]*event.Event, 0, n)
+	lines := t.lines[:0]
+	if cap(lines) < n {
+		lines = make([]*event.Event, 0, max(n, 64))
+	}
 	gen := f.tr.gen
 	var cut int64 // bytes past max_line_bytes given up
 	s := 0
@@ -451,12 +502,13 @@ func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Even
 	}
 	t.stats.linesRead.Add(uint64(len(lines)))
 	t.lose(f.path, lossLineCut, cut)
+	t.lines = lines[:0] // kept for the next read (send copies out)
 	out, ack := t.seal(f, lines, f.lineStart)
 	// The held partial line was copied out of data, so only the events
 	// reference the chunk and the slab: those that come back through
 	// Recycle, and none that an assembler absorbed into a joined event
 	// during seal (its bytes were copied; event.Join cleared its ack).
-	if !pooled {
+	if !pooled && pack == nil {
 		return out
 	}
 	live := 0
@@ -465,7 +517,11 @@ func (t *Tailer) split(f *file, data, chunk []byte, now time.Time) []*event.Even
 			live++
 		}
 	}
-	t.recycle.track(chunk[:cap(chunk)], slab, ack, live)
+	if pack != nil {
+		t.recycle.trackPack(pack, ack, live)
+	} else {
+		t.recycle.track(chunk[:cap(chunk)], slab, ack, live)
+	}
 	return out
 }
 
@@ -491,10 +547,11 @@ func (t *Tailer) seal(f *file, lines []*event.Event, end int64) ([]*event.Event,
 	if f.asm == nil {
 		return lines, ack
 	}
-	out := make([]*event.Event, 0, len(lines))
+	out := t.asmOut[:0]
 	for _, ev := range lines {
 		out = f.asm.Push(ev, out)
 	}
+	t.asmOut = out[:0] // the reader's scratch: send copies out
 	t.asmLost(f)
 	return out, ack
 }

@@ -114,6 +114,12 @@ type Tailer struct {
 	// it (so a 40-byte append costs a 40-byte allocation, not a
 	// read_buffer_bytes one), a large one takes it over. Reader only.
 	scratch []byte
+	// pack is the open pack small reads are copied into (see recycler);
+	// lines and asmOut are split's and seal's event lists, which send
+	// copies out. Reader only.
+	pack   *block
+	lines  []*event.Event
+	asmOut []*event.Event
 
 	stats    counters
 	warn     warner // loss warnings, rate-limited per file and reason
@@ -154,6 +160,7 @@ func New(cfg *Config, env input.Env) (*Tailer, error) {
 		missGrace:    defaultMissGrace,
 		openFile:     openNoAtime,
 	}
+	t.recycle.stale = staleBytes(int64(cfg.ReadBufferBytes))
 	for i, p := range t.cfg.Paths {
 		t.cfg.Paths[i] = filepath.Clean(p)
 	}

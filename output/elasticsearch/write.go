@@ -159,30 +159,30 @@ type bulkItems struct {
 func (o *Output) bulk(ctx context.Context, recs [][]byte, srv *serverInfo) (int, bulkItems, error) {
 	bp := o.getBuf()
 	defer o.putBuf(bp)
-	body := (*bp)[:0]
-	for _, r := range recs {
-		body = append(body, r...)
-	}
-	var zp *[]byte
+	var body []byte
 	if o.gzip {
-		zp = o.getBuf()
-		defer o.putBuf(zp)
-		z := bytes.NewBuffer((*zp)[:0])
+		// the records go through the compressor one by one: the
+		// uncompressed body is never built
+		z := bytes.NewBuffer((*bp)[:0])
 		gw, _ := o.gzips.Get().(*gzip.Writer)
 		if gw == nil {
 			gw, _ = gzip.NewWriterLevel(z, gzip.BestSpeed)
 		} else {
 			gw.Reset(z)
 		}
-		_, _ = gw.Write(body)
+		for _, r := range recs {
+			_, _ = gw.Write(r)
+		}
 		_ = gw.Close()
 		o.gzips.Put(gw)
-		*bp = body
 		body = z.Bytes()
-		*zp = body
 	} else {
-		*bp = body
+		body = (*bp)[:0]
+		for _, r := range recs {
+			body = append(body, r...)
+		}
 	}
+	*bp = body
 
 	rctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
 	defer cancel()
