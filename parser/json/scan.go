@@ -431,6 +431,16 @@ func charOrEOF(b []byte, i int) errCode {
 
 // number converts a checked number: int64 when it is an integer that fits,
 // float64 otherwise, json.Number when even float64 overflows.
+// smallInts holds int64(i) boxed, for the small integers lines repeat
+// (status codes, latencies in milliseconds, counts): a selected or parsed
+// one costs no allocation. Nobody can change a boxed value.
+var smallInts = func() (t [1024]any) {
+	for i := range t {
+		t[i] = int64(i)
+	}
+	return t
+}()
+
 func number(t []byte, integer bool) any {
 	if integer && len(t) <= 18 {
 		neg := t[0] == '-'
@@ -444,6 +454,8 @@ func number(t []byte, integer bool) any {
 		}
 		if neg {
 			n = -n
+		} else if n < int64(len(smallInts)) {
+			return smallInts[n] // boxed once (Go boxes only 0-255 without allocating)
 		}
 		return n
 	}
