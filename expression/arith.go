@@ -85,3 +85,84 @@ func fastArithOf(n ast.Node) *fastArith {
 	}
 	return a
 }
+
+// fastCmp is a condition `key OP n` or `n OP key` (OP one of < <= > >= ==
+// !=, n an integer or float literal) answered without the VM while the
+// field holds an int64, int or float64, as expr compares them: two
+// integers as int, else both as float64 (runtime.Less and the others).
+// Other values go to the VM.
+type fastCmp struct {
+	key   string
+	op    string // with the field on the left
+	isInt bool
+	i     int
+	f     float64
+}
+
+func (c *fastCmp) eval(e *event.Event) (result, ok bool) {
+	v, _ := e.Known(c.key)
+	switch x := v.(type) {
+	case int64:
+		if c.isInt {
+			return cmpOrdered(int(x), c.op, c.i), true
+		}
+		return cmpOrdered(float64(x), c.op, c.f), true
+	case int:
+		if c.isInt {
+			return cmpOrdered(x, c.op, c.i), true
+		}
+		return cmpOrdered(float64(x), c.op, c.f), true
+	case float64:
+		return cmpOrdered(x, c.op, c.f), true
+	}
+	return false, false
+}
+
+func cmpOrdered[T int | float64](x T, op string, y T) bool {
+	switch op {
+	case "<":
+		return x < y
+	case "<=":
+		return x <= y
+	case ">":
+		return x > y
+	case ">=":
+		return x >= y
+	case "==":
+		return x == y
+	}
+	return x != y
+}
+
+// fastCmpOf recognises the conditions fastCmp answers in a compiled tree.
+func fastCmpOf(n ast.Node) *fastCmp {
+	b, ok := n.(*ast.BinaryNode)
+	if !ok {
+		return nil
+	}
+	flip := map[string]string{"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+	op, known := flip[b.Operator]
+	if !known {
+		return nil
+	}
+	key, num := b.Left, b.Right
+	if _, isID := key.(*ast.IdentifierNode); isID {
+		op = b.Operator
+	} else {
+		key, num = b.Right, b.Left // n OP key: key flip(OP) n
+	}
+	id, ok := key.(*ast.IdentifierNode)
+	if !ok || id.Value == MetaKey || id.Value == "" || id.Value[0] == '$' {
+		return nil
+	}
+	c := &fastCmp{key: id.Value, op: op}
+	switch lit := num.(type) {
+	case *ast.IntegerNode:
+		c.isInt, c.i, c.f = true, lit.Value, float64(lit.Value)
+	case *ast.FloatNode:
+		c.f = lit.Value
+	default:
+		return nil
+	}
+	return c
+}
