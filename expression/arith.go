@@ -1,6 +1,8 @@
 package expression
 
 import (
+	"sync/atomic"
+
 	"github.com/expr-lang/expr/ast"
 
 	"github.com/sidelog/sidelog/event"
@@ -20,7 +22,14 @@ type fastArith struct {
 	isInt     bool // n is an integer literal
 	i         int
 	f         float64
+	// boxed[x] is the value for the integer field value x, boxed once
+	// (a value computed from milliseconds repeats; boxing a float64
+	// allocates): filled as met, shared by every evaluation.
+	boxed [smallInt]atomic.Pointer[any]
 }
+
+// smallInt bounds the integer field values whose results fastArith keeps.
+const smallInt = 1024
 
 // eval computes the value; ok is false when the field does not hold one
 // of the numbers it handles.
@@ -38,20 +47,33 @@ func (a *fastArith) eval(e *event.Event) (v any, ok bool) {
 	default:
 		return nil, false
 	}
+	if xInt && xi >= 0 && xi < smallInt {
+		if p := a.boxed[xi].Load(); p != nil {
+			return *p, true
+		}
+		v := a.compute(xi, xf, true)
+		a.boxed[xi].Store(&v)
+		return v, true
+	}
+	return a.compute(xi, xf, xInt), true
+}
+
+// compute is the value for the field value xi (an integer, xInt) or xf.
+func (a *fastArith) compute(xi int, xf float64, xInt bool) any {
 	cf := a.f
 	if a.isInt {
 		cf = float64(a.i)
 	}
 	if a.div {
 		if a.constLeft {
-			return cf / xf, true
+			return cf / xf
 		}
-		return xf / cf, true
+		return xf / cf
 	}
 	if xInt && a.isInt {
-		return xi * a.i, true
+		return xi * a.i
 	}
-	return xf * cf, true
+	return xf * cf
 }
 
 func (a *fastArith) field(e *event.Event) any {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"sync"
 	"testing"
 
 	"github.com/sidelog/sidelog/event"
@@ -168,4 +169,32 @@ func TestFastCmpAgreesWithVM(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The values kept for small integer fields are the computed ones, also
+// when evaluations run at once (go test -race).
+func TestFastArithKeptValuesConcurrent(t *testing.T) {
+	p := MustCompile(`latency_ms / 1000`, Any)
+	q := MustCompile(`latency_ms * 3`, Any)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 3000 {
+				ms := int64((i*7 + g) % 1100) // some beyond the kept range
+				e := &event.Event{}
+				e.AddField("latency_ms", ms)
+				if v, err := p.Eval(e); err != nil || v != float64(ms)/1000 {
+					t.Errorf("%d / 1000 = %#v, %v", ms, v, err)
+					return
+				}
+				if v, err := q.Eval(e); err != nil || v != int(ms)*3 {
+					t.Errorf("%d * 3 = %#v, %v", ms, v, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
