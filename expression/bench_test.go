@@ -33,6 +33,7 @@ func benchBool(b *testing.B, src string) {
 func BenchmarkBoolFieldEquals(b *testing.B) { benchBool(b, `level == "debug"`) }
 func BenchmarkBoolMeta(b *testing.B)        { benchBool(b, `meta.input == "app"`) }
 func BenchmarkBoolIn(b *testing.B)          { benchBool(b, `level in ["warn", "error"]`) }
+func BenchmarkBoolNumCompare(b *testing.B)  { benchBool(b, `status >= 500`) }
 func BenchmarkBoolHas(b *testing.B)         { benchBool(b, `has(trace_id)`) }
 func BenchmarkBoolMatches(b *testing.B)     { benchBool(b, `msg matches "^request"`) }
 func BenchmarkBoolLower(b *testing.B)       { benchBool(b, `lower(service) == "checkout"`) }

@@ -56,6 +56,9 @@ type Program struct {
 	// `key * n` without the VM while the field holds a number (see
 	// fastArith).
 	arith *fastArith
+	// cmp, when set, answers a condition of the form `key >= n` (< <= >
+	// >= == !=) without the VM while the field holds a number (fastCmp).
+	cmp *fastCmp
 }
 
 // fastCond is a condition that compares one field with string constants.
@@ -206,6 +209,9 @@ func Compile(src string, kind Kind) (*Program, error) {
 	sort.Strings(p.keys)
 	if kind == Bool && !p.usesMeta && !p.allKeys {
 		p.fast = fastCondOf(prog.Node())
+		if p.fast == nil {
+			p.cmp = fastCmpOf(prog.Node())
+		}
 	}
 	if kind == Any && !p.usesMeta && !p.allKeys {
 		p.arith = fastArithOf(prog.Node())
@@ -359,6 +365,10 @@ func (p *Program) Eval(e *event.Event) (any, error) {
 func (p *Program) Bool(e *event.Event) (bool, error) {
 	if p.fast != nil {
 		if b, ok := p.fast.eval(e); ok {
+			return b, nil
+		}
+	} else if p.cmp != nil {
+		if b, ok := p.cmp.eval(e); ok {
 			return b, nil
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"sync"
 	"testing"
 
 	"github.com/sidelog/sidelog/event"
@@ -111,4 +112,89 @@ func TestFastArithAgreesWithVM(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The numeric comparisons answered without the VM give the VM's answer
+// (and its errors) for every value a field can hold.
+func TestFastCmpAgreesWithVM(t *testing.T) {
+	cases := []struct {
+		src  string
+		fast bool
+	}{
+		{`status >= 500`, true},
+		{`status > 499`, true},
+		{`status < 300`, true},
+		{`status <= 299.5`, true},
+		{`status == 200`, true},
+		{`status != 200`, true},
+		{`status == 200.0`, true},
+		{`500 <= status`, true},
+		{`300 > status`, true},
+		{`0.5 == status`, true},
+		{`status >= -1`, true},
+		{`status >= other`, false},
+		{`status + 1 > 2`, false},
+		{`$env.status > 2`, false},
+		{`status == "200"`, false},
+	}
+	values := []any{nil, int64(0), int64(200), int64(499), int64(500), int64(-3), int64(math.MaxInt64), int64(math.MinInt64),
+		200, 500, 0.5, 299.5, 200.0, 499.9999, math.NaN(), math.Inf(1), math.Inf(-1),
+		"200", true, uint64(500), int32(500), float32(500), json.Number("500"), []any{1}, map[string]any{"a": 1}, "absent"}
+	for _, c := range cases {
+		p := MustCompile(c.src, Bool)
+		if (p.cmp != nil) != c.fast {
+			t.Errorf("%s: fast path %v, want %v", c.src, p.cmp != nil, c.fast)
+		}
+		vm := MustCompile(c.src, Bool)
+		vm.cmp = nil
+		for _, v := range values {
+			for _, kept := range []bool{false, true} {
+				mk := func() *event.Event {
+					e := &event.Event{}
+					if s, ok := v.(string); ok && s == "absent" {
+						e.AddField("other", int64(2))
+					} else if kept {
+						e.AddField("status", v)
+						e.AddField("other", int64(2))
+					} else {
+						e.Fields = map[string]any{"status": v, "other": int64(2)}
+					}
+					return e
+				}
+				got, gerr := p.Bool(mk())
+				want, werr := vm.Bool(mk())
+				if got != want || (gerr == nil) != (werr == nil) {
+					t.Errorf("%s with %#v (kept %v): %v, %v; the VM says %v, %v", c.src, v, kept, got, gerr, want, werr)
+				}
+			}
+		}
+	}
+}
+
+// The values kept for small integer fields are the computed ones, also
+// when evaluations run at once (go test -race).
+func TestFastArithKeptValuesConcurrent(t *testing.T) {
+	p := MustCompile(`latency_ms / 1000`, Any)
+	q := MustCompile(`latency_ms * 3`, Any)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 3000 {
+				ms := int64((i*7 + g) % 1100) // some beyond the kept range
+				e := &event.Event{}
+				e.AddField("latency_ms", ms)
+				if v, err := p.Eval(e); err != nil || v != float64(ms)/1000 {
+					t.Errorf("%d / 1000 = %#v, %v", ms, v, err)
+					return
+				}
+				if v, err := q.Eval(e); err != nil || v != int(ms)*3 {
+					t.Errorf("%d * 3 = %#v, %v", ms, v, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

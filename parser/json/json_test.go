@@ -455,3 +455,32 @@ func TestDuplicateKeysNormalised(t *testing.T) {
 		}
 	}
 }
+
+// Small integers (status codes, milliseconds) come boxed from a table: a
+// selected one costs no allocation, and values and types are unchanged.
+func TestSmallIntegersNoAllocation(t *testing.T) {
+	p := New()
+	p.SelectKeys([]string{"status", "n"}, false)
+	raw := []byte(`{"status":503,"n":1023,"msg":"x"}`)
+	var e event.Event
+	allocs := testing.AllocsPerRun(100, func() {
+		e = event.Event{Raw: raw}
+		p.Parse(&e)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations a line", allocs)
+	}
+	for _, c := range []struct {
+		line string
+		want any
+	}{
+		{`{"n":0}`, int64(0)}, {`{"n":255}`, int64(255)}, {`{"n":256}`, int64(256)}, {`{"n":1023}`, int64(1023)},
+		{`{"n":1024}`, int64(1024)}, {`{"n":-1}`, int64(-1)}, {`{"n":-1023}`, int64(-1023)}, {`{"n":-0}`, int64(0)},
+		{`{"n":503.0}`, 503.0}, {`{"n":5e2}`, 500.0},
+	} {
+		e := parse(p, c.line)
+		if v, _ := e.Known("n"); !reflect.DeepEqual(v, c.want) {
+			t.Errorf("%s: %#v, want %#v", c.line, v, c.want)
+		}
+	}
+}

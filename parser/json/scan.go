@@ -166,8 +166,25 @@ func hex4(b []byte, i int) rune {
 	return r
 }
 
+// plainTo returns the index of the first byte at or after i that needs
+// attention inside a string, looking 8 bytes at a time; when fewer than 8
+// bytes remain before finding one, it returns where it stopped (the
+// caller's skipString goes on from there). Small enough to be inlined:
+// skipObject finds most strings' closing quote with it, without a call.
+func plainTo(b []byte, i int) int {
+	for i+8 <= len(b) {
+		if sp := specials(word(b, i)); sp != 0 {
+			return i + bits.TrailingZeros64(sp)/8
+		}
+		i += 8
+	}
+	return i
+}
+
 // skipString checks the string whose opening quote is at i and returns the
-// index after its closing quote, or -1.
+// index after its closing quote, or -1. It never reads b[i] itself: called
+// with i-1, it checks the rest of a string from i (skipObject, after
+// plainTo stopped inside it).
 func (s *scanner) skipString(i int) int {
 	b := s.buf
 	i++
@@ -414,6 +431,16 @@ func charOrEOF(b []byte, i int) errCode {
 
 // number converts a checked number: int64 when it is an integer that fits,
 // float64 otherwise, json.Number when even float64 overflows.
+// smallInts holds int64(i) boxed, for the small integers lines repeat
+// (status codes, latencies in milliseconds, counts): a selected or parsed
+// one costs no allocation. Nobody can change a boxed value.
+var smallInts = func() (t [1024]any) {
+	for i := range t {
+		t[i] = int64(i)
+	}
+	return t
+}()
+
 func number(t []byte, integer bool) any {
 	if integer && len(t) <= 18 {
 		neg := t[0] == '-'
@@ -427,6 +454,8 @@ func number(t []byte, integer bool) any {
 		}
 		if neg {
 			n = -n
+		} else if n < int64(len(smallInts)) {
+			return smallInts[n] // boxed once (Go boxes only 0-255 without allocating)
 		}
 		return n
 	}
@@ -506,7 +535,9 @@ func (s *scanner) skipObject(i int) int {
 			return s.fail(errChar, i)
 		}
 		ks := i
-		if i = s.skipString(i); i < 0 {
+		if i = plainTo(b, i+1); i < len(b) && b[i] == '"' {
+			i++
+		} else if i = s.skipString(i - 1); i < 0 { // the rest of the key
 			return -1
 		}
 		// the key's word (keyWord), its common cases inlined by hand
@@ -527,7 +558,11 @@ func (s *scanner) skipObject(i int) int {
 		if i = skipWS(b, i+1); i >= len(b) {
 			return s.fail(errEOF, i)
 		} else if c := b[i]; c == '"' {
-			i = s.skipString(i)
+			if i = plainTo(b, i+1); i < len(b) && b[i] == '"' {
+				i++
+			} else {
+				i = s.skipString(i - 1) // the rest of the string
+			}
 		} else if c >= '0' && c <= '9' || c == '-' {
 			i, _ = s.skipNumber(i)
 		} else {
@@ -695,7 +730,9 @@ func (s *scanner) selectObject(i int, e *event.Event, want func(key []byte) (str
 			return s.fail(errChar, i)
 		}
 		ks, ke := i, -1 // ke: where the key ends when it has no escape
-		if i = s.skipString(i); i < 0 {
+		if i = plainTo(b, i+1); i < len(b) && b[i] == '"' {
+			i++
+		} else if i = s.skipString(i - 1); i < 0 { // the rest of the key
 			return -1
 		}
 		// the key's word (keyWord), its common cases inlined by hand
@@ -742,7 +779,12 @@ func (s *scanner) selectObject(i int, e *event.Event, want func(key []byte) (str
 			i = j
 		} else {
 			if i < len(b) && b[i] == '"' {
-				i = s.skipString(i) // the common value: one call fewer
+				// the common value: one call fewer, none if plain
+				if i = plainTo(b, i+1); i < len(b) && b[i] == '"' {
+					i++
+				} else {
+					i = s.skipString(i - 1)
+				}
 			} else {
 				i = s.skipValue(i)
 			}
