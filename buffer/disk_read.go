@@ -208,7 +208,11 @@ func (d *Disk) readDisk(segs []segment, stop uint64, l Limits, b *Batch, size *i
 	reserve := func(n int) {
 		if cap(arena)-len(arena) < n {
 			db.arenas = append(db.arenas, arena)
-			arena = make([]byte, 0, max(arenaSize, n))
+			if n <= arenaSize {
+				arena = d.getArena() // one that an Ack gave back
+			} else {
+				arena = make([]byte, 0, n)
+			}
 		}
 	}
 	keepOpen := false // the batch is full and the next record is in segs[idx]
