@@ -10,9 +10,11 @@ import (
 // buffer) releases the record's reference then; the last release hands the
 // memory back to its pool, and the next batch is encoded into it instead of
 // into a fresh allocation (which the runtime zeroes, and whose volume sets
-// how often the garbage collector runs). A buffer that copies Data or keeps
-// it longer (the disk buffer's cache) never releases: its arenas are left
-// to the garbage collector, as if there were no pool.
+// how often the garbage collector runs). The disk buffer, which copies Data
+// into its files, releases a record once it leaves its memory cache
+// (evicted, or read from it and acknowledged). A buffer that never
+// releases leaves its arenas to the garbage collector, as if there were no
+// pool.
 //
 // A release must come only once nothing reads the record's Data any more:
 // an output's Write never keeps the batch's slices after it returns (the

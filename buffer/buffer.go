@@ -32,8 +32,9 @@ type Record struct {
 	Ack event.Releaser
 	// Arena, when not nil, is the memory Data points into, shared with the
 	// other records of its batch: the memory buffer releases the record's
-	// reference once the record is delivered (or dropped), so that the
-	// memory is reused; other buffers may ignore it (see Arena).
+	// reference once the record is delivered (or dropped), the disk buffer
+	// once the record left its memory cache, so that the memory is reused;
+	// other buffers may ignore it (see Arena).
 	Arena *Arena
 }
 

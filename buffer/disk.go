@@ -75,11 +75,19 @@ type chunk struct {
 }
 
 type cached struct {
-	data []byte
-	seq  uint64
-	seg  uint64
-	end  int64 // file offset after the record's frame
-	size int64 // framed size
+	data  []byte
+	arena *Arena // data's memory: released when the record leaves the cache
+	seq   uint64
+	seg   uint64
+	end   int64 // file offset after the record's frame
+	size  int64 // framed size
+}
+
+// heldArena is k records of a batch read from the cache, whose Data is in
+// arena a: released at Ack.
+type heldArena struct {
+	a *Arena
+	k int
 }
 
 type diskBatch struct {
@@ -89,7 +97,20 @@ type diskBatch struct {
 	done       bool
 	seg        uint64 // position after the batch
 	off        int64
-	arenas     [][]byte // blocks holding records read from disk
+	arenas     [][]byte    // blocks holding records read from disk
+	held       []heldArena // encode arenas of records read from the cache
+}
+
+// hold notes a record read from the cache, whose Data is in a.
+func (db *diskBatch) hold(a *Arena) {
+	if a == nil {
+		return
+	}
+	if n := len(db.held); n > 0 && db.held[n-1].a == a {
+		db.held[n-1].k++
+		return
+	}
+	db.held = append(db.held, heldArena{a, 1})
 }
 
 type timeMark struct {

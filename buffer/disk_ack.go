@@ -108,6 +108,10 @@ func (d *Disk) Ack(b *Batch) error {
 		}
 	}
 	db.arenas = nil
+	for _, h := range db.held {
+		h.a.Release(h.k)
+	}
+	db.held = nil
 	d.bytes -= db.bytes
 	d.records -= db.records
 	d.spaceCond.Broadcast()

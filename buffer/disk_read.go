@@ -26,6 +26,8 @@ func (d *Disk) getArena() []byte {
 func (d *Disk) evict() {
 	for d.ch < len(d.cache) && d.cacheBytes > d.o.cacheBytes && d.cache[d.ch].seq < d.writtenSeq {
 		d.cacheBytes -= int64(len(d.cache[d.ch].data))
+		// framed into the pending chunks long ago: nothing reads Data now
+		d.cache[d.ch].arena.Release(1)
 		d.cache[d.ch] = cached{}
 		d.ch++
 	}
@@ -97,6 +99,7 @@ func (d *Disk) Read(ctx context.Context, l Limits) (*Batch, error) {
 					break
 				}
 				b.Records = append(b.Records, c.data)
+				db.hold(c.arena) // released at Ack
 				size += len(c.data)
 				db.bytes += c.size
 				db.records++

@@ -96,6 +96,7 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 		if d.bytes > 0 && d.bytes+fsz > d.maxBytes {
 			d.dropped++
 			drops = append(drops, r.Ack)
+			r.Arena.Release(1) // its Data is not kept
 			continue
 		}
 		d.append(r, payload, fsz, now, z)
@@ -153,7 +154,7 @@ func (d *Disk) append(r Record, payload []byte, fsz int64, now int64, z bool) {
 	if n := len(d.marks); n == 0 || now-d.marks[n-1].ms >= 100 {
 		d.marks = append(d.marks, timeMark{seq: seq, ms: now})
 	}
-	d.cache = append(d.cache, cached{data: r.Data, seq: seq, seg: c.seg, end: d.activeOff, size: fsz})
+	d.cache = append(d.cache, cached{data: r.Data, arena: r.Arena, seq: seq, seg: c.seg, end: d.activeOff, size: fsz})
 	d.cacheBytes += int64(len(r.Data))
 	d.evict()
 }
