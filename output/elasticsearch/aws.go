@@ -105,7 +105,7 @@ func (o *Output) probeManaged(ctx context.Context) (*serverInfo, error) {
 	s, err := o.probe(ctx)
 	if err != nil && o.cfg.serverless() && errors.Is(err, errUnsupported) {
 		o.logger.Warn(o.kind+": OpenSearch Serverless did not identify itself on GET /: going on with conservative defaults",
-			"output", o.name, "answer", err.Error())
+			"answer", err.Error())
 		return &serverInfo{}, nil
 	}
 	return s, err

@@ -126,7 +126,7 @@ func NewFor(cfg *Config, env plugins.OutputEnv, expect string) (*Output, error) 
 		o.ecs = newECSLayout(env.InstanceID, env.Hostname, env.Version, cfg.Mode == "data_stream")
 	}
 	if o.stableID && env.InstanceID == "" {
-		logger.Warn("elasticsearch: no instance id: document ids from two agents on hosts with the same name may collide", "output", env.Name)
+		logger.Warn("elasticsearch: no instance id: document ids from two agents on hosts with the same name may collide")
 	}
 	op := "index"
 	if cfg.Mode == "data_stream" {
@@ -155,10 +155,10 @@ func NewFor(cfg *Config, env plugins.OutputEnv, expect string) (*Output, error) 
 
 	endpoints := cfg.endpoints()
 	if cfg.TLS != nil && !strings.HasPrefix(strings.Join(endpoints, " "), "https://") && !strings.Contains(strings.Join(endpoints, " "), " https://") {
-		logger.Warn("elasticsearch: tls is set but no endpoint uses https: requests are not encrypted", "output", env.Name)
+		logger.Warn("elasticsearch: tls is set but no endpoint uses https: requests are not encrypted")
 	}
 	if cfg.Mode == "bulk" && looksLikeDataStream(cfg.indexTemplate()) {
-		logger.Warn("elasticsearch: mode bulk with an index named like a data stream (type-dataset-namespace); a cluster's data-stream template (logs-*-*) will refuse op_type index: use mode: data_stream", "output", env.Name, "index", cfg.indexTemplate())
+		logger.Warn("elasticsearch: mode bulk with an index named like a data stream (type-dataset-namespace); a cluster's data-stream template (logs-*-*) will refuse op_type index: use mode: data_stream", "index", cfg.indexTemplate())
 	}
 
 	for _, s := range []string{cfg.Password, cfg.APIKey, cfg.BearerToken} {

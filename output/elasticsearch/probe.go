@@ -118,7 +118,7 @@ func (o *Output) probe(ctx context.Context) (*serverInfo, error) {
 	case st == http.StatusForbidden || st == http.StatusNotFound:
 		s := &serverInfo{}
 		o.logger.Warn(o.kind+": the start-up probe (GET /) was refused: going on without knowing the server's version (no optional request parameters; setup assumes composable templates). Grant cluster:monitor/main to identify it.",
-			"output", o.name, "status", st, "answer", o.redact(reasonOf(body)))
+			"status", st, "answer", o.redact(reasonOf(body)))
 		return s, nil
 	case st == http.StatusUnauthorized:
 		return nil, delivery.Blocked("security_exception", fmt.Errorf("%s: start-up probe (GET /): HTTP 401%s: check the credentials", o.kind, o.redact(reasonOf(body))))
@@ -132,9 +132,9 @@ func (o *Output) probe(ctx context.Context) (*serverInfo, error) {
 		return nil, fmt.Errorf("%s: start-up probe (GET /): %w; nothing is sent to it", o.kind, err)
 	}
 	if o.expect != "" && s.distribution != o.expect {
-		o.logger.Warn(o.kind+": the server is "+s.String()+", not "+o.expect+": the output works with both, but check that the endpoint is the intended cluster", "output", o.name)
+		o.logger.Warn(o.kind + ": the server is " + s.String() + ", not " + o.expect + ": the output works with both, but check that the endpoint is the intended cluster")
 	} else {
-		o.logger.Info(o.kind+": server identified", "output", o.name, "server", s.String())
+		o.logger.Info(o.kind+": server identified", "server", s.String())
 	}
 	return s, nil
 }

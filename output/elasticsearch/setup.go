@@ -115,7 +115,7 @@ func (o *Output) setupTemplates(ctx context.Context, s *serverInfo) error {
 	}
 	name := o.templateName()
 	warn := func(msg string, args ...any) {
-		o.logger.Warn(o.kind+": setup: "+msg, append([]any{"output", o.name, "template", name}, args...)...)
+		o.logger.Warn(o.kind+": setup: "+msg, append([]any{"template", name}, args...)...)
 	}
 	if strings.HasPrefix(o.index.Glob(), "*") {
 		warn("skipped: the index starts with a field or a date, a template would match every index; create it yourself", "index", o.cfg.indexTemplate())
@@ -175,7 +175,7 @@ func (o *Output) setupTemplates(ctx context.Context, s *serverInfo) error {
 	}
 	switch {
 	case st == http.StatusOK:
-		o.logger.Info(o.kind+": setup: index template created", "output", o.name, "template", name, "index_patterns", o.index.Glob(), "priority", templatePriority, "data_stream", o.cfg.Mode == "data_stream")
+		o.logger.Info(o.kind+": setup: index template created", "template", name, "index_patterns", o.index.Glob(), "priority", templatePriority, "data_stream", o.cfg.Mode == "data_stream")
 	case st == http.StatusForbidden || st == http.StatusUnauthorized:
 		warn("cannot create the index template (no privilege to manage them): going on; the template must exist already", "status", st, "answer", o.redact(reasonOf(body)))
 	case strings.Contains(string(body), "already exists"):

@@ -261,7 +261,7 @@ func (o *Output) topicLimit(ctx context.Context, cl *kgo.Client, topic string) (
 		o.limitsMu.Lock()
 		if !o.warned[topic] {
 			o.warned[topic] = true
-			o.logger.Warn("kafka: cannot read the topic's max.message.bytes: batches are bounded by max_message_bytes (default 1000012)", "output", o.name, "topic", topic, "error", fmt.Sprint(err), "limit", limit)
+			o.logger.Warn("kafka: cannot read the topic's max.message.bytes: batches are bounded by max_message_bytes (default 1000012)", "topic", topic, "error", fmt.Sprint(err), "limit", limit)
 		}
 		o.limitsMu.Unlock()
 	}
@@ -372,7 +372,7 @@ func (o *Output) Write(ctx context.Context, batch [][]byte) error {
 		}
 	}
 	if len(big) > 0 {
-		o.logger.Warn("kafka: the broker refused a batch as too large: producing its records one by one", "output", o.name, "records", len(big))
+		o.logger.Warn("kafka: the broker refused a batch as too large: producing its records one by one", "records", len(big))
 		for _, i := range big {
 			rctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
 			res := cl.ProduceSync(rctx, recs[i])
