@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sidelog/sidelog/internal/syncbuf"
 )
 
 var (
@@ -56,7 +58,7 @@ func TestMain(m *testing.M) {
 // agent is a running sidelog process.
 type agent struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *syncbuf.Buffer
 	addr string
 }
 
@@ -64,7 +66,7 @@ func startAgent(t *testing.T, config string, env ...string) *agent {
 	t.Helper()
 	cmd := exec.Command(binary(t), "run", "-c", config)
 	cmd.Env = append(os.Environ(), env...)
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -283,23 +285,6 @@ outputs:
 		t.Errorf("shutdown took %v with shutdown_timeout 3s", took)
 	}
 	t.Logf("shutdown with a blocked output took %v", took)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Idle memory: one input, one output, nothing to read. The resident set is

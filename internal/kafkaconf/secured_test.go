@@ -26,6 +26,7 @@ import (
 	kafkain "github.com/sidelog/sidelog/input/kafka"
 	"github.com/sidelog/sidelog/internal/kafkaconf"
 	"github.com/sidelog/sidelog/internal/kafkatest"
+	"github.com/sidelog/sidelog/internal/syncbuf"
 	"github.com/sidelog/sidelog/internal/testservers"
 	"github.com/sidelog/sidelog/output"
 	kafkaout "github.com/sidelog/sidelog/output/kafka"
@@ -227,7 +228,7 @@ func TestSecuredBroker(t *testing.T) {
 	ic.Conn = conn("SCRAM-SHA-256", "wrong")
 	ic.Topics = []string{topic}
 	ic.Group = topic + "-wrong"
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	in, err := kafkain.New(ic, input.Env{Name: "from-agents", Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -252,21 +253,4 @@ func TestSecuredBroker(t *testing.T) {
 		t.Fatalf("the input with a wrong password emitted %d records", len(c.got))
 	}
 	t.Logf("the input with a wrong password: %s", strings.SplitN(logs.String(), "\n", 2)[0])
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

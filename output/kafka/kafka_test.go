@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/sidelog/sidelog/delivery"
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/internal/kafkatest"
+	"github.com/sidelog/sidelog/internal/syncbuf"
 	"github.com/sidelog/sidelog/internal/testservers"
 	"github.com/sidelog/sidelog/output"
 	"github.com/sidelog/sidelog/output/sourceid"
@@ -336,7 +336,7 @@ func TestTopicMaxMessageBytes(t *testing.T) {
 	brokers := testservers.Kafka(t)
 	topic := testservers.UniqueName(t, "sidelogtest")
 	kafkatest.CreateTopic(t, brokers, topic, 1, map[string]string{"max.message.bytes": "4096"})
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	o := newOutputLog(t, brokers, func(c *Config) { c.Topic = topic; c.Compression = "none" }, slog.New(slog.NewTextHandler(&logs, nil)))
 	var evs []*event.Event
 	for i := range 200 {
@@ -380,23 +380,6 @@ func TestTopicMaxMessageBytes(t *testing.T) {
 	if strings.Contains(logs.String(), "too large") {
 		t.Fatalf("the broker refused a batch:\n%s", logs.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // The broker's MESSAGE_TOO_LARGE (the topic's limit lowered after sidelog
