@@ -165,44 +165,18 @@ func TestArenaPoolReuse(t *testing.T) {
 // with every few thousand records written, and the records still come out
 // in order.
 func TestMemoryQueueArrayStaysBoundedWhenNeverEmpty(t *testing.T) {
-	ctx := context.Background()
 	m := NewMemory(1<<30, "block")
-	next, want := 0, 0
-	write := func(k int) {
-		recs := make([]Record, k)
-		for i := range recs {
-			recs[i] = Record{Data: []byte(fmt.Sprint(next))}
-			next++
-		}
-		if err := m.Write(ctx, recs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	read := func(k int) {
-		b, err := m.Read(ctx, Limits{MaxEvents: k})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range b.Records {
-			if string(r) != fmt.Sprint(want) {
-				t.Fatalf("got record %s, want %d", r, want)
-			}
-			want++
-		}
-		if err := m.Ack(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(3000)
+	q := &seqQueue{t: t, m: m}
+	q.write(3000)
 	for round := range 2000 {
-		write(100 + round%50) // about as much as is read: about 3,000 wait
-		read(125)
+		q.write(100 + round%50) // about as much as is read: about 3,000 wait
+		q.read(125)
 	}
 	if c := cap(m.qarr); c > 4*3000+64 {
 		t.Fatalf("queue array of %d records for a queue of about 3,000", c)
 	}
-	for want < next {
-		read(1000)
+	for q.want < q.next {
+		q.read(1000)
 	}
 	for i, r := range m.qarr[:cap(m.qarr)] {
 		if r.Data != nil {

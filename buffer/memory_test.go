@@ -64,45 +64,56 @@ func TestMemoryReleasesAcksOnlyWhenDelivered(t *testing.T) {
 	}
 }
 
+// seqQueue writes numbered records to a memory buffer and reads them back,
+// checking that each comes out once and in order.
+type seqQueue struct {
+	t          *testing.T
+	m          *Memory
+	next, want int // the next record to write, the next one expected
+}
+
+func (q *seqQueue) write(k int) {
+	q.t.Helper()
+	recs := make([]Record, k)
+	for i := range recs {
+		recs[i] = Record{Data: []byte(fmt.Sprint(q.next))}
+		q.next++
+	}
+	if err := q.m.Write(context.Background(), recs); err != nil {
+		q.t.Fatal(err)
+	}
+}
+
+func (q *seqQueue) read(maxEvents int) {
+	q.t.Helper()
+	b, err := q.m.Read(context.Background(), Limits{MaxEvents: maxEvents})
+	if err != nil {
+		q.t.Fatal(err)
+	}
+	for _, r := range b.Records {
+		if string(r) != fmt.Sprint(q.want) {
+			q.t.Fatalf("got record %s, want %d", r, q.want)
+		}
+		q.want++
+	}
+	if err := q.m.Ack(b); err != nil {
+		q.t.Fatal(err)
+	}
+}
+
 // Reads that take part of the queue, interleaved with writes, hand out every
 // record once and in order (the queue's array is compacted in place when
 // more was taken than remains).
 func TestMemoryPartialReadsKeepOrder(t *testing.T) {
-	ctx := context.Background()
 	m := NewMemory(1<<20, "block")
-	next, want := 0, 0
-	write := func(k int) {
-		recs := make([]Record, k)
-		for i := range recs {
-			recs[i] = Record{Data: []byte(fmt.Sprint(next))}
-			next++
-		}
-		if err := m.Write(ctx, recs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	read := func(max int) {
-		b, err := m.Read(ctx, Limits{MaxEvents: max})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range b.Records {
-			if string(r) != fmt.Sprint(want) {
-				t.Fatalf("got record %s, want %d", r, want)
-			}
-			want++
-		}
-		if err := m.Ack(b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	q := &seqQueue{t: t, m: m}
 	for round := range 50 {
-		write(1 + round%7)
-		read(1 + round%3) // sometimes less than half, sometimes more
-		write(round % 5)
+		q.write(1 + round%7)
+		q.read(1 + round%3) // sometimes less than half, sometimes more
+		q.write(round % 5)
 	}
-	for want < next {
-		read(4)
+	for q.want < q.next {
+		q.read(4)
 	}
 	if st := m.Stats(); st.Records != 0 || st.Bytes != 0 {
 		t.Fatalf("stats after draining: %+v", st)
