@@ -87,18 +87,7 @@ func TestFastArithAgreesWithVM(t *testing.T) {
 		vm.arith = nil
 		for _, v := range values {
 			for _, kept := range []bool{false, true} {
-				mk := func() *event.Event {
-					e := &event.Event{}
-					if s, ok := v.(string); ok && s == "absent" {
-						e.AddField("other", int64(2))
-					} else if kept {
-						e.AddField("latency_ms", v)
-						e.AddField("other", int64(2))
-					} else {
-						e.Fields = map[string]any{"latency_ms": v, "other": int64(2)}
-					}
-					return e
-				}
+				mk := func() *event.Event { return fieldEvent("latency_ms", v, kept) }
 				got, gerr := p.Eval(mk())
 				want, werr := vm.Eval(mk())
 				same := reflect.DeepEqual(got, want)
@@ -112,6 +101,21 @@ func TestFastArithAgreesWithVM(t *testing.T) {
 			}
 		}
 	}
+}
+
+// fieldEvent is a record with key = v and other = 2, its fields kept in
+// the event (kept) or in a map; v "absent" leaves key out.
+func fieldEvent(key string, v any, kept bool) *event.Event {
+	e := &event.Event{}
+	if s, ok := v.(string); ok && s == "absent" {
+		e.AddField("other", int64(2))
+	} else if kept {
+		e.AddField(key, v)
+		e.AddField("other", int64(2))
+	} else {
+		e.Fields = map[string]any{key: v, "other": int64(2)}
+	}
+	return e
 }
 
 // The numeric comparisons answered without the VM give the VM's answer
@@ -149,18 +153,7 @@ func TestFastCmpAgreesWithVM(t *testing.T) {
 		vm.cmp = nil
 		for _, v := range values {
 			for _, kept := range []bool{false, true} {
-				mk := func() *event.Event {
-					e := &event.Event{}
-					if s, ok := v.(string); ok && s == "absent" {
-						e.AddField("other", int64(2))
-					} else if kept {
-						e.AddField("status", v)
-						e.AddField("other", int64(2))
-					} else {
-						e.Fields = map[string]any{"status": v, "other": int64(2)}
-					}
-					return e
-				}
+				mk := func() *event.Event { return fieldEvent("status", v, kept) }
 				got, gerr := p.Bool(mk())
 				want, werr := vm.Bool(mk())
 				if got != want || (gerr == nil) != (werr == nil) {
