@@ -72,10 +72,10 @@ func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 	}
 	idxEnd := len(dst)
 	dst = append(dst, '"')
-	var scratch [256]byte
 	idDone := false
 	if o.idKey != nil {
 		// id_key: the record's own id, when it has one.
+		var scratch [256]byte
 		if v := o.idKey.Append(scratch[:0], e); len(v) > 0 {
 			dst = append(dst, `,"_id":`...)
 			dst = event.AppendString(dst, v)
@@ -90,6 +90,7 @@ func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 			if len(e.ID) <= sourceid.MaxLen {
 				dst = event.AppendString(dst, e.ID)
 			} else {
+				var scratch [64]byte
 				id, _ := o.idPrefix.Append(scratch[:0], e)
 				dst = event.AppendString(dst, id)
 			}
@@ -100,6 +101,7 @@ func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 		}
 	}
 	if o.routing != nil {
+		var scratch [256]byte
 		if v := o.routing.Append(scratch[:0], e); len(v) > 0 {
 			dst = append(dst, `,"routing":`...)
 			dst = event.AppendString(dst, v)
@@ -108,10 +110,26 @@ func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 	dst = append(dst, o.actionSuffix...)
 
 	doc := len(dst)
+	if o.ecs == nil && !hasTimestamp(e) {
+		return o.appendStamped(dst, e), nil
+	}
+	dst = appendDoc(dst, e)
+	if o.ecs != nil {
+		dst = o.ecs.apply(dst, doc, e, dst[idx:idxEnd])
+	}
+	if !hasTimestamp(e) {
+		var ts [64]byte
+		dst = spliceTimestamp(dst, doc, timestampMember(ts[:0], e.Time))
+	}
+	return append(dst, '\n'), nil
+}
+
+// appendDoc appends e's JSON, on one line: valid JSON holds '\n' only as
+// whitespace between tokens (a pretty-printed object joined by
+// multiline), which would end the NDJSON line, so it becomes a space.
+func appendDoc(dst []byte, e *event.Event) []byte {
+	doc := len(dst)
 	dst = event.AppendJSON(dst, e)
-	// Valid JSON holds '\n' only as whitespace between tokens (a
-	// pretty-printed object joined by multiline): it would end the NDJSON
-	// line, so it becomes a space.
 	for i := doc; ; {
 		j := bytes.IndexByte(dst[i:], '\n')
 		if j < 0 {
@@ -120,13 +138,48 @@ func (o *Output) Encode(dst []byte, e *event.Event) ([]byte, error) {
 		dst[i+j] = ' '
 		i += j + 1
 	}
-	if o.ecs != nil {
-		dst = o.ecs.apply(dst, doc, e, dst[idx:idxEnd])
+	return dst
+}
+
+// appendStamped appends e's document line with "@timestamp" spliced in
+// as its first member, for a record without one and no ECS layout. It
+// writes the member before the document instead of moving the document
+// to make room: the member with its comma takes the place reserved for
+// it in front, and the document's own '{' becomes the comma after it.
+// A document that does not start with '{' and a member (an empty object,
+// whitespace, not an object) takes spliceTimestamp's way, with the same
+// bytes as the result.
+func (o *Output) appendStamped(dst []byte, e *event.Event) []byte {
+	var ts [64]byte
+	ins := timestampMember(ts[:0], e.Time)
+	doc := len(dst)
+	// '{' + ins + ',' takes the len(ins)+1 bytes reserved in front and
+	// the document's own '{'.
+	dst = append(dst, ins...)
+	dst = append(dst, ',')
+	body := len(dst)
+	dst = appendDoc(dst, e)
+	if len(dst) > body+1 && dst[body] == '{' && !isJSONSpace(dst[body+1]) && dst[body+1] != '}' {
+		dst[doc] = '{'
+		copy(dst[doc+1:], ins)
+		dst[body] = ','
+		return append(dst, '\n')
 	}
-	if !hasTimestamp(e) {
-		dst = o.spliceTimestamp(dst, doc, e.Time)
+	dst = append(dst[:doc], dst[body:]...)
+	return append(spliceTimestamp(dst, doc, ins), '\n')
+}
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+// timestampMember appends `"@timestamp":"<t>"`: t in UTC, RFC3339Nano, the
+// current time for a zero t.
+func timestampMember(dst []byte, t time.Time) []byte {
+	if t.IsZero() {
+		t = time.Now()
 	}
-	return append(dst, '\n'), nil
+	dst = append(dst, `"@timestamp":"`...)
+	dst = appendTimestamp(dst, t)
+	return append(dst, '"')
 }
 
 // hasTimestamp reports whether the record has its own @timestamp (Field
@@ -162,9 +215,10 @@ func quotedTimestamp(raw []byte) bool {
 	return false
 }
 
-// spliceTimestamp inserts "@timestamp":"<t>" as the first member of the JSON
-// object that starts at dst[doc:], without re-serialising it.
-func (o *Output) spliceTimestamp(dst []byte, doc int, t time.Time) []byte {
+// spliceTimestamp inserts the member ins ("@timestamp":"<t>") as the first
+// member of the JSON object that starts at dst[doc:], without
+// re-serialising it.
+func spliceTimestamp(dst []byte, doc int, member []byte) []byte {
 	open := doc
 	for open < len(dst) && (dst[open] == ' ' || dst[open] == '\t' || dst[open] == '\r') {
 		open++
@@ -172,13 +226,8 @@ func (o *Output) spliceTimestamp(dst []byte, doc int, t time.Time) []byte {
 	if open == len(dst) || dst[open] != '{' {
 		return dst // not an object: leave it to Elasticsearch to refuse
 	}
-	var ts [64]byte
-	ins := append(ts[:0], `"@timestamp":"`...)
-	if t.IsZero() {
-		t = time.Now()
-	}
-	ins = t.UTC().AppendFormat(ins, time.RFC3339Nano)
-	ins = append(ins, '"')
+	var buf [72]byte
+	ins := append(buf[:0], member...)
 	rest := open + 1
 	for rest < len(dst) && (dst[rest] == ' ' || dst[rest] == '\t' || dst[rest] == '\r') {
 		rest++
