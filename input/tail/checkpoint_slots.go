@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sidelog/sidelog/event"
 )
@@ -140,20 +141,31 @@ type ckptState struct {
 // exist and none holds a complete checkpoint.
 func readCheckpoints(path string) (st ckptState, err error) {
 	var slots [2]slotState
-	for i, p := range slotPaths(path) {
-		slots[i] = readSlot(p)
-		if slots[i].err != nil {
-			return st, slots[i].err
-		}
-		if slots[i].exists && !slots[i].valid {
-			st.torn = append(st.torn, p)
-		}
-	}
 	newest := -1
-	for i := range slots {
-		if slots[i].valid && (newest < 0 || slots[i].doc.Seq > slots[newest].doc.Seq) {
-			newest = i
+	// A running tailer of the same input (a reload builds the new pipeline
+	// once to check it while the old one runs) writes one slot at a time:
+	// both torn at once is a write seen in each, not corruption, and gone
+	// when read again.
+	for try := 0; ; try++ {
+		st.torn = st.torn[:0]
+		for i, p := range slotPaths(path) {
+			slots[i] = readSlot(p)
+			if slots[i].err != nil {
+				return st, slots[i].err
+			}
+			if slots[i].exists && !slots[i].valid {
+				st.torn = append(st.torn, p)
+			}
 		}
+		for i := range slots {
+			if slots[i].valid && (newest < 0 || slots[i].doc.Seq > slots[newest].doc.Seq) {
+				newest = i
+			}
+		}
+		if newest >= 0 || len(st.torn) < 2 || try == 2 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if newest >= 0 {
 		st.seq = slots[newest].doc.Seq
