@@ -43,6 +43,14 @@ func (a *Arena) Hold(b []byte, records int) {
 	a.refs.Store(int64(records))
 }
 
+// Retain adds k references (nil: nothing): a holder beside the records'
+// own, released with Release like theirs.
+func (a *Arena) Retain(k int) {
+	if a != nil {
+		a.refs.Add(int64(k))
+	}
+}
+
 // Release drops k records' references (nil or k == 0: nothing). The last
 // one hands the memory back to the pool.
 func (a *Arena) Release(k int) {

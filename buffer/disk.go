@@ -19,7 +19,8 @@ const (
 	DefaultDiskMaxBytes   = 256 << 20
 	DefaultMemoryMaxBytes = 4 << 20
 	defaultSegmentSize    = 16 << 20
-	defaultMaxPending     = 1 << 20
+	defaultMaxPending     = 4 << 20
+	defaultWriteDelay     = 100 * time.Millisecond
 	defaultCacheBytes     = 1 << 20
 	ledgerSyncEvery       = 100 * time.Millisecond
 )
@@ -36,6 +37,7 @@ type options struct {
 	segmentSize int64
 	cacheBytes  int64
 	maxPending  int64
+	writeDelay  time.Duration
 	hook        func(point string)
 	now         func() time.Time
 }
@@ -55,6 +57,11 @@ func WithSegmentSize(n int64) Option { return func(o *options) { o.segmentSize =
 // (default 1 MiB).
 func WithMemoryCache(n int64) Option { return func(o *options) { o.cacheBytes = n } }
 
+// WithWriteDelay sets how long the flusher holds records back before it
+// writes them (default 100 ms): records delivered and acknowledged meanwhile
+// are never written. Zero writes at once.
+func WithWriteDelay(dl time.Duration) Option { return func(o *options) { o.writeDelay = dl } }
+
 // WithHook calls f at points of the write path ("write", "fsync", "roll",
 // "ledger", "remove"): tests use it to crash at chosen moments.
 func WithHook(f func(point string)) Option { return func(o *options) { o.hook = f } }
@@ -66,12 +73,28 @@ type segment struct {
 	old      bool   // from a previous run: read-only, may hold damage
 }
 
-type chunk struct {
-	seg    uint64
-	off    int64 // file offset of data[0]
-	create bool  // data starts with the segment header
-	data   []byte
-	endSeq uint64 // sequence number after the chunk's last record
+// pendRec is a record waiting for the flusher (or a new segment's header,
+// which creates the file). Its place in the files is fixed when it is
+// appended; the frame is built when it is written, and a record delivered
+// and acknowledged before that is never written (see trim).
+type pendRec struct {
+	data  []byte         // the payload (or the segment header)
+	arena *Arena         // data's memory: a reference held until written or skipped
+	ack   event.Releaser // the input's: released once written and fsynced, or skipped
+	seq   uint64
+	ms    int64
+	seg   uint64
+	off   int64 // file offset of the frame (or header)
+	z     bool  // data is zstd-compressed
+	hdr   bool  // data is the header of a new segment
+}
+
+// size is the bytes r takes in its segment.
+func (r *pendRec) size() int64 {
+	if r.hdr {
+		return segHeaderSize
+	}
+	return int64(frameHeader + len(r.data))
 }
 
 type cached struct {
@@ -139,17 +162,18 @@ type Disk struct {
 	segs       []*segment // live segments, oldest first; the last one is written
 	needRoll   bool       // start a new segment at the next write
 	activeOff  int64      // logical end of the active segment, pending included
-	pend       []chunk
-	spare      []chunk
-	freeBufs   [][]byte // chunk buffers to reuse
+	pend       []pendRec
+	spare      []pendRec
+	wbuf       []byte   // the flusher's frames, reused
 	freeArenas [][]byte // read blocks to reuse
 	pendBytes  int64
-	pendAcks   []event.Releaser
-	spareAcks  []event.Releaser
-	writtenSeq uint64 // records below it are in a file and fsynced
-	bytes      int64  // unacknowledged framed bytes
-	records    int64  // unacknowledged records
-	unread     int64  // records not handed out
+	pendFrames int           // records (not headers) in pend
+	wake       chan struct{} // ends the flusher's hold early
+	skipTo     uint64        // records below it may be missing from the files (skipped)
+	writtenSeq uint64        // records below it are in a file and fsynced
+	bytes      int64         // unacknowledged framed bytes
+	records    int64         // unacknowledged records
+	unread     int64         // records not handed out
 	sealed     bool
 	closed     bool
 	stalled    bool // the flusher is retrying after an I/O error
@@ -198,7 +222,7 @@ func (d *Disk) hook(p string) {
 // run left: damaged frames are skipped and counted, unacknowledged records
 // are delivered again.
 func Open(dir string, cfg Config, opts ...Option) (*Disk, error) {
-	o := options{fs: OSFS{}, cacheBytes: defaultCacheBytes, maxPending: defaultMaxPending, now: time.Now}
+	o := options{fs: OSFS{}, cacheBytes: defaultCacheBytes, maxPending: defaultMaxPending, writeDelay: defaultWriteDelay, now: time.Now}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -214,7 +238,7 @@ func Open(dir string, cfg Config, opts ...Option) (*Disk, error) {
 	}
 	o.maxPending = min(o.maxPending, max(maxBytes/2, 64<<10))
 	d := &Disk{dir: dir, o: o, maxBytes: maxBytes, dropNew: cfg.WhenFull == "drop_newest",
-		log: o.logger.With("buffer", dir), done: make(chan struct{}), closeCh: make(chan struct{}), needRoll: true}
+		log: o.logger.With("buffer", dir), done: make(chan struct{}), closeCh: make(chan struct{}), wake: make(chan struct{}, 1), needRoll: true}
 	d.spaceCond = sync.NewCond(&d.mu)
 	d.dataCond = sync.NewCond(&d.mu)
 	d.workCond = sync.NewCond(&d.mu)
@@ -262,7 +286,7 @@ func (d *Disk) wait(ctx context.Context, c *sync.Cond) error {
 
 const (
 	arenaSize     = 256 << 10
-	chunkSize     = 256 << 10 // pending write buffers
+	writeBufSize  = 1 << 20 // the flusher writes at most this much at once
 	maxFreeArenas = 4
 )
 
@@ -270,6 +294,7 @@ const (
 func (d *Disk) Seal() {
 	d.mu.Lock()
 	d.sealed = true
+	d.poke()
 	d.dataCond.Broadcast()
 	d.spaceCond.Broadcast()
 	d.mu.Unlock()

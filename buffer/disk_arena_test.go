@@ -106,11 +106,22 @@ func TestDiskReleasesArenas(t *testing.T) {
 			if small := cache < 4096; small != (fromDisk > 0) {
 				t.Fatalf("cache of %d bytes: %d batches read from the files", cache, fromDisk)
 			}
-			// every arena is back in the pool
-			for i, a := range arenas {
-				if !slices.Contains(pool.free, a) {
+			// every arena is back in the pool once the flusher is done
+			// with the records it held back (written, or dropped as
+			// acknowledged)
+			deadline := time.Now().Add(10 * time.Second)
+			for i := 0; i < len(arenas); {
+				pool.mu.Lock()
+				back := slices.Contains(pool.free, arenas[i])
+				pool.mu.Unlock()
+				if back {
+					i++
+					continue
+				}
+				if time.Now().After(deadline) {
 					t.Fatalf("arena %d of %d not given back", i, len(arenas))
 				}
+				time.Sleep(time.Millisecond)
 			}
 		})
 	}

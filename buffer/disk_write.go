@@ -38,6 +38,10 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 		}
 		sc.comp, sc.ends = comp, ends
 	}
+	if len(comp) > 0 {
+		// The compressed forms wait for the flusher: out of the scratch.
+		comp = append([]byte(nil), comp...)
+	}
 	var drops []event.Releaser
 	defer func() {
 		for _, a := range drops {
@@ -102,9 +106,21 @@ func (d *Disk) Write(ctx context.Context, recs []Record) error {
 		d.append(r, payload, fsz, now, z)
 	}
 	stamp()
+	if d.pendBytes >= d.o.maxPending/2 {
+		d.poke()
+	}
 	d.workCond.Signal()
 	d.dataCond.Broadcast()
 	return nil
+}
+
+// poke ends the flusher's hold (see holdFor), or the next one if it is not
+// holding yet; d.mu is held.
+func (d *Disk) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
 }
 
 // waitRoom waits for room for a writer; d.mu is held. The records of the
@@ -117,7 +133,8 @@ func (d *Disk) waitRoom(ctx context.Context) error {
 	return d.wait(ctx, d.spaceCond)
 }
 
-// append frames one record into the pending chunks; d.mu is held.
+// append places one record in the segments and queues it for the flusher;
+// d.mu is held.
 func (d *Disk) append(r Record, payload []byte, fsz int64, now int64, z bool) {
 	seq := d.writeSeq
 	d.writeSeq++
@@ -126,57 +143,44 @@ func (d *Disk) append(r Record, payload []byte, fsz int64, now int64, z bool) {
 		id := d.nextID
 		d.nextID++
 		d.segs = append(d.segs, &segment{id: id, firstSeq: seq})
-		c := d.newChunk(id, 0)
-		c.create = true
-		c.data = appendSegHeader(c.data, segHeader{id: id, firstSeq: seq, created: now})
-		d.pend = append(d.pend, c)
+		hdr := appendSegHeader(make([]byte, 0, segHeaderSize), segHeader{id: id, firstSeq: seq, created: now})
+		d.pend = append(d.pend, pendRec{data: hdr, seq: seq, ms: now, seg: id, hdr: true})
 		d.activeOff = segHeaderSize
 		d.pendBytes += segHeaderSize
 	}
-	// Chunks are fixed buffers: a full one is followed by another rather
-	// than grown (no copying of what is already framed).
-	if n := len(d.pend); n == 0 || d.pend[n-1].seg != d.segs[len(d.segs)-1].id || len(d.pend[n-1].data)+int(fsz) > cap(d.pend[n-1].data) {
-		c := d.newChunk(d.segs[len(d.segs)-1].id, d.activeOff)
-		if cap(c.data) < int(fsz) {
-			c.data = make([]byte, 0, fsz)
-		}
-		d.pend = append(d.pend, c)
+	seg := d.segs[len(d.segs)-1].id
+	var a *Arena
+	if !z && r.Arena != nil {
+		// The flusher frames Data when it writes it (the cache's reference
+		// may be gone by then).
+		r.Arena.Retain(1)
+		a = r.Arena
 	}
-	c := &d.pend[len(d.pend)-1]
-	c.data = appendFrame(c.data, seq, now, payload, z)
-	c.endSeq = seq + 1
+	d.pend = append(d.pend, pendRec{data: payload, arena: a, ack: r.Ack, seq: seq, ms: now, seg: seg, off: d.activeOff, z: z})
+	d.pendFrames++
 	d.activeOff += fsz
 	d.pendBytes += fsz
-	d.pendAcks = append(d.pendAcks, r.Ack)
 	d.bytes += fsz
 	d.records++
 	d.unread++
 	if n := len(d.marks); n == 0 || now-d.marks[n-1].ms >= 100 {
 		d.marks = append(d.marks, timeMark{seq: seq, ms: now})
 	}
-	d.cache = append(d.cache, cached{data: r.Data, arena: r.Arena, seq: seq, seg: c.seg, end: d.activeOff, size: fsz})
+	d.cache = append(d.cache, cached{data: r.Data, arena: r.Arena, seq: seq, seg: seg, end: d.activeOff, size: fsz})
 	d.cacheBytes += int64(len(r.Data))
 	d.evict()
-}
-
-func (d *Disk) newChunk(seg uint64, off int64) chunk {
-	c := chunk{seg: seg, off: off}
-	if n := len(d.freeBufs); n > 0 {
-		c.data = d.freeBufs[n-1][:0]
-		d.freeBufs[n-1] = nil
-		d.freeBufs = d.freeBufs[:n-1]
-	} else {
-		c.data = make([]byte, 0, chunkSize)
-	}
-	return c
 }
 
 func isNoSpace(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
-// flusher writes pending chunks, fsyncs them, releases their acks, and
-// removes fully acknowledged segments.
+// flusher writes pending records, fsyncs them, releases their acks, and
+// removes fully acknowledged segments. It holds records back for up to
+// writeDelay (see holdFor): a record delivered and acknowledged meanwhile is
+// not written at all, only its input's ack released (trim). While the
+// outputs keep up, the files then see little but segment headers; when they
+// fall behind, everything is written as before.
 func (d *Disk) flusher() {
 	defer close(d.done)
 	var wf File
@@ -188,30 +192,96 @@ func (d *Disk) flusher() {
 		}
 	}
 	defer closeW()
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
+	var gone []pendRec // trimmed records, released outside d.mu
+	release := func() {
+		for i := range gone {
+			gone[i].arena.Release(1)
+			gone[i].ack.Release()
+		}
+		clear(gone)
+		gone = gone[:0]
+	}
 	backoff := 10 * time.Millisecond
 	for {
 		d.mu.Lock()
-		for len(d.pend) == 0 && !d.closed && !d.wantRemove() {
+		for d.pendFrames == 0 && !d.closed && !d.wantRemove() {
 			d.workCond.Wait()
 		}
-		closing := d.closed
-		chunks := d.pend
-		acks := d.pendAcks
-		upTo := d.writeSeq
-		d.pend, d.pendAcks = d.spare[:0], d.spareAcks[:0]
-		d.spare, d.spareAcks = nil, nil
-		d.mu.Unlock()
-
-		var err error
-		for len(chunks) > 0 {
+		if wait := d.holdFor(); wait > 0 {
+			d.mu.Unlock()
+			hold.Reset(wait)
+			woken := false
+			select {
+			case <-hold.C:
+			case <-d.closeCh:
+			case <-d.wake:
+				woken = true
+			}
+			hold.Stop()
 			d.mu.Lock()
 			var skipped []uint64
-			chunks, skipped = d.skipAcked(chunks)
+			d.pend, skipped = d.trim(d.pend, &gone)
+			d.pendFrames = 0
+			for i := range d.pend {
+				if !d.pend[i].hdr {
+					d.pendFrames++
+				}
+			}
+			d.trimmed()
+			if (woken && d.holdFor() > 0) || len(skipped) > 0 || (d.pendFrames == 0 && !d.closed) {
+				d.mu.Unlock()
+				release()
+				if len(skipped) > 0 {
+					d.removeSkipped(skipped, &wf, &wfID)
+				}
+				continue
+			}
+		}
+		closing := d.closed
+		if d.pendFrames == 0 && !closing {
+			// Woken for segment removal; headers alone wait for records.
 			d.mu.Unlock()
+			release()
+			if err := d.maintain(false); err != nil {
+				d.sleep(backoff)
+				backoff = min(backoff*2, 5*time.Second)
+			}
+			continue
+		}
+		recs := d.pend
+		upTo := d.writeSeq
+		d.pend = d.spare[:0]
+		d.spare = nil
+		d.pendFrames = 0
+		// where each segment's records end, skipped or not
+		var ends []segEnd
+		for i := range recs {
+			r := &recs[i]
+			if n := len(ends); n > 0 && ends[n-1].seg == r.seg {
+				ends[n-1].end = r.off + r.size()
+			} else {
+				ends = append(ends, segEnd{r.seg, r.off + r.size()})
+			}
+		}
+		d.mu.Unlock()
+		release()
+
+		var err error
+		for len(recs) > 0 {
+			d.mu.Lock()
+			var skipped []uint64
+			recs, skipped = d.trim(recs, &gone)
+			d.mu.Unlock()
+			release()
 			if len(skipped) > 0 {
 				d.removeSkipped(skipped, &wf, &wfID)
 			}
-			err = d.writeChunks(chunks, &wf, &wfID)
+			err = d.coverSkipped(recs)
+			if err == nil {
+				err = d.writeRecs(recs, &wf, &wfID)
+			}
 			if err == nil {
 				break
 			}
@@ -242,34 +312,30 @@ func (d *Disk) flusher() {
 		backoff = 10 * time.Millisecond
 		d.mu.Lock()
 		d.stalled = false
-		if len(chunks) > 0 {
+		if upTo > d.writtenSeq {
 			d.writtenSeq = upTo
-			for _, c := range chunks {
-				d.pendBytes -= int64(len(c.data))
-				for _, s := range d.segs {
-					if s.id == c.seg {
-						s.written = c.off + int64(len(c.data))
-					}
-				}
-			}
-			for _, c := range chunks {
-				if cap(c.data) == chunkSize && int64(len(d.freeBufs)*chunkSize) < d.o.maxPending+chunkSize {
-					d.freeBufs = append(d.freeBufs, c.data[:0])
-				}
-			}
-			clear(chunks)
-			d.spare = chunks[:0]
-			d.evict()
-			d.spaceCond.Broadcast()
-			d.dataCond.Broadcast()
 		}
+		for _, e := range ends {
+			for _, s := range d.segs {
+				if s.id == e.seg && e.end > s.written {
+					s.written = e.end
+				}
+			}
+		}
+		for i := range recs {
+			d.pendBytes -= recs[i].size()
+		}
+		d.evict()
+		d.spaceCond.Broadcast()
+		d.dataCond.Broadcast()
 		d.mu.Unlock()
-		for i, a := range acks {
-			a.Release()
-			acks[i] = event.Releaser{}
+		for i := range recs {
+			recs[i].arena.Release(1)
+			recs[i].ack.Release()
 		}
+		clear(recs)
 		d.mu.Lock()
-		d.spareAcks = acks[:0]
+		d.spare = recs[:0]
 		d.mu.Unlock()
 
 		if err := d.maintain(closing); err != nil && !closing {
@@ -287,43 +353,133 @@ func (d *Disk) flusher() {
 	}
 }
 
-// skipAcked drops the chunks of segments never written whose records are
-// all acknowledged already (read from memory and delivered while the disk
-// was slow or full): writing them would only delay what is not delivered.
-// d.mu is held.
-func (d *Disk) skipAcked(chunks []chunk) (out []chunk, skipped []uint64) {
-	if len(chunks) < 2 || d.ackSeq == 0 {
-		return chunks, nil
+type segEnd struct {
+	seg uint64
+	end int64
+}
+
+// holdFor is how much longer the flusher holds the pending records back;
+// d.mu is held. Not at all when closing or draining, when the pending
+// records take half the pending bound (writers wait at the bound), or
+// without writeDelay.
+func (d *Disk) holdFor() time.Duration {
+	if d.o.writeDelay <= 0 || d.pendFrames == 0 || d.closed || d.sealed || d.pendBytes >= d.o.maxPending/2 {
+		return 0
 	}
-	out = chunks[:0]
-	for i := 0; i < len(chunks); {
+	for i := range d.pend {
+		if !d.pend[i].hdr {
+			age := time.Duration(d.o.now().UnixMilli()-d.pend[i].ms) * time.Millisecond
+			return min(d.o.writeDelay-age, d.o.writeDelay)
+		}
+	}
+	return 0
+}
+
+// trimmed moves writtenSeq over the records trimmed from pend: below the
+// first record still pending, every record is in a file or acknowledged;
+// d.mu is held.
+func (d *Disk) trimmed() {
+	upTo := d.writeSeq
+	for i := range d.pend {
+		if !d.pend[i].hdr {
+			upTo = d.pend[i].seq
+			break
+		}
+	}
+	if upTo > d.writtenSeq {
+		d.writtenSeq = upTo
+		d.evict()
+	}
+}
+
+// trim drops from recs the records already acknowledged (delivered from
+// memory while they waited: writing them would only cost) and appends them
+// to gone, whose acks the caller releases. A new segment all of whose
+// records are acknowledged, followed by another in recs, is not created at
+// all: its id is returned (a failed attempt may have created its file).
+// Skipping records leaves a hole in a segment if later ones are written;
+// coverSkipped makes the ledger say first that they are acknowledged.
+// d.mu is held.
+func (d *Disk) trim(recs []pendRec, gone *[]pendRec) (out []pendRec, skipped []uint64) {
+	ack := d.ackSeq
+	if len(recs) == 0 || ack == 0 {
+		return recs, nil
+	}
+	first := -1
+	for i := range recs {
+		if !recs[i].hdr {
+			first = i
+			break
+		}
+	}
+	if first < 0 || recs[first].seq >= ack {
+		return recs, nil
+	}
+	out = recs[:0]
+	for i := 0; i < len(recs); {
 		j := i + 1
-		for j < len(chunks) && chunks[j].seg == chunks[i].seg {
+		for j < len(recs) && !recs[j].hdr && recs[j].seg == recs[i].seg {
 			j++
 		}
-		// A segment followed by another in this list is complete: no later
-		// chunk will need its file.
-		if chunks[i].create && j < len(chunks) && chunks[j-1].endSeq <= d.ackSeq {
+		if recs[i].hdr && j < len(recs) && recs[j-1].seq < ack {
+			// A segment followed by another in this list is complete: no
+			// later record will need its file.
 			for k := i; k < j; k++ {
-				d.pendBytes -= int64(len(chunks[k].data))
+				d.pendBytes -= recs[k].size()
+				if !recs[k].hdr {
+					*gone = append(*gone, recs[k])
+				}
 			}
 			for k, s := range d.segs {
-				if s.id == chunks[i].seg {
+				if s.id == recs[i].seg {
 					d.segs = append(d.segs[:k], d.segs[k+1:]...)
 					break
 				}
 			}
-			skipped = append(skipped, chunks[i].seg)
-		} else {
-			out = append(out, chunks[i:j]...)
+			skipped = append(skipped, recs[i].seg)
+			i = j
+			continue
+		}
+		for k := i; k < j; k++ {
+			if !recs[k].hdr && recs[k].seq < ack {
+				d.pendBytes -= recs[k].size()
+				d.skipTo = max(d.skipTo, recs[k].seq+1)
+				*gone = append(*gone, recs[k])
+				continue
+			}
+			out = append(out, recs[k])
 		}
 		i = j
 	}
-	if len(skipped) > 0 {
-		clear(chunks[len(out):])
-		d.spaceCond.Broadcast()
-	}
+	clear(recs[len(out):])
+	d.spaceCond.Broadcast()
 	return out, skipped
+}
+
+// coverSkipped makes the ledger durable over the skipped records before
+// records after them are written: otherwise, after a power cut, recovery
+// would take the hole they leave for lost records.
+func (d *Disk) coverSkipped(recs []pendRec) error {
+	frames := false
+	for i := range recs {
+		if !recs[i].hdr {
+			frames = true
+			break
+		}
+	}
+	if !frames {
+		return nil
+	}
+	d.mu.Lock()
+	need := d.skipTo
+	d.mu.Unlock()
+	d.ledgerMu.Lock()
+	durable := d.ledgerSync
+	d.ledgerMu.Unlock()
+	if need <= durable {
+		return nil
+	}
+	return d.writeLedger(true)
 }
 
 // removeSkipped removes the files that a failed attempt may have created for
@@ -355,17 +511,38 @@ func (d *Disk) sleep(dur time.Duration) bool {
 	}
 }
 
-// writeChunks writes chunks in order, fsyncing each segment it touched; a new
-// segment's directory entry is fsynced too. Writes are at fixed offsets, so a
-// retry after a failure writes the same bytes again.
-func (d *Disk) writeChunks(chunks []chunk, wf *File, wfID *uint64) error {
-	if len(chunks) == 0 {
+// writeRecs writes recs in order (runs of adjacent frames in one write),
+// fsyncing each segment it touched; a new segment's directory entry is
+// fsynced too. Writes are at fixed offsets, so a retry after a failure
+// writes the same bytes again.
+func (d *Disk) writeRecs(recs []pendRec, wf *File, wfID *uint64) error {
+	if len(recs) == 0 {
 		return nil
 	}
 	fsys := d.o.fs
 	syncDir := false
-	for _, c := range chunks {
-		if *wf == nil || *wfID != c.seg {
+	buf := d.wbuf[:0]
+	var at int64
+	write := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		d.hook("write")
+		_, err := (*wf).WriteAt(buf, at)
+		buf = buf[:0]
+		return err
+	}
+	defer func() {
+		if cap(buf) <= 2*writeBufSize {
+			d.wbuf = buf[:0]
+		}
+	}()
+	for i := range recs {
+		r := &recs[i]
+		if *wf == nil || *wfID != r.seg {
+			if err := write(); err != nil {
+				return err
+			}
 			if *wf != nil {
 				d.hook("fsync")
 				if err := (*wf).Sync(); err != nil {
@@ -375,21 +552,33 @@ func (d *Disk) writeChunks(chunks []chunk, wf *File, wfID *uint64) error {
 				*wf = nil
 			}
 			flag := os.O_RDWR
-			if c.create {
+			if r.hdr {
 				flag |= os.O_CREATE
 				d.hook("roll")
 			}
-			f, err := fsys.OpenFile(d.path(segName(c.seg)), flag, 0o600)
+			f, err := fsys.OpenFile(d.path(segName(r.seg)), flag, 0o600)
 			if err != nil {
 				return err
 			}
-			*wf, *wfID = f, c.seg
-			syncDir = syncDir || c.create
+			*wf, *wfID = f, r.seg
+			syncDir = syncDir || r.hdr
 		}
-		d.hook("write")
-		if _, err := (*wf).WriteAt(c.data, c.off); err != nil {
-			return err
+		if len(buf) > 0 && (at+int64(len(buf)) != r.off || len(buf) >= writeBufSize) {
+			if err := write(); err != nil {
+				return err
+			}
 		}
+		if len(buf) == 0 {
+			at = r.off
+		}
+		if r.hdr {
+			buf = append(buf, r.data...)
+		} else {
+			buf = appendFrame(buf, r.seq, r.ms, r.data, r.z)
+		}
+	}
+	if err := write(); err != nil {
+		return err
 	}
 	d.hook("fsync")
 	if err := (*wf).Sync(); err != nil {

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ type BadRange struct {
 	Records int64
 	// Unacked is the part of Records not yet acknowledged: lost records.
 	Unacked int64
+	zero    bool // every byte is zero: maybe a hole the writer left
 }
 
 // SegmentReport describes one segment file.
@@ -36,6 +38,10 @@ type SegmentReport struct {
 	LastSeq   uint64 // of the last good frame
 	Unacked   int64  // good frames not acknowledged
 	Bad       []BadRange
+	// Holes are ranges of zeros holding only acknowledged records: the
+	// writer skips records delivered before their turn to be written
+	// (see Disk). Not damage.
+	Holes, HoleBytes int64
 }
 
 // Report is what Verify and StatsOf find in a buffer directory. It is
@@ -77,6 +83,9 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, ", %d unacknowledged\n", s.Unacked)
 		if s.HeaderErr != "" {
 			fmt.Fprintf(&b, "    bad header: %s\n", s.HeaderErr)
+		}
+		if s.Holes > 0 {
+			fmt.Fprintf(&b, "    %d holes, %d bytes: acknowledged records not written (not damage)\n", s.Holes, s.HoleBytes)
 		}
 		for _, br := range s.Bad {
 			fmt.Fprintf(&b, "    bad frames at offset %d, %d bytes, %d records (%d unacknowledged)\n", br.Offset, br.Length, br.Records, br.Unacked)
@@ -160,7 +169,7 @@ type scanner struct {
 }
 
 func (sc *scanner) bad(s *segScan, off, end int64, data []byte) {
-	s.Bad = append(s.Bad, BadRange{Segment: s.Name, Offset: off, Length: end - off})
+	s.Bad = append(s.Bad, BadRange{Segment: s.Name, Offset: off, Length: end - off, zero: allZero(data[off:end])})
 	m := bytes.Count(data[off:end], syncMarker[:])
 	sc.markers = append(sc.markers, m)
 	sc.pending = append(sc.pending, nil) // pointer fixed when s.Bad stops growing
@@ -320,6 +329,18 @@ func scan(fsys FS, dir string) (*Report, []*segScan, error) {
 		}
 	}
 	for _, s := range segs {
+		// A hole: zeros where acknowledged records would be, good frames
+		// after it (not at the end of a file: a torn tail is damage).
+		bad := s.Bad[:0]
+		for _, br := range s.Bad {
+			if br.zero && br.Unacked == 0 && br.Offset+br.Length < s.Size {
+				s.Holes++
+				s.HoleBytes += br.Length
+				continue
+			}
+			bad = append(bad, br)
+		}
+		s.Bad = bad
 		for _, br := range s.Bad {
 			r.BadFrames++
 			r.BadBytes += br.Length
@@ -327,4 +348,19 @@ func scan(fsys FS, dir string) (*Report, []*segScan, error) {
 		}
 	}
 	return r, segs, nil
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

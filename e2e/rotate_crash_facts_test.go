@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sidelog/sidelog/buffer"
+	tailin "github.com/sidelog/sidelog/input/tail"
 )
 
 // The duplicates of the crash scenarios, accounted from measured facts.
@@ -86,9 +87,10 @@ type killSnap struct {
 
 func (l *crashLedger) snapshot(k int, segs []crashSegment) killSnap {
 	s := killSnap{outSize: fileSize(l.out), segs: segs}
-	s.ckpt, _ = os.ReadFile(l.ckpt)
-	if st, err := os.Stat(l.ckpt); err == nil {
-		s.ckptAt = st.ModTime()
+	var from string
+	s.ckpt, from, _ = tailin.ReadCheckpointFile(l.ckpt)
+	if st, err := os.Stat(from); err == nil && from != "" {
+		s.ckptAt = st.ModTime() // the slot (or file) read
 	}
 	s.bufDir = filepath.Join(l.dir, fmt.Sprintf("kill-%d-buffer", k))
 	if err := os.MkdirAll(s.bufDir, 0o755); err != nil {
@@ -346,7 +348,7 @@ func fileSize(p string) int64 {
 // checkpointSummary is the tail checkpoint's entries, one
 // "ino gen off(lines) size(lines) mlen" each.
 func checkpointSummary(path string) string {
-	b, err := os.ReadFile(path)
+	b, _, err := tailin.ReadCheckpointFile(path)
 	if err != nil {
 		return "none"
 	}

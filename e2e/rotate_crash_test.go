@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	tailin "github.com/sidelog/sidelog/input/tail"
 )
 
 // Issue 14's acceptance scenario, on the real agent: an app writes app.log
@@ -300,7 +302,7 @@ func inCheckpoint(ckpt string, f *os.File) bool {
 		return false
 	}
 	ino := st.Sys().(*syscall.Stat_t).Ino
-	b, err := os.ReadFile(ckpt)
+	b, _, err := tailin.ReadCheckpointFile(ckpt)
 	if err != nil {
 		return false
 	}

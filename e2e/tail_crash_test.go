@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	tailin "github.com/sidelog/sidelog/input/tail"
 )
 
 // Issue 3's crash test, on the real agent: the sidelog binary runs with a
@@ -159,8 +162,8 @@ func highestLine(t *testing.T, path string) int {
 // checkpointedLines sums the checkpointed offsets of every file: with
 // fixed-width lines, the number of lines the checkpoint covers.
 func checkpointedLines(t *testing.T, path string, width int) int {
-	b, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
+	b, _, err := tailin.ReadCheckpointFile(path)
+	if errors.Is(err, os.ErrNotExist) {
 		return 0
 	}
 	if err != nil {

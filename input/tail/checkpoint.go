@@ -14,17 +14,19 @@ import (
 	"github.com/sidelog/sidelog/event"
 )
 
-// The checkpoint file holds, per file identity, the generation and the
-// offset up to which every line has been acknowledged. It is JSON with a
-// version number, written to a temp file that is fsynced and renamed over
-// the old one (then the directory is fsynced), so a crash leaves either the
-// old or the new file, never a torn one.
+// The checkpoint holds, per file identity, the generation and the offset up
+// to which every line has been acknowledged. It is JSON with a version
+// number, written in turn to two slot files (checkpoint_slots.go); a crash
+// leaves at least one of them complete.
 
+// checkpointVersion is the version of the JSON written by older sidelogs
+// (one file, replaced by rename); slotVersion is the current one.
 const checkpointVersion = 1
 
 type checkpointDoc struct {
 	Version int          `json:"version"`
 	Input   string       `json:"input"`
+	Seq     uint64       `json:"seq,omitempty"` // slots: the write's sequence number
 	Files   []checkpoint `json:"files"`
 }
 
@@ -65,15 +67,16 @@ func checkpointPath(dataDir, input string) string {
 	return filepath.Join(dataDir, "checkpoints", "tail-"+b.String()+".json")
 }
 
-// loadCheckpoints reads path. found is false when there is no checkpoint
-// (the input's first start). Leftover temp files of an interrupted write
-// are removed: the renamed file is the last complete one.
+// loadCheckpoints returns the newest complete checkpoint of path. found is
+// false when there is none (the input's first start).
 func loadCheckpoints(path string) (doc checkpointDoc, found bool, err error) {
-	if olds, _ := filepath.Glob(path + ".tmp*"); len(olds) > 0 {
-		for _, o := range olds {
-			_ = os.Remove(o)
-		}
-	}
+	st, err := readCheckpoints(path)
+	return st.doc, st.found, err
+}
+
+// loadLegacy reads the file at path: the checkpoint of an older sidelog
+// (version 1) or the marker that the slots hold it (version 2).
+func loadLegacy(path string) (doc checkpointDoc, found bool, err error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return doc, false, nil
@@ -88,8 +91,8 @@ func loadCheckpoints(path string) (doc checkpointDoc, found bool, err error) {
 		return doc, true, fmt.Errorf("%w: %s: %v", errCorrupt, path, err)
 	}
 	switch {
-	case head.Version > checkpointVersion:
-		return doc, true, fmt.Errorf("%w: %s has version %d, this sidelog reads version %d; move the file away to start over (files are then read again from their start)", errNewerVersion, path, head.Version, checkpointVersion)
+	case head.Version > slotVersion:
+		return doc, true, fmt.Errorf("%w: %s has version %d, this sidelog reads version %d; move the checkpoint files (%s*) away to start over (files are then read again from their start)", errNewerVersion, path, head.Version, slotVersion, strings.TrimSuffix(path, ".json"))
 	case head.Version < 1:
 		return doc, true, fmt.Errorf("%w: %s: version %d", errCorrupt, path, head.Version)
 	}
@@ -97,52 +100,6 @@ func loadCheckpoints(path string) (doc checkpointDoc, found bool, err error) {
 		return doc, true, fmt.Errorf("%w: %s: %v", errCorrupt, path, err)
 	}
 	return doc, true, nil
-}
-
-// saveCheckpoints writes doc durably: temp file, fsync, rename, fsync dir.
-func saveCheckpoints(path string, doc *checkpointDoc, buf []byte) ([]byte, error) {
-	doc.Version = checkpointVersion
-	buf = appendCheckpoints(buf[:0], doc)
-	buf = append(buf, '\n')
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return buf, err
-	}
-	tmp := path + ".tmp"
-	// The temp file reuses the inode and blocks of the checkpoint that
-	// the last write replaced (kept as spare): rewriting a file in place
-	// costs the file system less than allocating an inode and blocks and
-	// freeing the old ones every checkpoint_interval.
-	spare := path + ".tmp-spare"
-	_ = os.Rename(spare, tmp) // none yet: the temp file is created
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		return buf, err
-	}
-	if _, err = f.WriteAt(buf, 0); err == nil {
-		if err = f.Truncate(int64(len(buf))); err == nil {
-			err = f.Sync()
-		}
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		_ = os.Link(path, spare) // keeps the inode the rename replaces
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return buf, err
-	}
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			return buf, err
-		}
-	}
-	return buf, nil
 }
 
 // appendCheckpoints appends doc as JSON, as json.Marshal would (its keys,
@@ -153,6 +110,10 @@ func appendCheckpoints(b []byte, doc *checkpointDoc) []byte {
 	b = strconv.AppendInt(b, int64(doc.Version), 10)
 	b = append(b, `,"input":`...)
 	b = event.AppendString(b, doc.Input)
+	if doc.Seq != 0 {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, doc.Seq, 10)
+	}
 	b = append(b, `,"files":`...)
 	if doc.Files == nil {
 		return append(b, "null}"...)
@@ -198,7 +159,7 @@ const persistIdle = time.Second
 
 // persister writes the checkpoint as soon as acknowledgements move an
 // offset: a group commit. The acknowledgements released while one write
-// runs (temp file, fsync, rename, directory fsync) go into the next, and
+// runs (the slot written in place, fdatasync) go into the next, and
 // two writes start at least checkpoint_interval apart. With a disk buffer
 // an acknowledgement means the record is fsynced in the buffer, so a
 // record the buffer holds is read again after a crash only if it was
@@ -235,7 +196,7 @@ func (t *Tailer) persister(ctx context.Context) {
 
 // persist writes the acknowledged offsets of every known file.
 func (t *Tailer) persist() {
-	if t.ckptPath == "" {
+	if t.ckpt == nil {
 		return
 	}
 	t.ckptMu.Lock()
@@ -268,11 +229,11 @@ func (t *Tailer) persist() {
 	clear(all)
 	t.ckptAll, t.ckptFiles = all[:0], doc.Files[:0]
 	var err error
-	t.ckptBuf, err = saveCheckpoints(t.ckptPath, &doc, t.ckptBuf)
+	t.ckptBuf, err = t.ckpt.save(&doc, t.ckptBuf)
 	if err != nil {
 		t.dirty.Store(true)
 		t.stats.checkpointErrors.Add(1)
-		t.log.Error("tail: writing the checkpoint failed", "path", t.ckptPath, "error", err)
+		t.log.Error("tail: writing the checkpoint failed", "path", t.ckpt.slots[t.ckpt.next], "error", err)
 		return
 	}
 	t.stats.checkpoints.Add(1)

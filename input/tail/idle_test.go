@@ -11,7 +11,6 @@ import (
 	"reflect"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -359,45 +358,5 @@ func TestCheckpointEncoding(t *testing.T) {
 		if !reflect.DeepEqual(a, b) {
 			t.Fatalf("decoded\n%+v\nwant\n%+v\n(%s)", a, b, got)
 		}
-	}
-}
-
-// Each checkpoint write reuses the inode the previous one replaced; the
-// spare is removed at load like any temp file.
-func TestCheckpointReusesInode(t *testing.T) {
-	path := checkpointPath(t.TempDir(), "in")
-	ino := func(p string) uint64 {
-		st, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Sys().(*syscall.Stat_t).Ino
-	}
-	var inos []uint64
-	var buf []byte
-	for i := range 4 {
-		doc := checkpointDoc{Input: "in", Files: []checkpoint{{Ino: 1, Offset: int64(i), Path: strings.Repeat("x", 100*(4-i))}}}
-		var err error
-		if buf, err = saveCheckpoints(path, &doc, buf); err != nil {
-			t.Fatal(err)
-		}
-		inos = append(inos, ino(path))
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got checkpointDoc
-		if err := json.Unmarshal(data, &got); err != nil || got.Files[0].Offset != int64(i) || got.Files[0].Path != doc.Files[0].Path {
-			t.Fatalf("write %d: read back %+v, %v", i, got, err)
-		}
-	}
-	if inos[2] != inos[0] || inos[3] != inos[1] || inos[0] == inos[1] {
-		t.Fatalf("inodes of successive checkpoints %v: want two alternating", inos)
-	}
-	if _, found, err := loadCheckpoints(path); err != nil || !found {
-		t.Fatalf("load: %v, %v", found, err)
-	}
-	if _, err := os.Stat(path + ".tmp-spare"); !os.IsNotExist(err) {
-		t.Fatalf("spare left after load: %v", err)
 	}
 }

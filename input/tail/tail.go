@@ -49,7 +49,8 @@ type Tailer struct {
 	newAsm     func() parser.Assembler
 	exitOnEOF  bool
 	ckptPath   string
-	firstStart bool // no checkpoint existed
+	ckpt       *ckptStore // nil without data_dir
+	firstStart bool       // no checkpoint existed
 
 	emit input.Emit
 
@@ -170,15 +171,26 @@ func New(cfg *Config, env input.Env) (*Tailer, error) {
 		return t, nil
 	}
 	t.ckptPath = checkpointPath(env.DataDir, env.Name)
-	doc, found, err := loadCheckpoints(t.ckptPath)
+	st, err := readCheckpoints(t.ckptPath)
 	switch {
 	case errors.Is(err, errCorrupt):
-		aside := fmt.Sprintf("%s.corrupt-%d", t.ckptPath, time.Now().Unix())
-		_ = os.Rename(t.ckptPath, aside)
-		log.Error("tail: checkpoint is corrupt, moved aside; known files are read again from their start", "error", err, "moved_to", aside)
+		stamp := time.Now().Unix()
+		var moved []string
+		for _, p := range checkpointFiles(t.ckptPath) {
+			aside := fmt.Sprintf("%s.corrupt-%d", p, stamp)
+			if os.Rename(p, aside) == nil {
+				moved = append(moved, aside)
+			}
+		}
+		log.Error("tail: checkpoint is corrupt, moved aside; known files are read again from their start", "error", err, "moved_to", moved)
+		st = ckptState{found: true}
 	case err != nil:
 		return nil, fmt.Errorf("tail: %w", err)
+	case len(st.torn) > 0:
+		log.Info("tail: a checkpoint slot holds an interrupted write (a crash); the complete one is used", "torn", st.torn, "used", st.from)
 	}
+	t.ckpt = newCkptStore(t.ckptPath, st)
+	doc, found := st.doc, st.found
 	t.firstStart = !found
 	for _, c := range doc.Files {
 		k := key{c.Dev, c.Ino}
@@ -202,6 +214,9 @@ func New(cfg *Config, env input.Env) (*Tailer, error) {
 func (t *Tailer) Run(ctx context.Context, emit input.Emit) error {
 	t.emit = emit
 	defer t.closeAll()
+	if t.ckpt != nil {
+		defer t.ckpt.close() // after the persister and the last persist
+	}
 	var w dirWatcher
 	if t.cfg.Watch && !t.exitOnEOF {
 		// watching starts before the first scan: nothing created after the

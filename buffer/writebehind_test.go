@@ -1,0 +1,164 @@
+package buffer
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sidelog/sidelog/event"
+)
+
+// TestDiskSkipsDeliveredRecords: records delivered and acknowledged while
+// the flusher holds them back are never written, their inputs' acks are
+// released all the same, and the hole they leave between written records
+// is not damage after a restart.
+func TestDiskSkipsDeliveredRecords(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	// A long delay: records are written only at Close (or when half the
+	// pending bound is reached), never by the timer within the test.
+	d, err := Open(dir, Config{}, WithWriteDelay(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var released atomic.Int64
+	write := func(from, n int) {
+		t.Helper()
+		recs := make([]Record, n)
+		for i := range recs {
+			recs[i] = Record{Data: []byte(fmt.Sprintf("record %04d", from+i)), Ack: releaser(event.NewAck(1, func() { released.Add(1) }))}
+		}
+		if err := d.Write(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(n int) *Batch {
+		t.Helper()
+		b, err := d.Read(ctx, Limits{MaxEvents: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b.Records) != n {
+			t.Fatalf("read %d records, want %d", len(b.Records), n)
+		}
+		return b
+	}
+	waitReleased := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for released.Load() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d input acks released, want %d", released.Load(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	frames := func() int64 {
+		t.Helper()
+		r, err := Verify(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Frames
+	}
+
+	// 1. Delivered before their turn: released without a write.
+	write(0, 100)
+	if err := d.Ack(read(100)); err != nil {
+		t.Fatal(err)
+	}
+	waitReleased(100)
+	if n := frames(); n != 0 {
+		t.Fatalf("%d frames in the files, want none: every record was delivered before it was written", n)
+	}
+
+	// 2. Half of the next ones delivered, then Close: the others are
+	// written after a hole.
+	write(100, 100)
+	if err := d.Ack(read(50)); err != nil {
+		t.Fatal(err)
+	}
+	waitReleased(150)
+	if released.Load() != 150 {
+		t.Fatalf("%d input acks released before the rest was written", released.Load())
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if released.Load() != 200 {
+		t.Fatalf("%d input acks released after Close, want 200", released.Load())
+	}
+	r, err := Verify(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holes := int64(0)
+	for _, s := range r.Segments {
+		holes += s.Holes
+	}
+	if !r.OK() || r.Frames != 50 || r.Records != 50 || holes != 1 || r.AckSeq != 150 {
+		t.Fatalf("after Close: ok %v, %d frames, %d unacknowledged, %d holes, ack %d (want ok, 50, 50, 1, 150)\n%s", r.OK(), r.Frames, r.Records, holes, r.AckSeq, r)
+	}
+
+	// 3. A restart reads the 50 in order, counts no damage.
+	d, err = Open(dir, Config{}, WithWriteDelay(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	st := d.Stats()
+	if st.Corrupt != 0 || st.CorruptBytes != 0 || st.Records != 50 {
+		t.Fatalf("after restart: %d corrupt records, %d corrupt bytes, %d records (want 0, 0, 50)", st.Corrupt, st.CorruptBytes, st.Records)
+	}
+	b := read(50)
+	for i, rec := range b.Records {
+		if want := fmt.Sprintf("record %04d", 150+i); string(rec) != want {
+			t.Fatalf("record %d: %q, want %q", i, rec, want)
+		}
+	}
+}
+
+// TestDiskHoleIsNotDamageButZerosAreWhenUnacked: a range of zeros counts as
+// a hole only when the ledger says its records were acknowledged; the same
+// zeros over unacknowledged records are damage.
+func TestDiskHoleIsNotDamageButZerosAreWhenUnacked(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	d, err := Open(dir, Config{}, WithWriteDelay(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]Record, 30)
+	for i := range recs {
+		recs[i] = Record{Data: []byte(fmt.Sprintf("record %04d", i))}
+	}
+	if err := d.Write(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Zero frames 10..19 (all unacknowledged) in the file.
+	seg := filepath.Join(dir, segName(1))
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsz := frameHeader + len("record 0000")
+	start := segHeaderSize + 10*fsz
+	clear(b[start : start+10*fsz])
+	if err := os.WriteFile(seg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Verify(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.OK() || r.LostRecords != 10 || r.Segments[0].Holes != 0 {
+		t.Fatalf("zeros over unacknowledged records: ok %v, %d lost, %d holes (want damage, 10 lost, no hole)\n%s", r.OK(), r.LostRecords, r.Segments[0].Holes, r)
+	}
+}
