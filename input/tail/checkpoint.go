@@ -46,6 +46,36 @@ type checkpoint struct {
 	// Target is the resolved path when Path is a symbolic link: rotated
 	// files are looked for in its directory too.
 	Target string `json:"target,omitempty"`
+
+	enc *entryEnc // persist: the file's encoding of its fields that rarely change
+}
+
+// entryEnc keeps the JSON of the fields of one file's entry that change
+// rarely (identity, generation, path): a write re-encodes only the offset,
+// seen and size of each file, and the path is not escaped again.
+type entryEnc struct {
+	dev, ino, fp, mfp uint64
+	mlen              int
+	gen               uint32
+	path, target      string
+	head              []byte // {"dev":…,"gen":G,"off":
+	mid               []byte // ,"path":"…","seen":
+	tail              []byte // ,"target":"…"} or }
+	built             bool
+}
+
+// fresh reports whether e was built from c's fields.
+func (e *entryEnc) fresh(c *checkpoint) bool {
+	return e.built && e.dev == c.Dev && e.ino == c.Ino && e.fp == c.FP && e.mfp == c.MatchFP &&
+		e.mlen == c.MatchLen && e.gen == c.Gen && e.path == c.Path && e.target == c.Target
+}
+
+func (e *entryEnc) build(c *checkpoint) {
+	e.dev, e.ino, e.fp, e.mfp, e.mlen, e.gen, e.path, e.target = c.Dev, c.Ino, c.FP, c.MatchFP, c.MatchLen, c.Gen, c.Path, c.Target
+	e.head = appendEntryHead(e.head[:0], c)
+	e.mid = appendEntryMid(e.mid[:0], c)
+	e.tail = appendEntryTail(e.tail[:0], c)
+	e.built = true
 }
 
 // errNewerVersion is returned for a checkpoint written by a newer sidelog.
@@ -124,33 +154,64 @@ func appendCheckpoints(b []byte, doc *checkpointDoc) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"dev":`...)
-		b = strconv.AppendUint(b, c.Dev, 10)
-		b = append(b, `,"ino":`...)
-		b = strconv.AppendUint(b, c.Ino, 10)
-		b = append(b, `,"fp":`...)
-		b = strconv.AppendUint(b, c.FP, 10)
-		b = append(b, `,"mfp":`...)
-		b = strconv.AppendUint(b, c.MatchFP, 10)
-		b = append(b, `,"mlen":`...)
-		b = strconv.AppendInt(b, int64(c.MatchLen), 10)
-		b = append(b, `,"gen":`...)
-		b = strconv.AppendUint(b, uint64(c.Gen), 10)
-		b = append(b, `,"off":`...)
-		b = strconv.AppendInt(b, c.Offset, 10)
-		b = append(b, `,"path":`...)
-		b = event.AppendString(b, c.Path)
-		b = append(b, `,"seen":`...)
-		b = strconv.AppendInt(b, c.Seen, 10)
-		b = append(b, `,"size":`...)
-		b = strconv.AppendInt(b, c.Size, 10)
-		if c.Target != "" {
-			b = append(b, `,"target":`...)
-			b = event.AppendString(b, c.Target)
+		if e := c.enc; e != nil {
+			if !e.fresh(c) {
+				e.build(c)
+			}
+			b = append(b, e.head...)
+			b = strconv.AppendInt(b, c.Offset, 10)
+			b = append(b, e.mid...)
+			b = appendEntryNumbers(b, c)
+			b = append(b, e.tail...)
+			continue
 		}
-		b = append(b, '}')
+		b = appendEntryHead(b, c)
+		b = strconv.AppendInt(b, c.Offset, 10)
+		b = appendEntryMid(b, c)
+		b = appendEntryNumbers(b, c)
+		b = appendEntryTail(b, c)
 	}
 	return append(b, "]}"...)
+}
+
+// appendEntryHead appends an entry's JSON up to its offset's value.
+func appendEntryHead(b []byte, c *checkpoint) []byte {
+	b = append(b, `{"dev":`...)
+	b = strconv.AppendUint(b, c.Dev, 10)
+	b = append(b, `,"ino":`...)
+	b = strconv.AppendUint(b, c.Ino, 10)
+	b = append(b, `,"fp":`...)
+	b = strconv.AppendUint(b, c.FP, 10)
+	b = append(b, `,"mfp":`...)
+	b = strconv.AppendUint(b, c.MatchFP, 10)
+	b = append(b, `,"mlen":`...)
+	b = strconv.AppendInt(b, int64(c.MatchLen), 10)
+	b = append(b, `,"gen":`...)
+	b = strconv.AppendUint(b, uint64(c.Gen), 10)
+	return append(b, `,"off":`...)
+}
+
+// appendEntryMid appends the JSON between the offset's and seen's values.
+func appendEntryMid(b []byte, c *checkpoint) []byte {
+	b = append(b, `,"path":`...)
+	b = event.AppendString(b, c.Path)
+	return append(b, `,"seen":`...)
+}
+
+// appendEntryNumbers appends seen's value and the size.
+func appendEntryNumbers(b []byte, c *checkpoint) []byte {
+	b = strconv.AppendInt(b, c.Seen, 10)
+	b = append(b, `,"size":`...)
+	return strconv.AppendInt(b, c.Size, 10)
+}
+
+// appendEntryTail appends the JSON after size's value.
+func appendEntryTail(b []byte, c *checkpoint) []byte {
+	if c.Target != "" {
+		b = append(b, `,"target":`...)
+		b = event.AppendString(b, c.Target)
+	}
+	return append(b, '}')
 }
 
 // persistIdle is how often the persister looks for offsets moved without
@@ -221,6 +282,10 @@ func (t *Tailer) persist() {
 		released := f.fd == nil && !f.deletedAt.IsZero()
 		f.mu.Unlock()
 		c.Offset, _ = tr.state()
+		if f.ckptEnc == nil {
+			f.ckptEnc = new(entryEnc)
+		}
+		c.enc = f.ckptEnc
 		if released && c.Size > c.Offset {
 			c.Size = c.Offset
 		}

@@ -23,6 +23,9 @@ type key struct{ dev, ino uint64 }
 // mu while it reads and splits one chunk, never while it emits.
 type file struct {
 	key key
+	// ckptEnc is the JSON of this file's checkpoint entry that changes
+	// rarely (persist only, under the tailer's ckptMu).
+	ckptEnc *entryEnc
 
 	mu sync.Mutex
 	fd *os.File

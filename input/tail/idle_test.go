@@ -330,7 +330,7 @@ func TestCheckpointEncoding(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	pieces := []string{"/var/log/", "a", "é", "日本", `"`, `\`, "\n", "\t", "\x00", "\x1f", "\x7f", "<>&", "\u2028", "\xff", "\xc3", "😀", " "}
 	for k := range 300 {
-		doc := checkpointDoc{Version: checkpointVersion, Input: pieces[rng.IntN(len(pieces))]}
+		doc := checkpointDoc{Version: checkpointVersion, Input: pieces[rng.IntN(len(pieces))], Seq: rng.Uint64N(3)}
 		if k%10 != 0 {
 			for range rng.IntN(5) {
 				var path strings.Builder
@@ -340,6 +340,7 @@ func TestCheckpointEncoding(t *testing.T) {
 				doc.Files = append(doc.Files, checkpoint{
 					Dev: rng.Uint64(), Ino: rng.Uint64(), FP: rng.Uint64(), MatchFP: rng.Uint64(),
 					MatchLen: rng.IntN(1025), Gen: rng.Uint32(), Offset: rng.Int64(), Path: path.String(), Seen: rng.Int64N(1 << 40),
+					Size: rng.Int64(), Target: path.String()[:rng.IntN(path.Len()+1)],
 				})
 			}
 		}
