@@ -19,7 +19,7 @@ const (
 	DefaultDiskMaxBytes   = 256 << 20
 	DefaultMemoryMaxBytes = 4 << 20
 	defaultSegmentSize    = 16 << 20
-	defaultMaxPending     = 4 << 20
+	defaultMaxPending     = 8 << 20
 	defaultWriteDelay     = 100 * time.Millisecond
 	defaultCacheBytes     = 1 << 20
 	ledgerSyncEvery       = 100 * time.Millisecond
