@@ -252,6 +252,11 @@ func (e *Event) Field(key string) (any, bool) {
 		if i := e.overIndex(key); i >= 0 {
 			return nil, false // removed (a set key is in Fields)
 		}
+		if e.knownAbsent(key) {
+			// the parser looked for key (selected) and did not find it:
+			// no need to search Raw
+			return nil, false
+		}
 		if has, ok := e.rawHas(key); ok && !has {
 			e.absentKey, e.absentRaw = key, e.Raw
 			return nil, false

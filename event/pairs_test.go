@@ -133,3 +133,31 @@ func TestSelectedKeyAbsentFromRaw(t *testing.T) {
 		}
 	}
 }
+
+// Field answers for a selected key from what the parser found (no search
+// of Raw when it is absent), and searches Raw again once Raw changed.
+func TestFieldOfSelectedKey(t *testing.T) {
+	cases := []struct {
+		raw  string
+		ops  func(e *event.Event)
+		want any // nil: absent
+	}{
+		{`{"a":1}`, nil, nil},
+		{`{"a":"s","b":{"s":1}}`, nil, nil},
+		{`{"a":1,"s":"x"}`, nil, "x"},
+		{`{"\u0073":"y","a":1}`, nil, "y"},
+		{`{"a":1}`, func(e *event.Event) { e.Raw = []byte(`{"s":"z","a":1}`) }, "z"},
+		{`{"a":1,"s":"x"}`, func(e *event.Event) { e.DeleteField("s") }, nil},
+		{`{"a":1}`, func(e *event.Event) { e.SetField("s", "w") }, "w"},
+	}
+	for _, c := range cases {
+		e := parsed(c.raw, "a", "s")
+		if c.ops != nil {
+			c.ops(e)
+		}
+		v, ok := e.Field("s")
+		if ok != (c.want != nil) || (ok && v != c.want) {
+			t.Errorf("%s: Field(s) = %v, %v; want %v", c.raw, v, ok, c.want)
+		}
+	}
+}
