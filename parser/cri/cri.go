@@ -54,9 +54,12 @@ func Decode(line []byte) (ts time.Time, stream string, partial bool, text []byte
 	if sp < 0 {
 		return ts, "", false, nil, "cri: not a CRI log line"
 	}
-	ts, err := time.Parse(time.RFC3339Nano, string(line[:sp]))
-	if err != nil {
-		return ts, "", false, nil, "cri: invalid time " + quote(line[:sp])
+	ts, ok := parseUTC(line[:sp])
+	if !ok {
+		var err error
+		if ts, err = time.Parse(time.RFC3339Nano, string(line[:sp])); err != nil {
+			return ts, "", false, nil, "cri: invalid time " + quote(line[:sp])
+		}
 	}
 	rest := line[sp+1:]
 	switch {
@@ -126,3 +129,66 @@ func (a *Assembler) TakeLost() int64 { return a.streams.TakeLost() }
 
 // SetClock replaces the assembler's clock (tests).
 func (a *Assembler) SetClock(now func() time.Time) { a.streams.Now = now }
+
+// parseUTC parses the time kubelet writes, 2006-01-02T15:04:05.999999999Z
+// (a fraction of 1 to 9 digits, or none), as time.Parse(RFC3339Nano) does,
+// without its generality: it was 2.5 % of the agent's CPU at 50,000
+// lines/s. ok is false for anything else (an offset, a bad field), which
+// the caller gives to time.Parse.
+func parseUTC(b []byte) (t time.Time, ok bool) {
+	n := len(b)
+	if n < 20 || n > 30 || b[n-1] != 'Z' || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
+		return t, false
+	}
+	num := func(s []byte) (int, bool) {
+		v := 0
+		for _, c := range s {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v, true
+	}
+	year, ok1 := num(b[0:4])
+	month, ok2 := num(b[5:7])
+	day, ok3 := num(b[8:10])
+	hour, ok4 := num(b[11:13])
+	minute, ok5 := num(b[14:16])
+	sec, ok6 := num(b[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || sec > 59 {
+		return t, false
+	}
+	if day > 28 && day > daysIn(month, year) {
+		return t, false
+	}
+	nsec := 0
+	if n > 20 {
+		// ".d" to ".ddddddddd" then Z
+		if b[19] != '.' || n == 21 {
+			return t, false
+		}
+		f, okf := num(b[20 : n-1])
+		if !okf {
+			return t, false
+		}
+		for range 9 - (n - 21) {
+			f *= 10
+		}
+		nsec = f
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC), true
+}
+
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}

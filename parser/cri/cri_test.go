@@ -2,6 +2,8 @@ package cri
 
 import (
 	"bytes"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -161,5 +163,59 @@ func TestFlushTimeout(t *testing.T) {
 	}
 	if _, ok := a.Deadline(); ok {
 		t.Fatal("deadline with nothing pending")
+	}
+}
+
+// parseUTC gives what time.Parse(RFC3339Nano) gives for kubelet's form and
+// declines (ok false) everything else, which Decode hands to time.Parse.
+func TestParseUTCMatchesTimeParse(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 22))
+	var cases []string
+	for range 20000 {
+		y := rng.IntN(10000)
+		m := 1 + rng.IntN(12)
+		d := 1 + rng.IntN(31)
+		s := fmt.Sprintf("%04d-%02d-%02dT%02d:%02d:%02d", y, m, d, rng.IntN(25), rng.IntN(61), rng.IntN(61))
+		if k := rng.IntN(11); k > 0 {
+			frac := fmt.Sprintf("%09d", rng.IntN(1e9))
+			if rng.IntN(4) == 0 {
+				frac = frac[:k%9] + "000000000"[:9-k%9] // trailing zeros
+			}
+			s += "." + frac[:min(k, 9)]
+		}
+		switch rng.IntN(10) {
+		case 0:
+			s += "+02:00"
+		case 1:
+			s += "z"
+		default:
+			s += "Z"
+		}
+		cases = append(cases, s)
+	}
+	cases = append(cases, "2024-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "1900-02-29T00:00:00Z", "2000-02-29T23:59:59.999999999Z",
+		"2024-04-31T00:00:00Z", "2024-12-31T24:00:00Z", "2024-12-31T23:60:00Z", "2024-12-31T23:59:60Z", "2024-12-31T23:59:59.Z",
+		"2024-12-31T23:59:59.1234567890Z", "2024-1a-31T23:59:59Z", "+024-12-31T23:59:59Z", "2024-12-31 23:59:59Z", "2024-12-31T23:59:59",
+		"0000-01-01T00:00:00Z", "9999-12-31T23:59:59.000000001Z", "2024-00-10T00:00:00Z", "2024-10-00T00:00:00Z")
+	fast := 0
+	for _, s := range cases {
+		got, ok := parseUTC([]byte(s))
+		want, err := time.Parse(time.RFC3339Nano, s)
+		if !ok {
+			if err == nil && strings.HasSuffix(s, "Z") && len(s) <= 30 {
+				t.Fatalf("%s: kubelet's form, declined by parseUTC", s)
+			}
+			continue
+		}
+		fast++
+		if err != nil {
+			t.Fatalf("%s: parseUTC accepted what time.Parse refuses (%v)", s, err)
+		}
+		if got != want {
+			t.Fatalf("%s: parseUTC %v (%s), time.Parse %v (%s)", s, got, got.Location(), want, want.Location())
+		}
+	}
+	if fast < len(cases)/3 {
+		t.Fatalf("only %d of %d taken by parseUTC", fast, len(cases))
 	}
 }
