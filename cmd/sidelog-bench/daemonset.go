@@ -126,6 +126,13 @@ func daemonset(args []string, stdout, stderr io.Writer) int {
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "sidelog-bench: "+format+"\n", a...) }
 	load0 := loadAvg()
+	// The machine's speed moves (a shared host: the same binary measured
+	// 31 % and 53 % of a core on one evening); the naive-Go reference,
+	// timed just before and after, says how fast the machine was.
+	yard0, yerr := yardstick(work)
+	if yerr != nil {
+		logf("daemonset: yardstick: %v", yerr)
+	}
 	r, err := runDaemonSet(bin, o, logf)
 	if err != nil {
 		fmt.Fprintln(stderr, "sidelog-bench daemonset:", err)
@@ -141,6 +148,11 @@ func daemonset(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "| %d | %d | %.0f | **%.1f** | %.2f | %.1f | %.1f | %.1f | %d | %.0f | %.2f (%.2f) | %.1f | %s s |\n",
 		r.Records, r.Lines, r.Rate, 100*r.AgentCPU, 1e6*r.AgentCPU/max(r.Rate, 1), mib(r.RSSMean), mib(r.RSSMax), mib(r.HWM),
 		r.Requests, float64(r.Records)/float64(max(r.Requests, 1)), r.TotalCPU.Seconds(), 1e6*r.TotalCPU.Seconds()/float64(max(r.Records, 1)), 100*r.BenchCPU, fmt.Sprintf("%.2f", r.Delivered.Seconds()))
+	if yard1, err := yardstick(work); err == nil && yerr == nil {
+		mean := (yard0 + yard1) / 2
+		fmt.Fprintf(stdout, "\n- machine yardstick: the naive-Go reference decodes a JSON line in %.2f µs of CPU before the run, %.2f after; the agent's µs / record over their mean: **%.2f**\n",
+			yard0, yard1, 1e6*r.AgentCPU/max(r.Rate, 1)/mean)
+	}
 	fmt.Fprintf(stdout, "\n- agent counters at the end: %s\n", r.Metrics)
 	if r.Extra > 0 {
 		fmt.Fprintf(stdout, "- %d records delivered beyond those written (split CRI records or resent batches)\n", r.Extra)
@@ -474,4 +486,45 @@ func agentMetrics(addr string, names ...string) string {
 		parts[i] = fmt.Sprintf("%s %.0f", n, sums[i])
 	}
 	return strings.Join(parts, ", ")
+}
+
+// yardstickLines is the size of the yardstick's data set (about half a
+// second of the naive reference's CPU).
+const yardstickLines = 200_000
+
+// yardstick runs the naive-Go reference (`sidelog-bench naive`, its own
+// process) over the first lines of the JSON data set and returns its CPU
+// µs per line.
+func yardstick(work string) (float64, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	path := filepath.Join(work, "yardstick.json")
+	if _, err := os.Stat(path); err != nil {
+		f, err := os.Create(path + ".tmp")
+		if err != nil {
+			return 0, err
+		}
+		if _, err := writeDataset(f, "json", yardstickLines); err != nil {
+			f.Close()
+			return 0, err
+		}
+		if err := f.Close(); err != nil {
+			return 0, err
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			return 0, err
+		}
+	}
+	out := filepath.Join(work, "yardstick.out")
+	m, err := runMeasured(exec.Command(self, "naive", path), out, "", time.Minute)
+	if err != nil {
+		return 0, err
+	}
+	b, _ := os.ReadFile(out)
+	if got := strings.TrimSpace(string(b)); got != fmt.Sprint(yardstickLines) {
+		return 0, fmt.Errorf("naive decoded %q lines, want %d", got, yardstickLines)
+	}
+	return float64(m.CPU().Microseconds()) / yardstickLines, nil
 }
