@@ -280,7 +280,32 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if len(os.Args) > 1 && os.Args[1] == "naive" { // the yardstick's child
+		os.Exit(naive(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	os.Exit(m.Run())
+}
+
+// The yardstick runs the naive reference as a child over its data set
+// (written once, reused) and gives its CPU per line.
+func TestYardstick(t *testing.T) {
+	work := t.TempDir()
+	for run := range 2 {
+		us, err := yardstick(work)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if us <= 0 || us > 1000 {
+			t.Fatalf("run %d: %.3f µs a line", run, us)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(work, "yardstick.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(b, []byte{'\n'}); n != yardstickLines {
+		t.Fatalf("data set of %d lines, want %d", n, yardstickLines)
+	}
 }
 
 // runMeasured charges the child its own CPU and its own peak RSS, not the
