@@ -273,6 +273,11 @@ func (d *Disk) flusher() {
 			d.mu.Lock()
 			var skipped []uint64
 			recs, skipped = d.trim(recs, &gone)
+			if len(recs) == 0 {
+				// Delivered while the disk failed: nothing left to write,
+				// so no stall (cleared before their acks are released).
+				d.stalled = false
+			}
 			d.mu.Unlock()
 			release()
 			if len(skipped) > 0 {
