@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/sidelog/sidelog/datadir"
 )
 
 // FS is the file system the disk buffer uses. Every byte the buffer reads or
@@ -71,14 +73,4 @@ func (OSFS) ReadDir(dir string) ([]string, error) {
 
 func (OSFS) MkdirAll(dir string, perm os.FileMode) error { return os.MkdirAll(dir, perm) }
 
-func (OSFS) SyncDir(dir string) error {
-	d, err := os.Open(filepath.Clean(dir))
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func (OSFS) SyncDir(dir string) error { return datadir.SyncDir(filepath.Clean(dir)) }

@@ -96,16 +96,21 @@ func instanceID(dir string) (string, error) {
 	if err := os.Rename(tmp, p); err != nil {
 		return "", err
 	}
-	return id, syncDir(dir)
+	return id, SyncDir(dir)
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs the directory dir, making the entries created, renamed
+// or removed in it durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Sub returns a subdirectory of the data directory, created 0700.

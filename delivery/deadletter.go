@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sidelog/sidelog/datadir"
 	"github.com/sidelog/sidelog/event"
 )
 
@@ -209,7 +210,7 @@ func (d *DeadLetterFiles) Write(output string, recs [][]byte, reasons []string) 
 			return fmt.Errorf("dead-letter: %w", err)
 		}
 		o.f, o.size = f, 0
-		if err := syncDir(filepath.Dir(o.name)); err != nil {
+		if err := datadir.SyncDir(filepath.Dir(o.name)); err != nil {
 			return fmt.Errorf("dead-letter: %w", err)
 		}
 	}
@@ -239,15 +240,6 @@ func dirBytes(dir string) int64 {
 		n += f.size
 	}
 	return n
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // open returns the state of output, reading its directory the first time.

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sidelog/sidelog/datadir"
 	"github.com/sidelog/sidelog/event"
 )
 
@@ -243,7 +244,7 @@ func (s *ckptStore) open(i int) (*os.File, error) {
 	}
 	if created {
 		// the new name must survive a power cut too
-		if err := syncDir(dir); err != nil {
+		if err := datadir.SyncDir(dir); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -332,18 +333,6 @@ func fdatasync(f *os.File) error {
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // writeMarker replaces the checkpoint file of an older sidelog (or
 // nothing) with the version 2 marker, once the slots hold the state, and
 // removes the temp files older sidelogs left.
@@ -372,7 +361,7 @@ func (s *ckptStore) writeMarker(input string) error {
 		return err
 	}
 	_ = os.Remove(s.path + ".tmp-spare")
-	return syncDir(filepath.Dir(s.path))
+	return datadir.SyncDir(filepath.Dir(s.path))
 }
 
 // close releases the slot files' descriptors.
