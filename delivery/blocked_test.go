@@ -15,26 +15,9 @@ import (
 
 	"github.com/sidelog/sidelog/buffer"
 	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/internal/syncbuf"
 	"github.com/sidelog/sidelog/output"
 )
-
-// syncBuf is a goroutine-safe log sink.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // keyedOut delivers records "<key>:<n>"; records of a key in blocked fail
 // with BlockedOn(key). It signals each delivered record.
@@ -82,7 +65,7 @@ func (f *funcOut) Write(_ context.Context, b [][]byte) error         { return f.
 // log lines, and ends when the block is lifted.
 func TestBlockedKeyParksOthersFlow(t *testing.T) {
 	dataDir := t.TempDir()
-	var logs syncBuf
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	k := &keyedOut{blocked: map[string]bool{"a": true}, got: map[string]int{}, attempts: map[string]int{}, delivered: make(chan string, 1<<16)}
 	buf := buffer.NewMemory(0, "block")

@@ -7,38 +7,20 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/internal/syncbuf"
 	"github.com/sidelog/sidelog/parser"
 	"github.com/sidelog/sidelog/parser/cri"
 	"github.com/sidelog/sidelog/parser/multiline"
 )
 
-// logBuf is a goroutine-safe log sink for tests that check warnings.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // capture makes the tailer log into a buffer the test reads.
-func capture(tl *Tailer) *logBuf {
-	lb := &logBuf{}
+func capture(tl *Tailer) *syncbuf.Buffer {
+	lb := &syncbuf.Buffer{}
 	tl.log = slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	return lb
 }
@@ -136,7 +118,7 @@ func TestCutsCounted(t *testing.T) {
 	}
 	s := newSink()
 	s.keep = true
-	var lb *logBuf
+	var lb *syncbuf.Buffer
 	r := startWith(t, cfg, data, s.emit, func(tl *Tailer) { tl.newAsm = newML; lb = capture(tl) })
 	s.waitFor(t, 10*time.Second, "3 records", func() bool { return s.total == 3 })
 	// "start xxx..." (46) cut to 16: 30; "start yyy..." (10006) to 16: 9990.
@@ -169,7 +151,7 @@ func TestOpenFailureCountedLoggedRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newSink()
-	var lb *logBuf
+	var lb *syncbuf.Buffer
 	r := startWith(t, testConfig(filepath.Join(logs, "*.log")), data, s.emit, func(tl *Tailer) {
 		lb = capture(tl)
 		tl.openFile = func(p string) (*os.File, error) {

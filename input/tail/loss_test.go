@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/internal/syncbuf"
 	"github.com/sidelog/sidelog/parser"
 	"github.com/sidelog/sidelog/parser/multiline"
 )
@@ -51,7 +52,7 @@ func TestTruncationBehindBlockedOutputCounted(t *testing.T) {
 	cfg.ReadBufferBytes = 4 << 10
 	bs := newBlockingSink()
 	bs.keep = true
-	var lb *logBuf
+	var lb *syncbuf.Buffer
 	r := startWith(t, cfg, data, bs.emit, func(tl *Tailer) { lb = capture(tl) })
 	<-bs.entered // the reader is blocked in its first emit, far behind
 	if err := os.Truncate(p, 0); err != nil {
@@ -183,7 +184,7 @@ func TestReadErrorPastHoldCounted(t *testing.T) {
 	cfg := testConfig(p)
 	cfg.MaxReadErrorHold = 200 * time.Millisecond
 	s := newSink()
-	var lb *logBuf
+	var lb *syncbuf.Buffer
 	r := startWith(t, cfg, data, s.emit, func(tl *Tailer) { lb = capture(tl) })
 	s.waitFor(t, 10*time.Second, "the bytes given up", func() bool { return r.t.Stats().Lost["read_error"] == 900 })
 	failing.Store(false)

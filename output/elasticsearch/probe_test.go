@@ -1,7 +1,6 @@
 package elasticsearch
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -15,33 +14,16 @@ import (
 
 	"github.com/sidelog/sidelog/buffer"
 	"github.com/sidelog/sidelog/delivery"
+	"github.com/sidelog/sidelog/internal/syncbuf"
 	"github.com/sidelog/sidelog/internal/testservers"
 	"github.com/sidelog/sidelog/output"
 	"github.com/sidelog/sidelog/output/elasticsearch/estest"
 	"github.com/sidelog/sidelog/plugins"
 )
 
-// logBuffer is a concurrency-safe log sink for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func loggedOutput(t *testing.T, s *estest.Server, mod func(c *Config)) (*Output, *logBuffer) {
+func loggedOutput(t *testing.T, s *estest.Server, mod func(c *Config)) (*Output, *syncbuf.Buffer) {
 	t.Helper()
-	lb := &logBuffer{}
+	lb := &syncbuf.Buffer{}
 	o := testOutput(t, func(c *Config) {
 		c.Endpoints = []string{s.URL}
 		c.Index = "app-{{ service }}"
@@ -315,7 +297,7 @@ func TestProbeRealNodes(t *testing.T) {
 			n := node{t, srv.url(t)}
 			index := testservers.UniqueName(t, "sidelog-probe")
 			n.cleanup("/" + index)
-			lb := &logBuffer{}
+			lb := &syncbuf.Buffer{}
 			o := testOutput(t, func(c *Config) {
 				c.Endpoints = []string{n.url}
 				c.Index = index

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sidelog/sidelog/internal/syncbuf"
 	"github.com/sidelog/sidelog/internal/testservers"
 	"github.com/sidelog/sidelog/output/elasticsearch/estest"
 	"github.com/sidelog/sidelog/plugins"
@@ -64,8 +65,8 @@ func setupServer(t *testing.T, mod func(s *estest.Server)) (*estest.Server, *adm
 	return s, a
 }
 
-func setupOutput(t *testing.T, s *estest.Server, name string, mod func(c *Config)) (*Output, *logBuffer) {
-	lb := &logBuffer{}
+func setupOutput(t *testing.T, s *estest.Server, name string, mod func(c *Config)) (*Output, *syncbuf.Buffer) {
+	lb := &syncbuf.Buffer{}
 	o := testOutput(t, func(c *Config) {
 		c.Endpoints = []string{s.URL}
 		c.Mode = "data_stream"
@@ -305,7 +306,7 @@ func TestSetupRealNodes(t *testing.T) {
 		name := testservers.UniqueName(t, "ds")
 		stream := "logs-" + name + "-default"
 		n.cleanup("/_data_stream/"+stream, "/_index_template/sidelog-"+name)
-		lb := &logBuffer{}
+		lb := &syncbuf.Buffer{}
 		o := testOutput(t, func(c *Config) {
 			c.Endpoints = []string{n.url}
 			c.Mode = "data_stream"
@@ -373,7 +374,7 @@ func TestSetupRealNodes(t *testing.T) {
 		name := testservers.UniqueName(t, "nods")
 		index := "logs-" + name + "-default"
 		n.cleanup("/"+index, "/_index_template/sidelog-"+name)
-		lb := &logBuffer{}
+		lb := &syncbuf.Buffer{}
 		o := testOutput(t, func(c *Config) {
 			c.Endpoints = []string{n.url}
 			c.Mode = "data_stream"

@@ -1,18 +1,17 @@
 package opensearch
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sidelog/sidelog/event"
+	"github.com/sidelog/sidelog/internal/syncbuf"
 	"github.com/sidelog/sidelog/internal/testservers"
 	"github.com/sidelog/sidelog/output"
 	"github.com/sidelog/sidelog/output/elasticsearch"
@@ -20,25 +19,8 @@ import (
 	"github.com/sidelog/sidelog/plugins"
 )
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // build makes an opensearch output through the registry, as the agent does.
-func build(t *testing.T, endpoint, index string) (output.Output, *logBuffer) {
+func build(t *testing.T, endpoint, index string) (output.Output, *syncbuf.Buffer) {
 	t.Helper()
 	p, ok := plugins.Default.Output("opensearch")
 	if !ok {
@@ -47,7 +29,7 @@ func build(t *testing.T, endpoint, index string) (output.Output, *logBuffer) {
 	cfg := p.Config().(*elasticsearch.Config)
 	cfg.Endpoints = []string{endpoint}
 	cfg.Index = index
-	lb := &logBuffer{}
+	lb := &syncbuf.Buffer{}
 	o, err := p.New(cfg, plugins.OutputEnv{Name: "search", InstanceID: "i-1", Hostname: "h", Logger: slog.New(slog.NewTextHandler(lb, nil))})
 	if err != nil {
 		t.Fatal(err)
