@@ -142,17 +142,10 @@ func (d *Disk) Ack(b *Batch) error {
 	if d.wantRemove() {
 		d.workCond.Signal()
 	}
-	if d.pendFrames > 0 {
-		// Records the flusher holds back may be acknowledged now: it
-		// drops them instead of writing them.
-		for i := range d.pend {
-			if !d.pend[i].hdr {
-				if d.pend[i].seq < d.ackSeq {
-					d.poke()
-				}
-				break
-			}
-		}
+	if i := firstFrame(d.pend); i >= 0 && d.pend[i].seq < d.ackSeq {
+		// Records the flusher holds back are acknowledged now: it drops
+		// them instead of writing them.
+		d.poke()
 	}
 	closed := d.closed
 	d.mu.Unlock()

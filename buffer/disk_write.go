@@ -371,13 +371,23 @@ func (d *Disk) holdFor() time.Duration {
 	if d.o.writeDelay <= 0 || d.pendFrames == 0 || d.closed || d.sealed || d.pendBytes >= d.o.maxPending/2 {
 		return 0
 	}
-	for i := range d.pend {
-		if !d.pend[i].hdr {
-			age := time.Duration(d.o.now().UnixMilli()-d.pend[i].ms) * time.Millisecond
-			return min(d.o.writeDelay-age, d.o.writeDelay)
+	i := firstFrame(d.pend)
+	if i < 0 {
+		return 0
+	}
+	age := time.Duration(d.o.now().UnixMilli()-d.pend[i].ms) * time.Millisecond
+	return min(d.o.writeDelay-age, d.o.writeDelay)
+}
+
+// firstFrame is the index of the first record (not a segment header) in
+// recs, or -1.
+func firstFrame(recs []pendRec) int {
+	for i := range recs {
+		if !recs[i].hdr {
+			return i
 		}
 	}
-	return 0
+	return -1
 }
 
 // trimmed moves writtenSeq over the records trimmed from pend: below the
@@ -385,11 +395,8 @@ func (d *Disk) holdFor() time.Duration {
 // d.mu is held.
 func (d *Disk) trimmed() {
 	upTo := d.writeSeq
-	for i := range d.pend {
-		if !d.pend[i].hdr {
-			upTo = d.pend[i].seq
-			break
-		}
+	if i := firstFrame(d.pend); i >= 0 {
+		upTo = d.pend[i].seq
 	}
 	if upTo > d.writtenSeq {
 		d.writtenSeq = upTo
@@ -410,14 +417,7 @@ func (d *Disk) trim(recs []pendRec, gone *[]pendRec) (out []pendRec, skipped []u
 	if len(recs) == 0 || ack == 0 {
 		return recs, nil
 	}
-	first := -1
-	for i := range recs {
-		if !recs[i].hdr {
-			first = i
-			break
-		}
-	}
-	if first < 0 || recs[first].seq >= ack {
+	if first := firstFrame(recs); first < 0 || recs[first].seq >= ack {
 		return recs, nil
 	}
 	out = recs[:0]
@@ -465,14 +465,7 @@ func (d *Disk) trim(recs []pendRec, gone *[]pendRec) (out []pendRec, skipped []u
 // records after them are written: otherwise, after a power cut, recovery
 // would take the hole they leave for lost records.
 func (d *Disk) coverSkipped(recs []pendRec) error {
-	frames := false
-	for i := range recs {
-		if !recs[i].hdr {
-			frames = true
-			break
-		}
-	}
-	if !frames {
+	if firstFrame(recs) < 0 {
 		return nil
 	}
 	d.mu.Lock()
