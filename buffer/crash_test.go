@@ -58,11 +58,11 @@ func crashChild() {
 		hookMu.Unlock()
 		if c == killAt {
 			// Tell the parent that this kill came from the hook (not from
-			// its fallback timer).
-			if f, err := os.OpenFile(os.Getenv("FIRED"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644); err == nil {
-				f.WriteString(p)
-				f.Sync()
-				f.Close()
+			// its fallback timer). The name appears whole or not at all:
+			// the timer may kill this process between a create and a write.
+			tmp := os.Getenv("FIRED") + ".tmp"
+			if err := os.WriteFile(tmp, []byte(p), 0o644); err == nil {
+				os.Rename(tmp, os.Getenv("FIRED"))
 			}
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
