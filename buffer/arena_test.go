@@ -160,6 +160,54 @@ func TestArenaPoolReuse(t *testing.T) {
 	}
 }
 
+// Arenas a burst needed and a steady flow does not are left to the
+// garbage collector after a trim period, and the flow keeps reusing the one
+// it needs without allocating.
+func TestArenaPoolTrimsWhatStayedFree(t *testing.T) {
+	var pool ArenaPool
+	var burst []*Arena
+	for range 10 {
+		burst = append(burst, pool.Get(1000))
+	}
+	for _, a := range burst {
+		a.Hold(a.Bytes(), 0)
+	}
+	if len(pool.free) != 10 {
+		t.Fatalf("%d free arenas after the burst, want 10", len(pool.free))
+	}
+	fromBurst := map[*Arena]bool{}
+	for _, a := range burst {
+		fromBurst[a] = true
+	}
+	for i := range 3 * trimEvery {
+		a := pool.Get(1000)
+		if !fromBurst[a] {
+			t.Fatalf("get %d: a new arena for a steady flow that releases each one before the next", i)
+		}
+		a.Hold(append(a.Bytes(), "x"...), 1)
+		a.Release(1)
+	}
+	if len(pool.free) != 1 {
+		t.Fatalf("%d free arenas after %d gets of one at a time, want 1", len(pool.free), 3*trimEvery)
+	}
+	if pool.bytes != cap(pool.free[0].buf) {
+		t.Fatalf("pool counts %d bytes, holds %d", pool.bytes, cap(pool.free[0].buf))
+	}
+	// A flow that needs three at a time keeps three.
+	for range 3 * trimEvery {
+		var three []*Arena
+		for range 3 {
+			three = append(three, pool.Get(1000))
+		}
+		for _, a := range three {
+			a.Hold(a.Bytes(), 0)
+		}
+	}
+	if len(pool.free) != 3 {
+		t.Fatalf("%d free arenas for a flow of three at a time, want 3", len(pool.free))
+	}
+}
+
 // While the pipeline runs ahead of the output the queue never empties: its
 // array is reused (the window moves back to the front) instead of growing
 // with every few thousand records written, and the records still come out
