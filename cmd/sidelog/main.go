@@ -24,6 +24,7 @@ import (
 
 	"github.com/sidelog/sidelog/config"
 	"github.com/sidelog/sidelog/datadir"
+	"github.com/sidelog/sidelog/internal/gctune"
 	"github.com/sidelog/sidelog/pipeline"
 	"github.com/sidelog/sidelog/plugins"
 	_ "github.com/sidelog/sidelog/plugins/all"
@@ -190,6 +191,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	log, level := newLevelLogger(stderr, cfg.LogLevel)
 	setMemoryLimit(log)
+	tuneGC(log)
 
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -229,6 +231,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	code := runAgent(ctx, cfg, dd, runFlags{exitOnEOF: *exitOnEOF, watch: *watch, level: level}, log)
 	return code
+}
+
+// tuneGC keeps the collector's headroom at half the live heap (at least
+// gctune.MinHeadroom, at most Go's default) unless the user set GOGC.
+func tuneGC(log *slog.Logger) {
+	if os.Getenv("GOGC") != "" {
+		return
+	}
+	gctune.Start(func(percent int, live uint64) {
+		log.Debug("GOGC set from the live heap", "gogc", percent, "live_bytes", live)
+	})
 }
 
 // setMemoryLimit sets GOMEMLIMIT to 90% of the cgroup memory limit when the
