@@ -295,6 +295,20 @@ func (e *Event) knownAbsent(key string) bool {
 	return !ok
 }
 
+// KnownAbsent reports whether the record certainly has no top-level key
+// key, without walking Raw: it is not among the fields known, and the
+// record is complete, or the key was removed, or the parser looked for it
+// (a selected key) and did not find it. false means "maybe": ask Field.
+func (e *Event) KnownAbsent(key string) bool {
+	if _, ok := e.known(key); ok {
+		return false
+	}
+	if !e.Partial {
+		return true
+	}
+	return e.overlayable() && (e.overIndex(key) >= 0 || e.knownAbsent(key))
+}
+
 // sameBytes reports whether a and b are the same bytes in memory.
 func sameBytes(a, b []byte) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])

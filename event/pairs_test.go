@@ -155,9 +155,18 @@ func TestFieldOfSelectedKey(t *testing.T) {
 		if c.ops != nil {
 			c.ops(e)
 		}
+		// KnownAbsent is never wrong, and knows without Raw here: the
+		// key was selected, or removed.
+		if got := e.KnownAbsent("s"); got != (c.want == nil) {
+			t.Errorf("%s: KnownAbsent(s) = %v, want %v", c.raw, got, c.want == nil)
+		}
 		v, ok := e.Field("s")
 		if ok != (c.want != nil) || (ok && v != c.want) {
 			t.Errorf("%s: Field(s) = %v, %v; want %v", c.raw, v, ok, c.want)
 		}
+	}
+	// A key the parser did not look for: maybe there, Raw must say.
+	if e := parsed(`{"a":1}`, "a"); e.KnownAbsent("s") {
+		t.Error("KnownAbsent of a key not selected (Raw not walked)")
 	}
 }

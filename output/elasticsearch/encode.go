@@ -188,6 +188,9 @@ func hasTimestamp(e *event.Event) bool {
 	if _, ok := e.Known("@timestamp"); ok {
 		return true
 	}
+	if e.KnownAbsent("@timestamp") {
+		return false // the parser looked for it (a selected key of this output)
+	}
 	// Most lines have no "@timestamp" at all: one memchr-speed search
 	// says so before Field walks the raw object.
 	if e.Flags&event.RawJSON != 0 && !quotedTimestamp(e.Raw) {
