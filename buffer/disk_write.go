@@ -250,11 +250,23 @@ func (d *Disk) flusher() {
 			}
 			continue
 		}
-		recs := d.pend
+		// The records held long enough (all of them when closing, draining
+		// or at half the pending bound) are written; the younger ones wait
+		// on: most are delivered before their turn comes.
+		k := d.writeCut(closing)
+		recs := d.pend[:k:k]
 		upTo := d.writeSeq
-		d.pend = d.spare[:0]
+		d.pend = append(d.spare[:0], d.pend[k:]...)
 		d.spare = nil
 		d.pendFrames = 0
+		for i := range d.pend {
+			if !d.pend[i].hdr {
+				if d.pendFrames == 0 {
+					upTo = d.pend[i].seq
+				}
+				d.pendFrames++
+			}
+		}
 		// where each segment's records end, skipped or not
 		var ends []segEnd
 		for i := range recs {
@@ -377,6 +389,37 @@ func (d *Disk) holdFor() time.Duration {
 	}
 	age := time.Duration(d.o.now().UnixMilli()-d.pend[i].ms) * time.Millisecond
 	return min(d.o.writeDelay-age, d.o.writeDelay)
+}
+
+// writeCut is how many of the pending records (segment headers included)
+// the flusher writes now, once the oldest waited writeDelay: those that
+// waited half of it, with the headers of their segments; every one when
+// closing, draining, at half the pending bound, or without writeDelay. A
+// younger record stays pending with everything after it (and the headers
+// just before it: a segment's header is written with its first record).
+// Half, not all of writeDelay: the next write then comes at least
+// writeDelay/2 later, so an output that delivers nothing costs at most two
+// writes and fsyncs per writeDelay, not one per record. d.mu is held.
+func (d *Disk) writeCut(closing bool) int {
+	n := len(d.pend)
+	if d.o.writeDelay <= 0 || closing || d.sealed || d.pendBytes >= d.o.maxPending/2 {
+		return n
+	}
+	young := d.o.now().UnixMilli() - d.o.writeDelay.Milliseconds()/2
+	k := n
+	for i := range d.pend {
+		if !d.pend[i].hdr && d.pend[i].ms > young {
+			k = i
+			break
+		}
+	}
+	for k > 0 && d.pend[k-1].hdr {
+		k--
+	}
+	if k == 0 {
+		return n // nothing old enough (a forced write): all of it
+	}
+	return k
 }
 
 // firstFrame is the index of the first record (not a segment header) in

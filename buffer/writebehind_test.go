@@ -222,3 +222,78 @@ func TestDiskHoleAfterPowerCut(t *testing.T) {
 		}
 	}
 }
+
+// TestDiskWritesOnlyTheRecordsThatWaited: once the oldest pending record
+// has waited the write delay, the flusher writes the records that waited
+// half of it and keeps the younger ones back, which are then delivered and
+// never written. The buffer's clock is the test's; the write delay is an
+// hour, so that no timer of the flusher ends within the test.
+func TestDiskWritesOnlyTheRecordsThatWaited(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	var clock atomic.Int64 // minutes since t0, the buffer's now
+	t0 := time.Now()
+	now := func(o *options) { o.now = func() time.Time { return t0.Add(time.Duration(clock.Load()) * time.Minute) } }
+	d, err := Open(dir, Config{}, WithWriteDelay(time.Hour), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var released atomic.Int64
+	write := func(from, n int) {
+		t.Helper()
+		recs := make([]Record, n)
+		for i := range recs {
+			recs[i] = Record{Data: []byte(fmt.Sprintf("record %04d", from+i)), Ack: releaser(event.NewAck(1, func() { released.Add(1) }))}
+		}
+		if err := d.Write(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	frames := func() int64 {
+		t.Helper()
+		r, err := Verify(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Frames
+	}
+	write(0, 10) // at 0 min
+	clock.Store(50)
+	write(10, 10) // at 50 min
+	clock.Store(60)
+	// The first ten waited the hour: written once the flusher looks again
+	// (poked as an Ack would). The next ten waited 10 minutes: held.
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for released.Load() < 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d acks released, want the 10 written records'", released.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := frames(); n != 10 {
+		t.Fatalf("%d frames written, want the 10 that waited", n)
+	}
+	if released.Load() != 10 {
+		t.Fatalf("%d acks released, want 10: the younger records are neither written nor delivered", released.Load())
+	}
+	b, err := d.Read(ctx, Limits{MaxEvents: 20})
+	if err != nil || len(b.Records) != 20 {
+		t.Fatalf("read %v records, %v; want 20", b, err)
+	}
+	if err := d.Ack(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if released.Load() != 20 {
+		t.Fatalf("%d acks released after delivery and Close, want 20", released.Load())
+	}
+	if n := frames(); n != 10 {
+		t.Fatalf("%d frames after Close, want 10: the younger records were delivered before they were written", n)
+	}
+}
