@@ -368,8 +368,10 @@ func (k *Kubernetes) lookup(path string) *entry {
 	return info
 }
 
-// Keys: the filter reads no field (it completes the record before writing).
-func (k *Kubernetes) Keys() ([]string, bool) { return nil, false }
+// Keys: the filter reads only its own field (a record that has one gets
+// it merged): selected, the parser says whether a line has it, and a
+// line without it (the common case) is not searched again.
+func (k *Kubernetes) Keys() ([]string, bool) { return []string{Field}, false }
 
 // Counters implements filter.Counter: "unmatched" (not a container log
 // path); with `api`: "metadata_missing" (records that went on with the path

@@ -11,6 +11,7 @@ import (
 	"github.com/sidelog/sidelog/event"
 	"github.com/sidelog/sidelog/filter/drop"
 	"github.com/sidelog/sidelog/filter/internal/example"
+	jsonparser "github.com/sidelog/sidelog/parser/json"
 	"github.com/sidelog/sidelog/plugins"
 )
 
@@ -135,5 +136,34 @@ func BenchmarkApplyCached(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		e.Fields = map[string]any{"msg": "x"}
 		k.Apply(e)
+	}
+}
+
+// The filter's key is selected from JSON lines (Keys): a line without it is
+// known not to have it (no search of the line), and a line with it gets the
+// object merged, written once.
+func TestSelectedKeyFromParsedLines(t *testing.T) {
+	k := New()
+	keys, all := k.Keys()
+	p := jsonparser.New()
+	p.SelectKeys(keys, all)
+	path := "/var/log/pods/shop_web-1_uid-1/app/0.log"
+	plain := &event.Event{Path: path, Raw: []byte(`{"msg":"hi"}`)}
+	p.Parse(plain)
+	if !plain.KnownAbsent(Field) {
+		t.Fatal("the parser did not select the filter's key: a line without it is not known absent")
+	}
+	k.Apply(plain)
+	if got := string(event.AppendJSON(nil, plain)); got != `{"msg":"hi","kubernetes":{"container":"app","namespace":"shop","pod":"web-1","pod_uid":"uid-1"}}` {
+		t.Fatalf("written as %s", got)
+	}
+	own := &event.Event{Path: path, Raw: []byte(`{"msg":"hi","kubernetes":{"node":"n1"}}`)}
+	p.Parse(own)
+	if own.KnownAbsent(Field) {
+		t.Fatal("a line with the key is known absent")
+	}
+	k.Apply(own)
+	if got := string(event.AppendJSON(nil, own)); got != `{"msg":"hi","kubernetes":{"container":"app","namespace":"shop","node":"n1","pod":"web-1","pod_uid":"uid-1"}}` {
+		t.Fatalf("written as %s", got)
 	}
 }
