@@ -174,6 +174,7 @@ const maxCache = 8192
 type Kubernetes struct {
 	mu        sync.RWMutex
 	cache     map[string]*entry // nil value: the path is not a container log
+	last      atomic.Pointer[lastLookup]
 	unmatched atomic.Int64
 	api       *apiCache // nil: no API metadata
 	down      *downward // nil: no downward API
@@ -351,11 +352,23 @@ func (c *apiCache) add(obj map[string]any, m *podMeta, container string) {
 	}
 }
 
+// lastLookup is the path looked up last and its entry: the records of a
+// batch come file by file, so most lookups are the one before (and their
+// paths the same string, compared by pointer first).
+type lastLookup struct {
+	path string
+	info *entry
+}
+
 func (k *Kubernetes) lookup(path string) *entry {
+	if l := k.last.Load(); l != nil && l.path == path {
+		return l.info
+	}
 	k.mu.RLock()
 	info, ok := k.cache[path]
 	k.mu.RUnlock()
 	if ok {
+		k.last.Store(&lastLookup{path, info})
 		return info
 	}
 	info = newEntry(Parse(path))

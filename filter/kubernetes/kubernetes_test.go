@@ -167,3 +167,26 @@ func TestSelectedKeyFromParsedLines(t *testing.T) {
 		t.Fatalf("written as %s", got)
 	}
 }
+
+// Records of two files in turn, and again, each get their own file's
+// object (the last lookup is remembered, never mixed up).
+func TestLookupAlternatingFiles(t *testing.T) {
+	k := New()
+	paths := map[string]string{
+		"/var/log/pods/shop_web-1_uid-1/app/0.log": "shop",
+		"/var/log/pods/bank_api-2_uid-2/app/0.log": "bank",
+		"/var/log/app.log":                         "",
+	}
+	for round := 0; round < 3; round++ {
+		for path, ns := range paths {
+			for range 2 {
+				e := &event.Event{Path: path, Fields: map[string]any{}}
+				k.Apply(e)
+				obj, _ := e.Fields["kubernetes"].(map[string]any)
+				if got, _ := obj["namespace"].(string); got != ns {
+					t.Fatalf("round %d, %s: namespace %q, want %q", round, path, got, ns)
+				}
+			}
+		}
+	}
+}
