@@ -233,7 +233,9 @@ func TestDiskWritesOnlyTheRecordsThatWaited(t *testing.T) {
 	ctx := context.Background()
 	var clock atomic.Int64 // minutes since t0, the buffer's now
 	t0 := time.Now()
-	now := func(o *options) { o.now = func() time.Time { return t0.Add(time.Duration(clock.Load()) * time.Minute) } }
+	now := func(o *options) {
+		o.now = func() time.Time { return t0.Add(time.Duration(clock.Load()) * time.Minute) }
+	}
 	d, err := Open(dir, Config{}, WithWriteDelay(time.Hour), now)
 	if err != nil {
 		t.Fatal(err)
